@@ -351,7 +351,7 @@ impl Carp {
         let link_up = self.link_up(r.cfg.iface);
         self.routers.insert(key, r);
         if link_up && !self.shut_down {
-            self.to_backup(now, key, Reason::Startup);
+            self.become_backup(now, key, Reason::Startup);
         }
     }
 
@@ -400,7 +400,7 @@ impl Carp {
                     }
                 }
                 State::Backup if r.master_down_at.is_some_and(|t| t <= now) => {
-                    self.to_master(now, key, Reason::MasterDownTimer);
+                    self.become_master(now, key, Reason::MasterDownTimer);
                 }
                 _ => {}
             }
@@ -521,7 +521,7 @@ impl Carp {
             if !self.shut_down {
                 for k in keys {
                     if self.routers.get(&k).is_some_and(|r| r.state == State::Init) {
-                        self.to_backup(now, k, Reason::LinkUp);
+                        self.become_backup(now, k, Reason::LinkUp);
                     }
                 }
             }
@@ -531,7 +531,7 @@ impl Carp {
                 self.set_demotion(DemoteSource::LinkDown(iface), DEMOTION_STEP);
             }
             for k in keys {
-                self.to_init(k, Reason::LinkDown);
+                self.become_init(k, Reason::LinkDown);
             }
         }
     }
@@ -635,10 +635,10 @@ impl Carp {
                 }
                 let three_bases = 3 * u32::from(our_base.0) * 256;
                 if preempt && theirs > ours {
-                    self.to_master(now, key, Reason::PreemptSlowerMaster);
+                    self.become_master(now, key, Reason::PreemptSlowerMaster);
                 } else if theirs.1.ticks() > three_bases {
                     // The master announced an interval we would time out on anyway (a bow-out).
-                    self.to_master(now, key, Reason::MasterWillTimeOut);
+                    self.become_master(now, key, Reason::MasterWillTimeOut);
                 } else {
                     let md = self.master_down_interval(key);
                     if let Some(r) = self.routers.get_mut(&key) {
@@ -669,7 +669,7 @@ impl Carp {
         Some(from)
     }
 
-    fn to_backup(&mut self, now: Instant, key: (IfaceId, Vhid), reason: Reason) {
+    fn become_backup(&mut self, now: Instant, key: (IfaceId, Vhid), reason: Reason) {
         let md = self.master_down_interval(key);
         if self.transition(key, State::Backup, reason).is_some() {
             if let Some(r) = self.routers.get_mut(&key) {
@@ -679,14 +679,14 @@ impl Carp {
     }
 
     fn master_to_backup(&mut self, now: Instant, key: (IfaceId, Vhid), reason: Reason) {
-        self.to_backup(now, key, reason);
+        self.become_backup(now, key, reason);
         self.actions.push_back(Action::RemoveAddresses {
             iface: key.0,
             vhid: key.1,
         });
     }
 
-    fn to_master(&mut self, now: Instant, key: (IfaceId, Vhid), reason: Reason) {
+    fn become_master(&mut self, now: Instant, key: (IfaceId, Vhid), reason: Reason) {
         if self.transition(key, State::Master, reason).is_none() {
             return;
         }
@@ -707,7 +707,7 @@ impl Carp {
     }
 
     /// INIT without a farewell: the link is gone, so nothing could be sent anyway.
-    fn to_init(&mut self, key: (IfaceId, Vhid), reason: Reason) {
+    fn become_init(&mut self, key: (IfaceId, Vhid), reason: Reason) {
         if self.transition(key, State::Init, reason) == Some(State::Master) {
             self.actions.push_back(Action::RemoveAddresses {
                 iface: key.0,
@@ -725,7 +725,7 @@ impl Carp {
         if is_master {
             self.advertise(key, Some(BOW_OUT));
         }
-        self.to_init(key, reason);
+        self.become_init(key, reason);
     }
 
     fn advertise(&mut self, key: (IfaceId, Vhid), timing: Option<(Advbase, Skew)>) {
