@@ -1,1 +1,25 @@
-//! placeholder
+//! All kernel I/O of Tandem, and the only crate where `unsafe` is allowed.
+//!
+//! - [`carp_socket`]: raw IP protocol 112 sockets (CARP/VRRP), one per interface and family,
+//!   bound to the device, multicast group joined, TTL / hop limit 255.
+//! - [`netlink`]: rtnetlink on tokio: links, VIP addresses, and a link watcher for demotion.
+//! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisements over AF_PACKET.
+//! - [`sysctl`]: /proc/sys by dotted name.
+//!
+//! Errors are one [`LinuxError`]; each says what failed on which interface or address and keeps
+//! the kernel's errno. Nothing here panics on input from the kernel or the network.
+//! `unsafe` is limited to two `setsockopt`/`sendto` calls with C structs the safe wrappers do
+//! not offer (each with a SAFETY comment).
+
+pub mod addrs;
+pub mod announce;
+pub mod carp_socket;
+mod error;
+pub mod netlink;
+pub mod sysctl;
+
+pub use addrs::{AddressInfo, TANDEM_ADDR_PROTO};
+pub use announce::{gratuitous_arp, unsolicited_na};
+pub use carp_socket::{CarpSocket, ReceivedAdvert};
+pub use error::{DecodeError, Family, LinuxError};
+pub use netlink::{LinkEvent, LinkInfo, LinkWatcher, Netlink};
