@@ -634,11 +634,12 @@ impl Carp {
                     r.last_master = Some(src);
                 }
                 let three_bases = 3 * u32::from(our_base.0) * 256;
-                if preempt && theirs > ours {
-                    self.become_master(now, key, Reason::PreemptSlowerMaster);
-                } else if theirs.1.ticks() > three_bases {
+                // Checked before preemption so that a bow-out is logged as what it is.
+                if theirs.1.ticks() > three_bases {
                     // The master announced an interval we would time out on anyway (a bow-out).
                     self.become_master(now, key, Reason::MasterWillTimeOut);
+                } else if preempt && theirs > ours {
+                    self.become_master(now, key, Reason::PreemptSlowerMaster);
                 } else {
                     let md = self.master_down_interval(key);
                     if let Some(r) = self.routers.get_mut(&key) {
