@@ -1,1 +1,115 @@
-fn main() {}
+//! `tandem`: the daemon and its CLI. The binary owns config loading, the event loop that ties
+//! the engines to the kernel, and the control API the CLI talks to.
+
+mod config;
+mod control;
+mod daemon;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "High-availability cluster daemon for Linux firewalls"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Ask the running daemon for every VIP's state.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a config without running anything.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tandem: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => {
+            let cfg = config::load(&config)?;
+            runtime()?.block_on(async {
+                let d = daemon::Daemon::start(cfg).await?;
+                d.run().await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config, json } => {
+            let cfg = config::load(&config)?;
+            let reply = runtime()?.block_on(control::call(
+                &cfg.node.control_socket,
+                &control::Request::Status,
+            ))?;
+            match reply {
+                control::Reply::Status(s) => {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s)?);
+                    } else {
+                        print!("{}", control::render(&s));
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                control::Reply::Error(e) => anyhow::bail!("daemon: {e}"),
+            }
+        }
+        Command::Check { config } => {
+            let cfg = config::load(&config)?;
+            for (logical, dev) in daemon::missing_devices(&cfg) {
+                eprintln!("note: interface {logical:?}: device {dev} does not exist here");
+            }
+            println!(
+                "{}: OK (node {}, {} VIPs on {} interfaces)",
+                config.display(),
+                cfg.node.name,
+                cfg.vips.len(),
+                cfg.interfaces.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

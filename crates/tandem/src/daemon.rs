@@ -1,0 +1,519 @@
+//! The daemon: one loop that feeds kernel events to the CARP engine and carries out what the
+//! engine asks for. All I/O is here or in the linux crate; all decisions are in the engine.
+
+use crate::config::{Config, Vip};
+use crate::control::{
+    self, Demotion, Pending, Reply, Request, Status, SyncStatus, Transition, VipStatus,
+};
+use anyhow::Context;
+use carp::{Action, Carp, DemoteSource, Family, IfaceId, Input, Key, RejectReason, RouterConfig};
+use linux::announce;
+use linux::carp_socket::CarpSocket;
+use linux::netlink::{LinkWatcher, Netlink};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+/// One interface that carries VIPs.
+struct Iface {
+    logical: String,
+    device: String,
+    mac: [u8; 6],
+    v4: Option<Arc<CarpSocket>>,
+    v6: Option<Arc<CarpSocket>>,
+}
+
+enum Event {
+    Advert {
+        iface: IfaceId,
+        src: IpAddr,
+        ttl: u8,
+        payload: Vec<u8>,
+    },
+    Link {
+        iface: IfaceId,
+        up: bool,
+    },
+}
+
+pub struct Daemon {
+    cfg: Config,
+    engine: Carp,
+    netlink: Netlink,
+    ifaces: BTreeMap<IfaceId, Iface>,
+    vips: HashMap<(IfaceId, u8), Vip>,
+    /// (iface, vhid, reason) -> rejections seen, to keep a flood of bad adverts out of the log.
+    reject_log: HashMap<(IfaceId, Option<u8>, RejectReason), u64>,
+    /// (iface, vhid) -> the last transition, for status.
+    transitions: HashMap<(IfaceId, u8), (carp::State, carp::State, carp::Reason, Instant)>,
+}
+
+fn random_seed() -> u64 {
+    // The seed only picks initial advert counters; the OS pool is plenty.
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u64::from_ne_bytes(b) ^ u64::from(std::process::id())
+}
+
+impl Daemon {
+    pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
+        let netlink = Netlink::new().await.context("cannot open rtnetlink")?;
+        let mut engine = Carp::new(random_seed());
+        let mut ifaces: BTreeMap<IfaceId, Iface> = BTreeMap::new();
+        let mut vips = HashMap::new();
+        let now = Instant::now();
+
+        for vip in &cfg.vips {
+            let link = netlink.link(&vip.device).await.with_context(|| {
+                format!(
+                    "interface {:?} (device {}) of vhid {}",
+                    vip.interface, vip.device, vip.vhid
+                )
+            })?;
+            let id: IfaceId = link.index;
+            if !ifaces.contains_key(&id) {
+                ifaces.insert(
+                    id,
+                    Iface {
+                        logical: vip.interface.clone(),
+                        device: vip.device.clone(),
+                        mac: link.mac,
+                        v4: None,
+                        v6: None,
+                    },
+                );
+                engine.handle(
+                    now,
+                    Input::Link {
+                        iface: id,
+                        up: link.up,
+                    },
+                );
+                info!(
+                    "interface {} (device {}) is {}",
+                    vip.interface,
+                    vip.device,
+                    if link.up { "up" } else { "down" }
+                );
+            }
+            let iface = ifaces
+                .get_mut(&id)
+                .context("interface table lost an entry")?;
+            for family in vip.addresses.iter().map(|a| Family::of(&a.addr())) {
+                let slot = match family {
+                    Family::V4 => &mut iface.v4,
+                    Family::V6 => &mut iface.v6,
+                };
+                if slot.is_none() {
+                    let sock = match family {
+                        Family::V4 => CarpSocket::open_v4(&vip.device),
+                        Family::V6 => CarpSocket::open_v6(&vip.device),
+                    }
+                    .with_context(|| {
+                        format!(
+                            "cannot open CARP socket on {} ({})",
+                            vip.interface, vip.device
+                        )
+                    })?;
+                    engine.set_local_address(id, sock.local_addr());
+                    *slot = Some(Arc::new(sock));
+                }
+            }
+            // A VIP left behind by a crash must not be answered for before we are master.
+            for a in &vip.addresses {
+                netlink
+                    .del_address(id, a.addr(), a.prefix_len())
+                    .await
+                    .with_context(|| format!("cannot clear stale VIP {a} on {}", vip.device))?;
+            }
+            vips.insert((id, vip.vhid.get()), vip.clone());
+        }
+
+        let key = Key::from_passphrase(&cfg.carp.passphrase);
+        for ((id, _), vip) in &vips {
+            engine.add_router(
+                now,
+                RouterConfig {
+                    iface: *id,
+                    vhid: vip.vhid,
+                    advbase: vip.advbase,
+                    advskew: cfg.node.advskew,
+                    preempt: cfg.node.preempt,
+                    addresses: vip.addresses.iter().map(|a| a.addr()).collect(),
+                    key: key.clone(),
+                },
+            );
+        }
+        Ok(Daemon {
+            cfg,
+            engine,
+            netlink,
+            ifaces,
+            vips,
+            reject_log: HashMap::new(),
+            transitions: HashMap::new(),
+        })
+    }
+
+    /// Runs until SIGTERM/SIGINT, then bows out and releases every VIP.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let listener = control::bind(&self.cfg.node.control_socket).await?;
+        let (ctl_tx, mut ctl_rx) = mpsc::channel::<Pending>(16);
+        tokio::spawn(control::serve(listener, ctl_tx));
+
+        let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(1024);
+        for (id, iface) in &self.ifaces {
+            for sock in [&iface.v4, &iface.v6].into_iter().flatten() {
+                tokio::spawn(receive(
+                    *id,
+                    iface.device.clone(),
+                    sock.clone(),
+                    ev_tx.clone(),
+                ));
+            }
+        }
+        let mut watcher = LinkWatcher::new()
+            .await
+            .context("cannot watch links over rtnetlink")?;
+        let known: BTreeMap<u32, IfaceId> = self.ifaces.keys().map(|id| (*id, *id)).collect();
+        let link_tx = ev_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match watcher.next().await {
+                    Ok(ev) => {
+                        if let Some(id) = known.get(&ev.index) {
+                            let _ = link_tx
+                                .send(Event::Link {
+                                    iface: *id,
+                                    up: ev.up,
+                                })
+                                .await;
+                        }
+                    }
+                    Err(e) => {
+                        error!("link watcher failed: {e}; link changes are no longer seen");
+                        return;
+                    }
+                }
+            }
+        });
+
+        let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+        let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+        info!(
+            "node {} running: {} VIPs on {} interfaces, advskew {}, preempt {}",
+            self.cfg.node.name,
+            self.vips.len(),
+            self.ifaces.len(),
+            self.cfg.node.advskew.0,
+            self.cfg.node.preempt
+        );
+
+        loop {
+            self.execute().await;
+            let deadline = self.engine.poll_timeout().map(|(t, _)| t);
+            let sleep = async {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = term.recv() => { info!("SIGTERM: bowing out"); break; }
+                _ = int.recv() => { info!("SIGINT: bowing out"); break; }
+                _ = sleep => self.engine.handle_timeout(Instant::now()),
+                Some(ev) = ev_rx.recv() => self.on_event(ev),
+                Some((req, reply)) = ctl_rx.recv() => { let _ = reply.send(self.answer(req)); }
+            }
+        }
+        self.engine.handle(Instant::now(), Input::Shutdown);
+        self.execute().await;
+        let _ = std::fs::remove_file(&self.cfg.node.control_socket);
+        info!("node {} stopped", self.cfg.node.name);
+        Ok(())
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        let now = Instant::now();
+        match ev {
+            Event::Advert {
+                iface,
+                src,
+                ttl,
+                payload,
+            } => self.engine.handle(
+                now,
+                Input::Advert {
+                    iface,
+                    src,
+                    ttl,
+                    payload,
+                },
+            ),
+            Event::Link { iface, up } => self.engine.handle(now, Input::Link { iface, up }),
+        }
+    }
+
+    fn name(&self, iface: IfaceId) -> String {
+        self.ifaces
+            .get(&iface)
+            .map_or_else(|| format!("ifindex {iface}"), |i| i.logical.clone())
+    }
+
+    /// Carries out every pending action, in order; results that matter go back to the engine.
+    async fn execute(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Send {
+                    iface,
+                    vhid,
+                    family,
+                    payload,
+                } => {
+                    let sock = self.ifaces.get(&iface).and_then(|i| match family {
+                        Family::V4 => i.v4.clone(),
+                        Family::V6 => i.v6.clone(),
+                    });
+                    let ok = match sock {
+                        Some(s) => match s.send(&payload).await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                warn!(
+                                    "vhid={vhid} iface={} advert not sent: {e}",
+                                    self.name(iface)
+                                );
+                                false
+                            }
+                        },
+                        None => false,
+                    };
+                    self.engine
+                        .handle(Instant::now(), Input::SendResult { iface, vhid, ok });
+                }
+                Action::AddAddresses { iface, vhid } => {
+                    for a in self.addresses(iface, vhid.get()) {
+                        if let Err(e) = self
+                            .netlink
+                            .add_address(iface, a.addr(), a.prefix_len())
+                            .await
+                        {
+                            error!(
+                                "vhid={vhid} cannot add VIP {a} on {}: {e}",
+                                self.name(iface)
+                            );
+                        }
+                    }
+                }
+                Action::RemoveAddresses { iface, vhid } => {
+                    for a in self.addresses(iface, vhid.get()) {
+                        if let Err(e) = self
+                            .netlink
+                            .del_address(iface, a.addr(), a.prefix_len())
+                            .await
+                        {
+                            error!(
+                                "vhid={vhid} cannot remove VIP {a} from {}: {e}",
+                                self.name(iface)
+                            );
+                        }
+                    }
+                }
+                Action::Announce { iface, vhid } => {
+                    let Some(mac) = self.ifaces.get(&iface).map(|i| i.mac) else {
+                        continue;
+                    };
+                    for a in self.addresses(iface, vhid.get()) {
+                        let r = match a.addr() {
+                            IpAddr::V4(ip) => announce::gratuitous_arp(iface, mac, ip),
+                            IpAddr::V6(ip) => announce::unsolicited_na(iface, mac, ip),
+                        };
+                        if let Err(e) = r {
+                            warn!(
+                                "vhid={vhid} cannot announce {a} on {}: {e}",
+                                self.name(iface)
+                            );
+                        }
+                    }
+                }
+                Action::Transition {
+                    iface,
+                    vhid,
+                    from,
+                    to,
+                    reason,
+                } => {
+                    info!(
+                        "vhid={vhid} iface={} {from} -> {to} reason={reason}",
+                        self.name(iface)
+                    );
+                    self.transitions
+                        .insert((iface, vhid.get()), (from, to, reason, Instant::now()));
+                }
+                Action::Rejected {
+                    iface,
+                    vhid,
+                    src,
+                    reason,
+                } => {
+                    let seen = self
+                        .reject_log
+                        .entry((iface, vhid.map(|v| v.get()), reason))
+                        .or_default();
+                    *seen += 1;
+                    let n = *seen;
+                    // The first one, then every 60th: a misconfigured peer sends one a second.
+                    if n % 60 == 1 {
+                        let v = vhid.map_or_else(|| "?".to_string(), |v| v.to_string());
+                        warn!(
+                            "vhid={v} iface={} advert from {src} rejected reason={reason} (seen {n} times)",
+                            self.name(iface)
+                        );
+                    }
+                }
+                Action::DemotionChanged { from, to } => {
+                    let why: Vec<String> = self
+                        .engine
+                        .demotions()
+                        .map(|(s, v)| format!("{}+{v}", self.source_name(s)))
+                        .collect();
+                    info!("demotion {from} -> {to} ({})", why.join(", "));
+                }
+            }
+        }
+    }
+
+    fn addresses(&self, iface: IfaceId, vhid: u8) -> Vec<ipnet::IpNet> {
+        self.vips
+            .get(&(iface, vhid))
+            .map(|v| v.addresses.clone())
+            .unwrap_or_default()
+    }
+
+    fn source_name(&self, s: &DemoteSource) -> String {
+        match s {
+            DemoteSource::LinkDown(i) => format!("link-down({})", self.name(*i)),
+            DemoteSource::SendErrors(i, v) => format!("send-errors({} vhid {v})", self.name(*i)),
+            DemoteSource::StateSync => "state-sync".into(),
+            DemoteSource::ConfigSync => "config-sync".into(),
+            DemoteSource::Operator => "operator".into(),
+        }
+    }
+
+    fn answer(&self, req: Request) -> Reply {
+        match req {
+            Request::Status => Reply::Status(Box::new(self.status())),
+        }
+    }
+
+    fn status(&self) -> Status {
+        let reason_map = |m: &BTreeMap<RejectReason, u64>| {
+            m.iter()
+                .map(|(k, v)| (k.as_str().to_string(), *v))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let mut vips: Vec<VipStatus> = self
+            .engine
+            .status()
+            .into_iter()
+            .map(|r| {
+                let vip = self.vips.get(&(r.iface, r.vhid.get()));
+                VipStatus {
+                    vhid: r.vhid.get(),
+                    interface: self.name(r.iface),
+                    device: self
+                        .ifaces
+                        .get(&r.iface)
+                        .map(|i| i.device.clone())
+                        .unwrap_or_default(),
+                    addresses: vip
+                        .map(|v| v.addresses.iter().map(ToString::to_string).collect())
+                        .unwrap_or_default(),
+                    state: r.state.to_string(),
+                    advbase: r.advbase.0,
+                    advskew: r.advertised_skew.0,
+                    configured_advskew: r.advskew.0,
+                    preempt: r.preempt,
+                    last_master: r.last_master.map(|a| a.to_string()),
+                    last_transition: self.transitions.get(&(r.iface, r.vhid.get())).map(
+                        |(from, to, reason, at)| Transition {
+                            from: from.to_string(),
+                            to: to.to_string(),
+                            reason: reason.to_string(),
+                            seconds_ago: at.elapsed().as_secs_f64(),
+                        },
+                    ),
+                    adverts_sent: r.counters.adverts_sent,
+                    adverts_received: r.counters.adverts_received,
+                    adverts_rejected: reason_map(&r.counters.rejected),
+                    send_errors: r.counters.send_errors,
+                }
+            })
+            .collect();
+        vips.sort_by(|a, b| (&a.interface, a.vhid).cmp(&(&b.interface, b.vhid)));
+        Status {
+            node: self.cfg.node.name.clone(),
+            pid: std::process::id(),
+            demotion: self.engine.demotion(),
+            demotions: self
+                .engine
+                .demotions()
+                .map(|(s, v)| Demotion {
+                    source: self.source_name(s),
+                    value: v,
+                })
+                .collect(),
+            vips,
+            rejected: reason_map(self.engine.node_rejected()),
+            sync: SyncStatus {
+                config: "not configured".into(),
+                state: "not configured".into(),
+            },
+        }
+    }
+}
+
+/// Reads adverts from one socket forever and hands them to the loop.
+async fn receive(iface: IfaceId, device: String, sock: Arc<CarpSocket>, tx: mpsc::Sender<Event>) {
+    let mut failures = 0u32;
+    loop {
+        match sock.recv().await {
+            Ok(a) => {
+                failures = 0;
+                let ev = Event::Advert {
+                    iface,
+                    src: a.src,
+                    ttl: a.ttl,
+                    payload: a.payload,
+                };
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                debug!("CARP receive on {device}: {e}");
+                if failures > 100 {
+                    // Something is persistently wrong with the socket; don't spin.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Devices the config names that this machine (or namespace) does not have.
+pub fn missing_devices(cfg: &Config) -> Vec<(String, String)> {
+    cfg.interfaces
+        .iter()
+        .filter(|(_, dev)| !std::path::Path::new("/sys/class/net").join(dev).exists())
+        .map(|(l, d)| (l.clone(), d.clone()))
+        .collect()
+}

@@ -1,0 +1,168 @@
+//! Shared harness for the namespace tests: tandem nodes as real processes in lab hosts.
+#![allow(dead_code)]
+
+use lab::{Host, Lab, Process};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const TANDEM: &str = env!("CARGO_BIN_EXE_tandem");
+
+/// A VIP as written in a node config.
+pub struct VipSpec<'a> {
+    pub vhid: u8,
+    pub interface: &'a str,
+    pub addresses: &'a [&'a str],
+}
+
+/// A running tandem daemon inside a lab host.
+pub struct Node {
+    pub host: Host,
+    pub config: PathBuf,
+    pub process: Option<Process>,
+}
+
+/// Writes a node config into the lab's directory.
+pub fn write_config(
+    lab: &Lab,
+    name: &str,
+    advskew: u8,
+    preempt: bool,
+    passphrase: &str,
+    interfaces: &[(&str, &str)],
+    vips: &[VipSpec<'_>],
+) -> PathBuf {
+    let mut s = format!(
+        "[node]\nname = \"{name}\"\nadvskew = {advskew}\npreempt = {preempt}\ncontrol_socket = \"{}\"\n\n[interfaces]\n",
+        lab.dir().join(format!("{name}.sock")).display()
+    );
+    for (logical, dev) in interfaces {
+        s += &format!("{logical} = \"{dev}\"\n");
+    }
+    s += &format!("\n[carp]\npassphrase = \"{passphrase}\"\nadvbase = 1\n");
+    for v in vips {
+        let addrs: Vec<String> = v.addresses.iter().map(|a| format!("\"{a}\"")).collect();
+        s += &format!(
+            "\n[[vips]]\nvhid = {}\ninterface = \"{}\"\naddresses = [{}]\n",
+            v.vhid,
+            v.interface,
+            addrs.join(", ")
+        );
+    }
+    let path = lab.dir().join(format!("{name}.toml"));
+    std::fs::write(&path, s).expect("write node config");
+    path
+}
+
+impl Node {
+    pub fn start(host: &Host, config: PathBuf) -> Node {
+        let mut n = Node {
+            host: host.clone(),
+            config,
+            process: None,
+        };
+        n.restart();
+        n
+    }
+
+    pub fn restart(&mut self) {
+        let cfg = self.config.to_string_lossy().into_owned();
+        let p = self
+            .host
+            .spawn(&[TANDEM, "run", "--config", &cfg])
+            .expect("spawn tandem");
+        self.process = Some(p);
+        let ok = lab::wait_until(Duration::from_secs(10), || self.try_status().is_some());
+        assert!(
+            ok,
+            "{} never answered status:\n{}",
+            self.host.name(),
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        self.process
+            .as_ref()
+            .map(|p| p.stderr())
+            .unwrap_or_default()
+    }
+
+    pub fn try_status(&self) -> Option<Value> {
+        let out = self
+            .host
+            .command(TANDEM)
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn status(&self) -> Value {
+        self.try_status()
+            .unwrap_or_else(|| panic!("{}: no status\n{}", self.host.name(), self.log()))
+    }
+
+    pub fn vip(&self, vhid: u8) -> Value {
+        let s = self.status();
+        s["vips"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["vhid"] == vhid).cloned())
+            .unwrap_or_else(|| panic!("{}: no vhid {vhid} in {s}", self.host.name()))
+    }
+
+    pub fn state(&self, vhid: u8) -> String {
+        self.try_status()
+            .and_then(|s| {
+                s["vips"].as_array().and_then(|v| {
+                    v.iter()
+                        .find(|v| v["vhid"] == vhid)
+                        .and_then(|v| v["state"].as_str().map(str::to_string))
+                })
+            })
+            .unwrap_or_else(|| "DOWN".into())
+    }
+
+    /// Waits for a state; on timeout panics with both the status and the daemon's log.
+    pub fn expect_state(&self, vhid: u8, state: &str, within: Duration) {
+        let ok = lab::wait_until(within, || self.state(vhid) == state);
+        assert!(
+            ok,
+            "{} vhid {vhid}: expected {state}, is {}\nstatus: {:?}\nlog:\n{}",
+            self.host.name(),
+            self.state(vhid),
+            self.try_status(),
+            self.log()
+        );
+    }
+
+    pub fn sigterm(&mut self) {
+        if let Some(p) = self.process.as_mut() {
+            p.signal("TERM").expect("send SIGTERM");
+            let st = p
+                .wait_timeout(Duration::from_secs(10))
+                .expect("wait for tandem");
+            assert!(
+                st.is_some_and(|s| s.success()),
+                "{} did not exit cleanly on SIGTERM: {st:?}\n{}",
+                self.host.name(),
+                self.log()
+            );
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill().expect("kill tandem");
+        }
+    }
+}
+
+/// A master-down interval with room for a loaded CI machine: 3 * advbase + skew + slack.
+pub const TAKEOVER: Duration = Duration::from_secs(8);
+/// First election after start: master-down plus start-up.
+pub const ELECTION: Duration = Duration::from_secs(10);
