@@ -1,0 +1,101 @@
+//! Shared test helpers: building a node context from a test config.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use firewall::{IpNet, NodeContext};
+
+/// The node context a test config describes: `[interfaces]` (logical name → device) and
+/// `[[vips]]` as the daemon reads them, plus the test-only `[test.addresses]` (logical name →
+/// this node's real addresses, which the daemon learns from the kernel).
+pub fn context(text: &str) -> NodeContext {
+    let table: toml::Table = toml::from_str(text).expect("test config is TOML");
+    let mut ctx = NodeContext::default();
+    if let Some(ifs) = table.get("interfaces").and_then(|v| v.as_table()) {
+        for (k, v) in ifs {
+            ctx.interfaces
+                .insert(k.clone(), v.as_str().expect("device").to_owned());
+        }
+    }
+    if let Some(vips) = table.get("vips").and_then(|v| v.as_array()) {
+        for vip in vips {
+            let iface = vip["interface"].as_str().expect("vip interface");
+            for a in vip["addresses"].as_array().expect("vip addresses") {
+                let net: IpNet = a.as_str().expect("address").parse().expect("vip cidr");
+                ctx.vips.push((iface.to_owned(), net));
+            }
+        }
+    }
+    if let Some(addrs) = table
+        .get("test")
+        .and_then(|t| t.get("addresses"))
+        .and_then(|v| v.as_table())
+    {
+        for (k, v) in addrs {
+            let nets = v
+                .as_array()
+                .expect("address list")
+                .iter()
+                .map(|a| a.as_str().expect("address").parse().expect("cidr"))
+                .collect();
+            ctx.interface_addrs.insert(k.clone(), nets);
+        }
+    }
+    ctx
+}
+
+pub fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// Every golden case: (name, config text), sorted by name.
+pub fn golden_cases() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(golden_dir())
+        .expect("tests/golden exists")
+        .filter_map(|e| {
+            let p = e.expect("dir entry").path();
+            (p.extension()? == "toml").then(|| {
+                let name = p.file_stem()?.to_str()?.to_owned();
+                let text = std::fs::read_to_string(&p).expect("read golden config");
+                Some((name, text))
+            })?
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Render a golden config, panicking with file:line messages on errors.
+pub fn render_case(name: &str, text: &str) -> firewall::Ruleset {
+    let file = format!("{name}.toml");
+    let areas = firewall::parse_areas(text).unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            e.iter()
+                .map(|e| e.located(&file, text))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    firewall::render(&areas, &context(text)).unwrap_or_else(|e| {
+        panic!(
+            "{}",
+            e.iter()
+                .map(|e| e.located(&file, text))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
+}
+
+pub fn routes_text(r: &firewall::Ruleset) -> String {
+    r.routes
+        .iter()
+        .map(|r| {
+            format!(
+                "{} via {} dev {} (gateway {})\n",
+                r.destination, r.gateway, r.device, r.gateway_name
+            )
+        })
+        .collect()
+}
