@@ -281,12 +281,15 @@ pub struct LinkWatcher {
     handle: Handle,
     messages: Unsolicited,
     pending: VecDeque<LinkEvent>,
+    /// Events were lost; every link must be re-read before the next event.
+    resync: bool,
 }
 
 impl std::fmt::Debug for LinkWatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LinkWatcher")
             .field("pending", &self.pending)
+            .field("resync", &self.resync)
             .finish()
     }
 }
@@ -294,6 +297,12 @@ impl std::fmt::Debug for LinkWatcher {
 impl LinkWatcher {
     /// Subscribes to link notifications in the caller's network namespace.
     pub async fn new() -> Result<Self, LinuxError> {
+        Self::with_buffer_size(1 << 20).await
+    }
+
+    /// As [`LinkWatcher::new`] with a socket receive buffer of `bytes` (the default, 1 MiB,
+    /// holds bursts of hundreds of link changes before the kernel drops events).
+    pub async fn with_buffer_size(bytes: usize) -> Result<Self, LinuxError> {
         let rt = ensure_runtime("LinkWatcher::new")?;
         let err = |op: &'static str| {
             move |source: io::Error| LinuxError::Netlink {
@@ -305,24 +314,37 @@ impl LinkWatcher {
         let (mut conn, handle, messages) =
             rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
                 .map_err(err("subscribe"))?;
-        // Room for bursts (many VLANs flapping together) before the kernel drops events.
         conn.socket_mut()
             .socket_mut()
-            .set_rx_buf_sz(1 << 20)
+            .set_rx_buf_sz(bytes)
             .map_err(err("SO_RCVBUF"))?;
         rt.spawn(conn);
         Ok(LinkWatcher {
             handle,
             messages,
             pending: VecDeque::new(),
+            resync: false,
         })
     }
 
-    /// The next link event.
+    /// The next link event. Cancel-safe (usable in `tokio::select!`): an event is either
+    /// returned or kept for the next call.
     pub async fn next(&mut self) -> Result<LinkEvent, LinuxError> {
         loop {
             if let Some(ev) = self.pending.pop_front() {
                 return Ok(ev);
+            }
+            if self.resync {
+                // Events were lost: report every link's current state instead. (If this await
+                // is cancelled, `resync` stays set and the next call dumps again.)
+                let links = dump_links(&self.handle).await?;
+                self.resync = false;
+                self.pending.extend(links.into_iter().map(|l| LinkEvent {
+                    index: l.index,
+                    name: l.name,
+                    up: l.up,
+                }));
+                continue;
             }
             let Some((msg, _)) = self.messages.next().await else {
                 return Err(LinuxError::Netlink {
@@ -351,20 +373,7 @@ impl LinkWatcher {
                         up: false,
                     });
                 }
-                NetlinkPayload::Overrun(_) => {
-                    // Events were lost: report every link's current state instead.
-                    self.pending
-                        .extend(
-                            dump_links(&self.handle)
-                                .await?
-                                .into_iter()
-                                .map(|l| LinkEvent {
-                                    index: l.index,
-                                    name: l.name,
-                                    up: l.up,
-                                }),
-                        );
-                }
+                NetlinkPayload::Overrun(_) => self.resync = true,
                 _ => {}
             }
         }
