@@ -366,12 +366,10 @@ impl<'a> Compiler<'a> {
                         sets.insert(set_name(name, "v6"), SetElems::V6(c.v6.clone()));
                     }
                 }
-                Some(Content::Port(p)) => {
-                    if !p.is_empty() {
-                        sets.insert(set_name(name, "ports"), SetElems::Port(p.clone()));
-                    }
+                Some(Content::Port(p)) if !p.is_empty() => {
+                    sets.insert(set_name(name, "ports"), SetElems::Port(p.clone()));
                 }
-                None => {}
+                _ => {}
             }
         }
         sets
@@ -1136,8 +1134,10 @@ impl<'a> Compiler<'a> {
                         );
                         None
                     } else if !nets.iter().any(|n| n.contains(&addr)) {
-                        let list: Vec<String> =
-                            nets.iter().map(|n| n.trunc().to_string()).collect();
+                        let mut list: Vec<IpNet> = nets.iter().map(IpNet::trunc).collect();
+                        list.sort();
+                        list.dedup();
+                        let list: Vec<String> = list.iter().map(IpNet::to_string).collect();
                         let list = if list.is_empty() {
                             "none".to_owned()
                         } else {

@@ -18,10 +18,7 @@ fn check(path: &Path, actual: &str, update: bool, failures: &mut Vec<String>) {
                 .lines()
                 .zip(actual.lines())
                 .position(|(a, b)| a != b)
-                .map_or_else(
-                    || expected.lines().count().min(actual.lines().count()),
-                    |i| i,
-                )
+                .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()))
                 + 1;
             failures.push(format!(
                 "{}: differs from line {line}:\n--- expected\n{}\n--- actual\n{}",
