@@ -281,7 +281,7 @@ for impl in "${IMPLS[@]}"; do
         ucarp) command -v ucarp >/dev/null || { STATUS[$impl]="skipped: ucarp not installed"; continue; }
                command -v arping >/dev/null || log "arping not installed (apt-get install iputils-arping): the ucarp up-script sends no extra GARP" ;;
         keepalived) command -v keepalived >/dev/null || { STATUS[$impl]="skipped: keepalived not installed"; continue; } ;;
-        tandem) [ -x "$TANDEM" ] || { STATUS[$impl]="skipped: $TANDEM not found (cargo build --release -p tandem)"; log "${STATUS[$impl]}"; continue; } ;;
+        tandem) [ -x "$TANDEM" ] || { STATUS[$impl]="skipped: ${TANDEM#"$ROOT"/} not found (cargo build --release -p tandem)"; log "${STATUS[$impl]}"; continue; } ;;
     esac
     gaps=""
     for run in $(seq 1 "$RUNS"); do
