@@ -61,8 +61,24 @@ pub fn golden_cases() -> Vec<(String, String)> {
             })?
         })
         .collect();
+    v.push(("readme".to_owned(), readme_example()));
     v.sort();
     v
+}
+
+/// The whole-config example of README.md, with this node's real addresses added, so the
+/// documentation's example is golden-tested and checked by nft like the others.
+pub fn readme_example() -> String {
+    let readme =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("read README.md");
+    let start = readme.find("```toml\n").expect("README has a toml example") + 8;
+    let len = readme[start..].find("```").expect("example block ends");
+    let mut text = readme[start..start + len].to_owned();
+    text.push_str(
+        "\n[test.addresses]\nlan = [\"192.0.2.2/24\"]\nwan = [\"198.51.100.2/24\"]\nsync = [\"203.0.113.2/24\"]\n",
+    );
+    text
 }
 
 /// Render a golden config, panicking with file:line messages on errors.
