@@ -42,6 +42,11 @@ enum Event {
 
 pub struct Daemon {
     cfg: Config,
+    ev_tx: mpsc::Sender<Event>,
+    ev_rx: mpsc::Receiver<Event>,
+    watcher: Option<LinkWatcher>,
+    /// CARP sockets not open yet, as (interface, family).
+    pending: Vec<(IfaceId, Family)>,
     engine: Carp,
     netlink: Netlink,
     ifaces: BTreeMap<IfaceId, Iface>,
@@ -65,9 +70,15 @@ fn random_seed() -> u64 {
 impl Daemon {
     pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
         let netlink = Netlink::new().await.context("cannot open rtnetlink")?;
+        // Watch before reading link states, so no change falls between the two.
+        let watcher = LinkWatcher::new()
+            .await
+            .context("cannot watch links over rtnetlink")?;
+        let (ev_tx, ev_rx) = mpsc::channel::<Event>(1024);
         let mut engine = Carp::new(random_seed());
         let mut ifaces: BTreeMap<IfaceId, Iface> = BTreeMap::new();
         let mut vips = HashMap::new();
+        let mut pending = Vec::new();
         let now = Instant::now();
 
         for vip in &cfg.vips {
@@ -79,6 +90,7 @@ impl Daemon {
             })?;
             let id: IfaceId = link.index;
             if !ifaces.contains_key(&id) {
+                prepare_interface(&netlink, id, &vip.device).await?;
                 ifaces.insert(
                     id,
                     Iface {
@@ -103,35 +115,10 @@ impl Daemon {
                     if link.up { "up" } else { "down" }
                 );
             }
-            let iface = ifaces
-                .get_mut(&id)
-                .context("interface table lost an entry")?;
             for family in vip.addresses.iter().map(|a| Family::of(&a.addr())) {
-                let slot = match family {
-                    Family::V4 => &mut iface.v4,
-                    Family::V6 => &mut iface.v6,
-                };
-                if slot.is_none() {
-                    let sock = match family {
-                        Family::V4 => CarpSocket::open_v4(&vip.device),
-                        Family::V6 => CarpSocket::open_v6(&vip.device),
-                    }
-                    .with_context(|| {
-                        format!(
-                            "cannot open CARP socket on {} ({})",
-                            vip.interface, vip.device
-                        )
-                    })?;
-                    engine.set_local_address(id, sock.local_addr());
-                    *slot = Some(Arc::new(sock));
+                if !pending.contains(&(id, family)) {
+                    pending.push((id, family));
                 }
-            }
-            // A VIP left behind by a crash must not be answered for before we are master.
-            for a in &vip.addresses {
-                netlink
-                    .del_address(id, a.addr(), a.prefix_len())
-                    .await
-                    .with_context(|| format!("cannot clear stale VIP {a} on {}", vip.device))?;
             }
             vips.insert((id, vip.vhid.get()), vip.clone());
         }
@@ -151,15 +138,82 @@ impl Daemon {
                 },
             );
         }
-        Ok(Daemon {
+        let mut d = Daemon {
             cfg,
+            ev_tx,
+            ev_rx,
+            watcher: Some(watcher),
+            pending,
             engine,
             netlink,
             ifaces,
             vips,
             reject_log: HashMap::new(),
             transitions: HashMap::new(),
-        })
+        };
+        d.open_pending(true)?;
+        Ok(d)
+    }
+
+    /// Opens the CARP sockets still missing. An IPv6 link-local address appears only once the
+    /// link has carrier, so that case is retried; anything else is fatal at start-up.
+    fn open_pending(&mut self, starting: bool) -> anyhow::Result<()> {
+        for (id, family) in std::mem::take(&mut self.pending) {
+            let Some(iface) = self.ifaces.get_mut(&id) else {
+                continue;
+            };
+            let opened = match family {
+                Family::V4 => CarpSocket::open_v4(&iface.device),
+                Family::V6 => CarpSocket::open_v6(&iface.device),
+            };
+            match opened {
+                Ok(sock) => {
+                    let sock = Arc::new(sock);
+                    if !starting {
+                        info!(
+                            "{} ({}): {family:?} CARP socket open",
+                            iface.logical, iface.device
+                        );
+                    }
+                    self.engine.set_local_address(id, sock.local_addr());
+                    tokio::spawn(receive(
+                        id,
+                        iface.device.clone(),
+                        sock.clone(),
+                        self.ev_tx.clone(),
+                    ));
+                    match family {
+                        Family::V4 => iface.v4 = Some(sock),
+                        Family::V6 => iface.v6 = Some(sock),
+                    }
+                }
+                Err(linux::LinuxError::NoLinkLocalAddress { .. }) => {
+                    if starting {
+                        warn!(
+                            "{} ({}) has no IPv6 link-local address yet; IPv6 CARP starts when it has one",
+                            iface.logical, iface.device
+                        );
+                    }
+                    self.pending.push((id, family));
+                }
+                Err(e) if starting => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "cannot open CARP socket on {} ({})",
+                            iface.logical, iface.device
+                        )
+                    })
+                }
+                Err(e) => {
+                    debug!(
+                        "{}: still cannot open {family:?} CARP socket: {e}",
+                        iface.device
+                    );
+                    self.pending.push((id, family));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Runs until SIGTERM/SIGINT, then bows out and releases every VIP.
@@ -168,22 +222,9 @@ impl Daemon {
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<Pending>(16);
         tokio::spawn(control::serve(listener, ctl_tx));
 
-        let (ev_tx, mut ev_rx) = mpsc::channel::<Event>(1024);
-        for (id, iface) in &self.ifaces {
-            for sock in [&iface.v4, &iface.v6].into_iter().flatten() {
-                tokio::spawn(receive(
-                    *id,
-                    iface.device.clone(),
-                    sock.clone(),
-                    ev_tx.clone(),
-                ));
-            }
-        }
-        let mut watcher = LinkWatcher::new()
-            .await
-            .context("cannot watch links over rtnetlink")?;
+        let mut watcher = self.watcher.take().context("daemon run twice")?;
         let known: BTreeMap<u32, IfaceId> = self.ifaces.keys().map(|id| (*id, *id)).collect();
-        let link_tx = ev_tx.clone();
+        let link_tx = self.ev_tx.clone();
         tokio::spawn(async move {
             loop {
                 match watcher.next().await {
@@ -216,6 +257,7 @@ impl Daemon {
             self.cfg.node.preempt
         );
 
+        let mut retry = tokio::time::interval(std::time::Duration::from_secs(1));
         loop {
             self.execute().await;
             let deadline = self.engine.poll_timeout().map(|(t, _)| t);
@@ -230,7 +272,10 @@ impl Daemon {
                 _ = term.recv() => { info!("SIGTERM: bowing out"); break; }
                 _ = int.recv() => { info!("SIGINT: bowing out"); break; }
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
-                Some(ev) = ev_rx.recv() => self.on_event(ev),
+                Some(ev) = self.ev_rx.recv() => self.on_event(ev),
+                _ = retry.tick(), if !self.pending.is_empty() => {
+                    let _ = self.open_pending(false);
+                }
                 Some((req, reply)) = ctl_rx.recv() => { let _ = reply.send(self.answer(req)); }
             }
         }
@@ -478,6 +523,29 @@ impl Daemon {
             },
         }
     }
+}
+
+/// Readies an interface for VIPs: clears VIPs a previous run left behind (after a crash, or
+/// removed from the config since) and keeps secondary addresses when a VIP is removed.
+async fn prepare_interface(netlink: &Netlink, id: IfaceId, device: &str) -> anyhow::Result<()> {
+    // Without it, removing a VIP that had become its subnet's primary address would take the
+    // node's other addresses in that subnet with it.
+    let knob = format!("net/ipv4/conf/{device}/promote_secondaries");
+    if let Err(e) = linux::sysctl::write(&knob, "1") {
+        warn!("cannot set {knob}=1: {e}");
+    }
+    let addrs = netlink
+        .address_details(id)
+        .await
+        .with_context(|| format!("cannot list addresses of {device}"))?;
+    for a in addrs.into_iter().filter(|a| a.tandem) {
+        info!("removing stale VIP {}/{} from {device}", a.addr, a.prefix);
+        netlink
+            .del_address(id, a.addr, a.prefix)
+            .await
+            .with_context(|| format!("cannot clear stale VIP {} on {device}", a.addr))?;
+    }
+    Ok(())
 }
 
 /// Reads adverts from one socket forever and hands them to the loop.

@@ -283,9 +283,23 @@ fn ipv6_vip_fails_over() {
     let c1 = write_config(&lab, "fw1", 0, true, "s3cret", LAN, &vips);
     let c2 = write_config(&lab, "fw2", 100, true, "s3cret", LAN, &vips);
     let fw1 = Node::start(&h1, c1);
+    // fw2 starts with its link down: no carrier, no link-local address, no IPv6 CARP socket
+    // yet. It must wait in INIT and join once the link is up.
+    h2.set_link("eth0", false).expect("link down");
     let fw2 = Node::start(&h2, c2);
+    fw2.expect_state(9, "INIT", ELECTION);
+    h2.set_link("eth0", true).expect("link up");
     fw1.expect_state(9, "MASTER", ELECTION);
     fw2.expect_state(9, "BACKUP", ELECTION);
+    assert!(
+        lab::wait_until(TAKEOVER, || fw2.vip(9)["adverts_received"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0),
+        "fw2 never heard fw1 over IPv6: {}\n{}",
+        fw2.vip(9),
+        fw2.log()
+    );
     assert!(
         lab::wait_until(Duration::from_secs(5), || client.ping(
             "2001:db8:1::100",

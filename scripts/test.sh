@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, the pure crates' I/O-free dependency tree, and every
+# test (unit, simulation, and network-namespace integration tests, which need root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== pure crates stay free of I/O runtimes"
+for crate in carp firewall; do
+    if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|socket2|nix|mio) ' ; then
+        echo "crate $crate depends on an I/O crate (see above); engines must stay sans-IO" >&2
+        exit 1
+    fi
+done
+
+echo "== cargo test"
+cargo test --workspace --all-targets "$@"
