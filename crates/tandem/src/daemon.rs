@@ -89,18 +89,15 @@ impl Daemon {
                 )
             })?;
             let id: IfaceId = link.index;
-            if !ifaces.contains_key(&id) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = ifaces.entry(id) {
                 prepare_interface(&netlink, id, &vip.device).await?;
-                ifaces.insert(
-                    id,
-                    Iface {
-                        logical: vip.interface.clone(),
-                        device: vip.device.clone(),
-                        mac: link.mac,
-                        v4: None,
-                        v6: None,
-                    },
-                );
+                slot.insert(Iface {
+                    logical: vip.interface.clone(),
+                    device: vip.device.clone(),
+                    mac: link.mac,
+                    v4: None,
+                    v6: None,
+                });
                 engine.handle(
                     now,
                     Input::Link {
