@@ -6,9 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then echo "run as root (network namespaces)" >&2; exit 1; fi
-if ! command -v ip >/dev/null || ! command -v ping >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 iputils-ping
-fi
+bash scripts/deps.sh
 if ! command -v cargo >/dev/null; then
     echo "cargo (Rust toolchain) is needed to build tandem: install it with rustup or apt-get install cargo" >&2
     exit 1

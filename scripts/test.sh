@@ -3,6 +3,7 @@
 # test (unit, simulation, and network-namespace integration tests, which need root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
