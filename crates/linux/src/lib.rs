@@ -16,6 +16,8 @@ pub mod announce;
 pub mod carp_socket;
 mod error;
 pub mod netlink;
+pub mod nft;
+pub mod routes;
 pub mod sysctl;
 
 pub use addrs::{AddressInfo, TANDEM_ADDR_PROTO};

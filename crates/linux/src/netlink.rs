@@ -70,6 +70,10 @@ fn ensure_runtime(what: &'static str) -> Result<tokio::runtime::Handle, LinuxErr
 }
 
 impl Netlink {
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// Opens an rtnetlink socket in the caller's network namespace.
     pub async fn new() -> Result<Self, LinuxError> {
         let rt = ensure_runtime("Netlink::new")?;

@@ -19,14 +19,51 @@ const MAX_ADVSKEW: u8 = 254;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where it was read from and what it said, to place errors found later (the firewall
+    /// areas can only be fully checked against the kernel's addresses).
+    pub file: PathBuf,
+    pub text: String,
     pub node: Node,
     /// Logical name -> device.
     pub interfaces: BTreeMap<String, String>,
     pub carp: Carp,
     pub vips: Vec<Vip>,
+    pub firewall: FirewallSettings,
+    /// The synced firewall areas (aliases, rules, nat, gateways, routes).
+    pub areas: firewall::Areas,
 }
 
-#[derive(Debug, Clone)]
+/// The node-local `[firewall]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirewallSettings {
+    /// Whether this node applies the ruleset: `enabled` if given, else whether the config has
+    /// any firewall area at all (a VIP-only config must not get a default-drop ruleset).
+    pub managed: bool,
+    /// Turn on IPv4 and IPv6 forwarding (a firewall routes).
+    pub forwarding: bool,
+}
+
+impl Config {
+    /// Places errors from the firewall crate (byte spans) in the file.
+    pub fn locate(&self, errors: Vec<firewall::ConfigError>) -> ConfigErrors {
+        ConfigErrors(
+            errors
+                .into_iter()
+                .map(|e| {
+                    let (line, col) = e.line_col(&self.text).unwrap_or((0, 0));
+                    ConfigError {
+                        file: self.file.clone(),
+                        line,
+                        col,
+                        message: e.message,
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub name: String,
     pub advskew: Skew,
@@ -111,6 +148,8 @@ struct RawConfig {
     carp: Spanned<RawCarp>,
     #[serde(default)]
     vips: Vec<Spanned<RawVip>>,
+    #[serde(default)]
+    firewall: Option<RawFirewall>,
     // Synced firewall areas, owned by the firewall crate; accepted here so one file holds all.
     #[allow(dead_code)]
     #[serde(default)]
@@ -127,6 +166,15 @@ struct RawConfig {
     #[allow(dead_code)]
     #[serde(default)]
     routes: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFirewall {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default = "default_true")]
+    forwarding: bool,
 }
 
 #[derive(Deserialize)]
@@ -192,16 +240,7 @@ impl Errors<'_> {
     }
 }
 
-/// 1-based line and column of a byte offset.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |nl| before.len() - nl - 1)
-        + 1;
-    (line, col)
-}
+pub use firewall::line_col;
 
 fn ranged(errs: &mut Errors<'_>, v: &Spanned<i64>, what: &str, lo: i64, hi: i64) -> Option<u8> {
     let n = *v.get_ref();
@@ -393,10 +432,32 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let areas = match firewall::parse_areas(text) {
+        Ok(a) => a,
+        Err(list) => {
+            for e in list {
+                errs.at(e.span.clone().unwrap_or(0..0), e.message);
+            }
+            firewall::Areas::default()
+        }
+    };
+    let fw = FirewallSettings {
+        managed: raw
+            .firewall
+            .as_ref()
+            .and_then(|f| f.enabled)
+            .unwrap_or(areas != firewall::Areas::default()),
+        forwarding: raw.firewall.as_ref().is_none_or(|f| f.forwarding),
+    };
+
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
     }
     Ok(Config {
+        file: file.to_path_buf(),
+        text: text.to_string(),
+        firewall: fw,
+        areas,
         node: Node {
             name,
             advskew: Skew(advskew),

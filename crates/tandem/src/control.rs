@@ -14,12 +14,15 @@ use tokio::sync::{mpsc, oneshot};
 #[serde(tag = "command", rename_all = "kebab-case")]
 pub enum Request {
     Status,
+    /// Re-read the config file and apply it (as SIGHUP does), answering with the outcome.
+    Reload,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reply {
     Status(Box<Status>),
+    Done(String),
     Error(String),
 }
 
@@ -33,6 +36,7 @@ pub struct Status {
     pub vips: Vec<VipStatus>,
     /// Adverts dropped before they could be matched to a VIP (unknown vhid, runt packets).
     pub rejected: BTreeMap<String, u64>,
+    pub firewall: crate::ruleset::FirewallStatus,
     pub sync: SyncStatus,
 }
 

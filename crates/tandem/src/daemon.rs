@@ -1,10 +1,11 @@
 //! The daemon: one loop that feeds kernel events to the CARP engine and carries out what the
 //! engine asks for. All I/O is here or in the linux crate; all decisions are in the engine.
 
-use crate::config::{Config, Vip};
+use crate::config::{self, Config, Vip};
 use crate::control::{
     self, Demotion, Pending, Reply, Request, Status, SyncStatus, Transition, VipStatus,
 };
+use crate::ruleset;
 use anyhow::Context;
 use carp::{Action, Carp, DemoteSource, Family, IfaceId, Input, Key, RejectReason, RouterConfig};
 use linux::announce;
@@ -51,6 +52,10 @@ pub struct Daemon {
     netlink: Netlink,
     ifaces: BTreeMap<IfaceId, Iface>,
     vips: HashMap<(IfaceId, u8), Vip>,
+    /// The engine's routers as configured, to tell on reload which ones changed.
+    routers: HashMap<(IfaceId, u8), RouterConfig>,
+    firewall_applied: bool,
+    firewall_error: Option<String>,
     /// (iface, vhid, reason) -> rejections seen, to keep a flood of bad adverts out of the log.
     reject_log: HashMap<(IfaceId, Option<u8>, RejectReason), u64>,
     /// (iface, vhid) -> the last transition, for status.
@@ -75,22 +80,132 @@ impl Daemon {
             .await
             .context("cannot watch links over rtnetlink")?;
         let (ev_tx, ev_rx) = mpsc::channel::<Event>(1024);
-        let mut engine = Carp::new(random_seed());
-        let mut ifaces: BTreeMap<IfaceId, Iface> = BTreeMap::new();
-        let mut vips = HashMap::new();
-        let mut pending = Vec::new();
-        let now = Instant::now();
+        let mut d = Daemon {
+            cfg: cfg.clone(),
+            ev_tx,
+            ev_rx,
+            watcher: Some(watcher),
+            pending: Vec::new(),
+            engine: Carp::new(random_seed()),
+            netlink,
+            ifaces: BTreeMap::new(),
+            vips: HashMap::new(),
+            routers: HashMap::new(),
+            reject_log: HashMap::new(),
+            transitions: HashMap::new(),
+            firewall_applied: false,
+            firewall_error: None,
+        };
+        // The firewall goes up before any VIP can be answered for.
+        let ruleset = d.prepare_firewall(&cfg).await?;
+        d.apply_firewall(&cfg, ruleset.as_ref()).await?;
+        d.converge_vips(&cfg, true).await?;
+        Ok(d)
+    }
 
+    /// Renders and kernel-checks the ruleset of `cfg` when this node manages its firewall.
+    async fn prepare_firewall(&self, cfg: &Config) -> anyhow::Result<Option<firewall::Ruleset>> {
+        if !cfg.firewall.managed {
+            return Ok(None);
+        }
+        let ctx = ruleset::context(cfg, &self.netlink).await;
+        ruleset::prepare(cfg, &ctx).map(Some)
+    }
+
+    async fn apply_firewall(
+        &mut self,
+        cfg: &Config,
+        ruleset: Option<&firewall::Ruleset>,
+    ) -> anyhow::Result<()> {
+        let result = match ruleset {
+            Some(r) => ruleset::apply(cfg, &self.netlink, r).await,
+            // Switched off: our table goes, every other table stays.
+            None if self.firewall_applied => linux::nft::apply(&format!(
+                "table {t} {{}}\ndelete table {t}\n",
+                t = firewall::TABLE
+            ))
+            .map_err(anyhow::Error::from),
+            None => Ok(()),
+        };
+        match &result {
+            Ok(()) => {
+                self.firewall_applied = ruleset.is_some();
+                self.firewall_error = None;
+                if let Some(r) = ruleset {
+                    info!(
+                        "firewall applied: {} rules, {} routes",
+                        cfg.areas.rules.len(),
+                        r.routes.len()
+                    );
+                }
+            }
+            Err(e) => self.firewall_error = Some(format!("{e:#}")),
+        }
+        result
+    }
+
+    /// Brings the CARP routers, interfaces and sockets in line with `cfg`: routers that are
+    /// gone or changed leave (a master bows out), new and changed ones start as BACKUP.
+    /// Unchanged routers keep running undisturbed.
+    async fn converge_vips(&mut self, cfg: &Config, starting: bool) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let key = Key::from_passphrase(&cfg.carp.passphrase);
+        // Resolve every device first, so a missing one changes nothing.
+        let mut links = BTreeMap::new();
         for vip in &cfg.vips {
-            let link = netlink.link(&vip.device).await.with_context(|| {
+            if links.contains_key(&vip.device) {
+                continue;
+            }
+            let link = self.netlink.link(&vip.device).await.with_context(|| {
                 format!(
                     "interface {:?} (device {}) of vhid {}",
                     vip.interface, vip.device, vip.vhid
                 )
             })?;
+            links.insert(vip.device.clone(), link);
+        }
+        let mut wanted: HashMap<(IfaceId, u8), (Vip, RouterConfig)> = HashMap::new();
+        for vip in &cfg.vips {
+            let Some(link) = links.get(&vip.device) else {
+                continue;
+            };
+            let rc = RouterConfig {
+                iface: link.index,
+                vhid: vip.vhid,
+                advbase: vip.advbase,
+                advskew: cfg.node.advskew,
+                preempt: cfg.node.preempt,
+                addresses: vip.addresses.iter().map(|a| a.addr()).collect(),
+                key: key.clone(),
+            };
+            wanted.insert((link.index, vip.vhid.get()), (vip.clone(), rc));
+        }
+
+        let leaving: Vec<(IfaceId, u8)> = self
+            .routers
+            .iter()
+            .filter(|(k, rc)| wanted.get(k).is_none_or(|(_, w)| w != *rc))
+            .map(|(k, _)| *k)
+            .collect();
+        for (iface, vhid) in &leaving {
+            if let Some(v) = carp::Vhid::new(*vhid) {
+                self.engine.remove_router(*iface, v);
+            }
+        }
+        // The bow-out adverts and address removals need the old VIP table.
+        self.execute().await;
+        for k in &leaving {
+            self.routers.remove(k);
+            self.vips.remove(k);
+        }
+
+        for vip in &cfg.vips {
+            let Some(link) = links.get(&vip.device) else {
+                continue;
+            };
             let id: IfaceId = link.index;
-            if let std::collections::btree_map::Entry::Vacant(slot) = ifaces.entry(id) {
-                prepare_interface(&netlink, id, &vip.device).await?;
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.ifaces.entry(id) {
+                prepare_interface(&self.netlink, id, &vip.device).await?;
                 slot.insert(Iface {
                     logical: vip.interface.clone(),
                     device: vip.device.clone(),
@@ -98,7 +213,7 @@ impl Daemon {
                     v4: None,
                     v6: None,
                 });
-                engine.handle(
+                self.engine.handle(
                     now,
                     Input::Link {
                         iface: id,
@@ -113,43 +228,75 @@ impl Daemon {
                 );
             }
             for family in vip.addresses.iter().map(|a| Family::of(&a.addr())) {
-                if !pending.contains(&(id, family)) {
-                    pending.push((id, family));
+                let open = self.ifaces.get(&id).is_some_and(|i| match family {
+                    Family::V4 => i.v4.is_some(),
+                    Family::V6 => i.v6.is_some(),
+                });
+                if !open && !self.pending.contains(&(id, family)) {
+                    self.pending.push((id, family));
                 }
             }
-            vips.insert((id, vip.vhid.get()), vip.clone());
         }
+        self.open_pending(starting)?;
 
-        let key = Key::from_passphrase(&cfg.carp.passphrase);
-        for ((id, _), vip) in &vips {
-            engine.add_router(
-                now,
-                RouterConfig {
-                    iface: *id,
-                    vhid: vip.vhid,
-                    advbase: vip.advbase,
-                    advskew: cfg.node.advskew,
-                    preempt: cfg.node.preempt,
-                    addresses: vip.addresses.iter().map(|a| a.addr()).collect(),
-                    key: key.clone(),
-                },
-            );
+        let mut joining: Vec<_> = wanted
+            .into_iter()
+            .filter(|(k, _)| !self.routers.contains_key(k))
+            .collect();
+        joining.sort_by_key(|(k, _)| *k);
+        for (k, (vip, rc)) in joining {
+            if !starting {
+                info!(
+                    "vhid={} iface={}: VIP {} joins",
+                    vip.vhid,
+                    vip.interface,
+                    addr_list(&vip)
+                );
+            }
+            self.engine.add_router(now, rc.clone());
+            self.vips.insert(k, vip);
+            self.routers.insert(k, rc);
         }
-        let mut d = Daemon {
-            cfg,
-            ev_tx,
-            ev_rx,
-            watcher: Some(watcher),
-            pending,
-            engine,
-            netlink,
-            ifaces,
-            vips,
-            reject_log: HashMap::new(),
-            transitions: HashMap::new(),
-        };
-        d.open_pending(true)?;
-        Ok(d)
+        Ok(())
+    }
+
+    /// Re-reads the config file and applies it; a config that fails validation (or that the
+    /// kernel refuses) changes nothing and the error names the problem.
+    async fn reload(&mut self) -> anyhow::Result<String> {
+        let mut new = config::load(&self.cfg.file)?;
+        if new.node.name != self.cfg.node.name
+            || new.node.control_socket != self.cfg.node.control_socket
+        {
+            warn!("node.name and node.control_socket take effect at the next restart");
+            new.node.name.clone_from(&self.cfg.node.name);
+            new.node
+                .control_socket
+                .clone_from(&self.cfg.node.control_socket);
+        }
+        let ruleset = self.prepare_firewall(&new).await?;
+        for vip in &new.vips {
+            self.netlink.link(&vip.device).await.with_context(|| {
+                format!(
+                    "interface {:?} (device {}) of vhid {}",
+                    vip.interface, vip.device, vip.vhid
+                )
+            })?;
+        }
+        self.apply_firewall(&new, ruleset.as_ref()).await?;
+        self.converge_vips(&new, false).await?;
+        self.cfg = new;
+        let msg = format!(
+            "reloaded {}: {} VIPs, firewall {}",
+            self.cfg.file.display(),
+            self.vips.len(),
+            if self.cfg.firewall.managed {
+                format!("{} rules", self.cfg.areas.rules.len())
+            } else {
+                "not managed".into()
+            }
+        );
+        info!("{msg}");
+        Ok(msg)
     }
 
     /// Opens the CARP sockets still missing. An IPv6 link-local address appears only once the
@@ -245,6 +392,7 @@ impl Daemon {
 
         let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+        let mut hup = signal(SignalKind::hangup()).context("cannot catch SIGHUP")?;
         info!(
             "node {} running: {} VIPs on {} interfaces, advskew {}, preempt {}",
             self.cfg.node.name,
@@ -273,7 +421,16 @@ impl Daemon {
                 _ = retry.tick(), if !self.pending.is_empty() => {
                     let _ = self.open_pending(false);
                 }
-                Some((req, reply)) = ctl_rx.recv() => { let _ = reply.send(self.answer(req)); }
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading {}", self.cfg.file.display());
+                    if let Err(e) = self.reload().await {
+                        error!("reload failed, running config unchanged: {}", ruleset::describe(&e));
+                    }
+                }
+                Some((req, reply)) = ctl_rx.recv() => {
+                    let r = self.answer(req).await;
+                    let _ = reply.send(r);
+                }
             }
         }
         self.engine.handle(Instant::now(), Input::Shutdown);
@@ -449,9 +606,17 @@ impl Daemon {
         }
     }
 
-    fn answer(&self, req: Request) -> Reply {
+    async fn answer(&mut self, req: Request) -> Reply {
         match req {
             Request::Status => Reply::Status(Box::new(self.status())),
+            Request::Reload => match self.reload().await {
+                Ok(msg) => Reply::Done(msg),
+                Err(e) => {
+                    let msg = ruleset::describe(&e);
+                    error!("reload failed, running config unchanged: {msg}");
+                    Reply::Error(msg)
+                }
+            },
         }
     }
 
@@ -514,12 +679,25 @@ impl Daemon {
                 .collect(),
             vips,
             rejected: reason_map(self.engine.node_rejected()),
+            firewall: ruleset::status(
+                &self.cfg,
+                self.firewall_applied,
+                self.firewall_error.clone(),
+            ),
             sync: SyncStatus {
                 config: "not configured".into(),
                 state: "not configured".into(),
             },
         }
     }
+}
+
+fn addr_list(v: &Vip) -> String {
+    v.addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Readies an interface for VIPs: clears VIPs a previous run left behind (after a crash, or

@@ -4,6 +4,7 @@
 mod config;
 mod control;
 mod daemon;
+mod ruleset;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -38,6 +39,16 @@ enum Command {
     },
     /// Validate a config without running anything.
     Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Ask the running daemon to re-read its config and apply it (as SIGHUP does).
+    Reload {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the nftables ruleset (and routes) this config gives on this node, changing nothing.
+    Ruleset {
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -96,10 +107,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 control::Reply::Error(e) => anyhow::bail!("daemon: {e}"),
+                control::Reply::Done(m) => anyhow::bail!("unexpected reply: {m}"),
             }
+        }
+        Command::Reload { config } => {
+            let cfg = config::load(&config)?;
+            let reply = runtime()?.block_on(control::call(
+                &cfg.node.control_socket,
+                &control::Request::Reload,
+            ))?;
+            match reply {
+                control::Reply::Done(msg) => {
+                    println!("{msg}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                control::Reply::Error(e) => {
+                    eprintln!("tandem: reload refused, the running config is unchanged:\n{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+                control::Reply::Status(_) => anyhow::bail!("daemon answered reload with a status"),
+            }
+        }
+        Command::Ruleset { config } => {
+            let cfg = config::load(&config)?;
+            let rs = runtime()?.block_on(async {
+                let netlink = linux::netlink::Netlink::new().await?;
+                let ctx = ruleset::context(&cfg, &netlink).await;
+                firewall::render(&cfg.areas, &ctx).map_err(|e| anyhow::Error::from(cfg.locate(e)))
+            })?;
+            print!("{}", rs.nft);
+            for r in &rs.routes {
+                println!(
+                    "# route {} via {} dev {} ({})",
+                    r.destination, r.gateway, r.device, r.gateway_name
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => {
             let cfg = config::load(&config)?;
+            if cfg.firewall.managed {
+                // The areas refer to this node's addresses ("lan:address", NAT targets), so
+                // they are checked against what the kernel has here.
+                runtime()?.block_on(async {
+                    let netlink = linux::netlink::Netlink::new().await?;
+                    let ctx = ruleset::context(&cfg, &netlink).await;
+                    firewall::validate(&cfg.areas, &ctx)
+                        .map_err(|e| anyhow::Error::from(cfg.locate(e)))
+                })?;
+            }
             for (logical, dev) in daemon::missing_devices(&cfg) {
                 eprintln!("note: interface {logical:?}: device {dev} does not exist here");
             }
