@@ -218,7 +218,9 @@ one_run() {
         return 1
     fi
     sleep 1.5   # let the backup settle into BACKUP with a fresh master-down timer phase
-    in_ns "$NS_C" ping -n -D -i 0.01 -W 1 "$VIP" >"$out" 2>&1 &
+    # not through the in_ns function: a backgrounded function is a subshell, and killing it
+    # would leave ping running; `ip netns exec` execs ping in place, so $! is ping itself
+    ip netns exec "$NS_C" ping -n -D -i 0.01 -W 1 "$VIP" >"$out" 2>&1 &
     pid=$!
     # a random phase (0.5 to 1.5 s) so the link does not always go down at the same point of
     # the advert cycle: gaps then sample the whole range [bound - interval, bound] + latency
