@@ -350,6 +350,12 @@ impl Carp {
         };
         let link_up = self.link_up(r.cfg.iface);
         self.routers.insert(key, r);
+        if !link_up {
+            // The link went down before this interface carried a router (a daemon that reads
+            // link state before its config): demote now, or this node's other vhids would
+            // preempt while this one cannot follow.
+            self.set_demotion(DemoteSource::LinkDown(key.0), DEMOTION_STEP);
+        }
         if link_up && !self.shut_down {
             self.become_backup(now, key, Reason::Startup);
         }
@@ -360,8 +366,11 @@ impl Carp {
         let key = (iface, vhid);
         self.leave(key, Reason::Removed);
         self.routers.remove(&key);
-        self.demotions
-            .remove(&DemoteSource::SendErrors(iface, vhid));
+        self.set_demotion(DemoteSource::SendErrors(iface, vhid), 0);
+        // A down link demotes only while it carries a router.
+        if !self.routers.keys().any(|k| k.0 == iface) {
+            self.set_demotion(DemoteSource::LinkDown(iface), 0);
+        }
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) {
