@@ -1,0 +1,250 @@
+//! The checks behind the fuzz targets (crates/carp/fuzz) and the proptest stand-in that runs
+//! them in `cargo test` (tests/sim_fuzz.rs). Both include this file, so they check the same.
+
+#![allow(dead_code)]
+
+use carp::wire::{self, Advert, ADVERT_LEN, AUTHLEN};
+use carp::{
+    Advbase, Authenticator, Carp, DemoteSource, Input, Key, RouterConfig, Skew, State, Vhid,
+};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+/// Decoding arbitrary bytes never panics; what decodes re-encodes to the same header.
+pub fn check_decode(data: &[u8]) {
+    let Ok(a) = wire::decode(data) else {
+        return;
+    };
+    assert!(data.len() >= ADVERT_LEN);
+    let enc = wire::encode(&a);
+    assert_eq!(
+        wire::decode(&enc).as_ref(),
+        Ok(&a),
+        "decode(encode(a)) != a"
+    );
+    let head = &data[..ADVERT_LEN];
+    if wire::internet_checksum(head) == 0 && head[3] == AUTHLEN {
+        // A 36-byte header with a valid checksum of its own comes back byte for byte.
+        assert_eq!(&enc[..], head, "encode(decode(x)) != x[..36]");
+    } else {
+        // decode ignores authlen (as ucarp does) and a checksum that only trailing bytes
+        // made valid; every other byte comes back.
+        let differs: Vec<usize> = (0..ADVERT_LEN).filter(|&i| enc[i] != head[i]).collect();
+        assert!(
+            differs.iter().all(|i| [3, 6, 7].contains(i)),
+            "re-encoding changed bytes {differs:?}"
+        );
+    }
+}
+
+const PASS: &[u8] = b"s3cret";
+
+fn vhid(v: u8) -> Vhid {
+    Vhid::new(v).unwrap_or_else(|| unreachable!("nonzero literal"))
+}
+
+fn routers() -> Vec<RouterConfig> {
+    let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 100));
+    let v6 = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+    vec![
+        RouterConfig {
+            iface: 1,
+            vhid: vhid(7),
+            advbase: Advbase(1),
+            advskew: Skew(100),
+            preempt: true,
+            addresses: vec![v4, v6],
+            key: Key::from_passphrase(PASS),
+        },
+        RouterConfig {
+            iface: 2,
+            vhid: vhid(8),
+            advbase: Advbase(2),
+            advskew: Skew(0),
+            preempt: false,
+            addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 100))],
+            key: Key::from_passphrase(PASS),
+        },
+    ]
+}
+
+/// Reads fuzz bytes as a little program; every read past the end yields 0.
+struct Cursor<'a>(&'a [u8]);
+
+impl Cursor<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((b, rest)) => {
+                self.0 = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.0.len());
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        a.to_vec()
+    }
+    fn u64(&mut self) -> u64 {
+        (0..8).fold(0, |acc, _| (acc << 8) | u64::from(self.byte()))
+    }
+    fn done(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Runs a node with two routers through inputs decoded from `data`: raw adverts (any bytes,
+/// any TTL, any source), validly signed adverts with fuzzed timing and counters, link
+/// changes, demotions, send results, shutdown, router re-adds and time passing. Never
+/// panics, never leaves a timer in the past, never holds state it cannot explain.
+pub fn check_engine(data: &[u8]) {
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut c = Cursor(data);
+    let mut carp = Carp::new(c.u64());
+    let own = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
+    carp.set_local_address(1, own);
+    let cfgs = routers();
+    for r in &cfgs {
+        carp.add_router(now, r.clone());
+    }
+    let peers = [
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 3)),
+        own,
+        IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 3)),
+    ];
+    let mut held = std::collections::BTreeSet::new();
+    let mut steps = 0;
+    while !c.done() && steps < 256 {
+        steps += 1;
+        let op = c.byte();
+        let iface = u32::from(c.byte() % 3);
+        match op % 10 {
+            0 | 1 => {
+                let len = usize::from(c.byte());
+                let payload = c.bytes(len);
+                let ttl = if c.byte() & 1 == 0 { 255 } else { c.byte() };
+                let src = peers[usize::from(c.byte()) % peers.len()];
+                carp.handle(
+                    now,
+                    Input::Advert {
+                        iface,
+                        src,
+                        ttl,
+                        payload,
+                    },
+                );
+            }
+            2 | 3 => {
+                // A correctly signed advert for one of our vhids (or a stranger's).
+                let r = &cfgs[usize::from(c.byte() & 1)];
+                let v = match c.byte() {
+                    0 => 0,
+                    b if b < 16 => b,
+                    _ => r.vhid.get(),
+                };
+                let Some(v) = Vhid::new(v) else {
+                    continue;
+                };
+                let counter = c.u64();
+                let auth = Authenticator::new(r.key.clone(), v, &r.addresses);
+                let advert = Advert {
+                    vhid: v,
+                    advbase: Advbase(c.byte()),
+                    advskew: Skew(c.byte()),
+                    demote: if c.byte() < 32 { c.byte() } else { 0 },
+                    counter,
+                    hmac: auth.sign(counter),
+                };
+                let mut payload = wire::encode(&advert).to_vec();
+                if c.byte() < 16 {
+                    let at = usize::from(c.byte()) % payload.len();
+                    payload[at] ^= c.byte();
+                }
+                let src = peers[usize::from(c.byte()) % peers.len()];
+                carp.handle(
+                    now,
+                    Input::Advert {
+                        iface: r.iface,
+                        src,
+                        ttl: 255,
+                        payload,
+                    },
+                );
+            }
+            4 => {
+                let up = c.byte() & 1 == 0;
+                carp.handle(now, Input::Link { iface, up });
+            }
+            5 => {
+                let source = match c.byte() % 5 {
+                    0 => DemoteSource::Operator,
+                    1 => DemoteSource::StateSync,
+                    2 => DemoteSource::ConfigSync,
+                    3 => DemoteSource::LinkDown(iface),
+                    _ => DemoteSource::SendErrors(iface, vhid(7)),
+                };
+                let value = c.byte();
+                carp.handle(now, Input::Demote { source, value });
+            }
+            6 => {
+                let v = vhid(c.byte().max(1));
+                let ok = c.byte() & 1 == 0;
+                carp.handle(now, Input::SendResult { iface, vhid: v, ok });
+            }
+            7 => {
+                if c.byte() < 8 {
+                    carp.handle(now, Input::Shutdown);
+                } else {
+                    let r = cfgs[usize::from(c.byte() & 1)].clone();
+                    carp.add_router(now, r);
+                }
+            }
+            _ => {
+                // Time passes: up to ~16 s, or straight to the next deadline.
+                let step = u64::from(c.byte()) * 64 + u64::from(c.byte());
+                now += match carp.poll_timeout() {
+                    Some((t, _)) if step % 2 == 0 => t.saturating_duration_since(now),
+                    _ => Duration::from_millis(step),
+                };
+            }
+        }
+        if let Some((t, _)) = carp.poll_timeout() {
+            if t <= now {
+                carp.handle_timeout(now);
+                if let Some((t2, kind)) = carp.poll_timeout() {
+                    assert!(t2 > now, "{kind:?} timer still due after handle_timeout");
+                }
+            }
+        }
+        while let Some(a) = carp.poll_action() {
+            match a {
+                carp::Action::AddAddresses { iface, vhid } => {
+                    held.insert((iface, vhid));
+                }
+                carp::Action::RemoveAddresses { iface, vhid } => {
+                    held.remove(&(iface, vhid));
+                }
+                carp::Action::Send { payload, .. } => {
+                    let a = wire::decode(&payload);
+                    assert!(a.is_ok(), "the engine sent an advert it cannot decode");
+                }
+                _ => {}
+            }
+        }
+        for s in carp.status() {
+            assert_eq!(
+                held.contains(&(s.iface, s.vhid)),
+                s.state == State::Master,
+                "vhid {} is {} but its addresses are held: {}",
+                s.vhid,
+                s.state,
+                held.contains(&(s.iface, s.vhid))
+            );
+            assert!(s.advertised_skew >= s.advskew, "demotion lowered the skew");
+        }
+    }
+}
