@@ -9,6 +9,7 @@
 
 pub mod auth;
 pub mod engine;
+pub mod trace;
 pub mod units;
 pub mod wire;
 

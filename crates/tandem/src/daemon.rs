@@ -5,9 +5,10 @@ use crate::config::{self, Config, Vip};
 use crate::control::{
     self, Demotion, Pending, Reply, Request, Status, SyncStatus, Transition, VipStatus,
 };
+use crate::record::Engine;
 use crate::ruleset;
 use anyhow::Context;
-use carp::{Action, Carp, DemoteSource, Family, IfaceId, Input, Key, RejectReason, RouterConfig};
+use carp::{Action, DemoteSource, Family, IfaceId, Input, Key, RejectReason, RouterConfig};
 use linux::announce;
 use linux::carp_socket::CarpSocket;
 use linux::netlink::{LinkWatcher, Netlink};
@@ -48,7 +49,7 @@ pub struct Daemon {
     watcher: Option<LinkWatcher>,
     /// CARP sockets not open yet, as (interface, family).
     pending: Vec<(IfaceId, Family)>,
-    engine: Carp,
+    engine: Engine,
     netlink: Netlink,
     ifaces: BTreeMap<IfaceId, Iface>,
     vips: HashMap<(IfaceId, u8), Vip>,
@@ -73,7 +74,7 @@ fn random_seed() -> u64 {
 }
 
 impl Daemon {
-    pub async fn start(cfg: Config) -> anyhow::Result<Daemon> {
+    pub async fn start(cfg: Config, record: Option<&std::path::Path>) -> anyhow::Result<Daemon> {
         let netlink = Netlink::new().await.context("cannot open rtnetlink")?;
         // Watch before reading link states, so no change falls between the two.
         let watcher = LinkWatcher::new()
@@ -86,7 +87,7 @@ impl Daemon {
             ev_rx,
             watcher: Some(watcher),
             pending: Vec::new(),
-            engine: Carp::new(random_seed()),
+            engine: Engine::new(random_seed(), record)?,
             netlink,
             ifaces: BTreeMap::new(),
             vips: HashMap::new(),

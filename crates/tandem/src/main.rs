@@ -4,6 +4,7 @@
 mod config;
 mod control;
 mod daemon;
+mod record;
 mod ruleset;
 
 use anyhow::Context;
@@ -28,6 +29,9 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        /// Write every input of the CARP engine to this JSONL trace (for replay in tests).
+        #[arg(long)]
+        record: Option<PathBuf>,
     },
     /// Ask the running daemon for every VIP's state.
     Status {
@@ -83,10 +87,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config } => {
+        Command::Run { config, record } => {
             let cfg = config::load(&config)?;
             runtime()?.block_on(async {
-                let d = daemon::Daemon::start(cfg).await?;
+                let d = daemon::Daemon::start(cfg, record.as_deref()).await?;
                 d.run().await
             })?;
             Ok(ExitCode::SUCCESS)
