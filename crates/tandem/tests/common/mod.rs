@@ -166,3 +166,42 @@ impl Node {
 pub const TAKEOVER: Duration = Duration::from_secs(8);
 /// First election after start: master-down plus start-up.
 pub const ELECTION: Duration = Duration::from_secs(10);
+
+/// As [`write_config`], with `extra` TOML (firewall areas, a `[firewall]` table) appended.
+#[allow(clippy::too_many_arguments)]
+pub fn write_config_extra(
+    lab: &Lab,
+    name: &str,
+    advskew: u8,
+    preempt: bool,
+    passphrase: &str,
+    interfaces: &[(&str, &str)],
+    vips: &[VipSpec<'_>],
+    extra: &str,
+) -> PathBuf {
+    let path = write_config(lab, name, advskew, preempt, passphrase, interfaces, vips);
+    let mut text = std::fs::read_to_string(&path).expect("read node config");
+    text.push('\n');
+    text.push_str(extra);
+    std::fs::write(&path, text).expect("write node config");
+    path
+}
+
+impl Node {
+    /// Runs the CLI against this node's config inside its host: (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = self
+            .host
+            .command(TANDEM)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run tandem");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}

@@ -1,0 +1,826 @@
+//! The firewall through the real daemon: `tandem run` applies the ruleset rendered from the
+//! config's areas, and real traffic between namespaces shows what it does.
+//!
+//! ```text
+//! client 192.0.2.10 ── lan ── eth0 fw eth1 ── wan ── server 198.51.100.10 (.11, .12)
+//!   2001:db8:1::10           192.0.2.2  198.51.100.2        2001:db8:2::10
+//!   default via VIP          VIP .1     VIP .1
+//! ```
+//!
+//! The server listens on every port a test probes, so "refused" and "timeout" are the
+//! firewall's doing, never a closed port. Needs root, ip, nft, python3 and ping.
+
+mod common;
+
+use common::*;
+use lab::{Host, Lab, Outcome};
+use std::path::Path;
+use std::time::Duration;
+
+const IFACES: &[(&str, &str)] = &[("lan", "eth0"), ("wan", "eth1")];
+const LAN_VIP: &[&str] = &["192.0.2.1/24"];
+const WAN_VIP: &[&str] = &["198.51.100.1/24"];
+const T: Duration = Duration::from_millis(1500);
+const SERVER: &str = "198.51.100.10";
+const SERVER6: &str = "2001:db8:2::10";
+/// Another address of the server, not in the `servers` alias.
+const OTHER: &str = "198.51.100.11";
+/// Another address of the server, ICMP to it is rejected.
+const REJECTED: &str = "198.51.100.12";
+const TCP_PORTS: &[u16] = &[22, 80, 81, 82, 8080, 8081];
+const UDP_PORTS: &[u16] = &[5300, 5301, 5302];
+
+fn vips() -> [VipSpec<'static>; 2] {
+    [
+        VipSpec {
+            vhid: 1,
+            interface: "lan",
+            addresses: LAN_VIP,
+        },
+        VipSpec {
+            vhid: 2,
+            interface: "wan",
+            addresses: WAN_VIP,
+        },
+    ]
+}
+
+const ALIASES: &str = r#"
+[[aliases]]
+name = "servers"
+type = "host"
+entries = ["198.51.100.10", "2001:db8:2::10"]
+
+[[aliases]]
+name = "web_ports"
+type = "port"
+entries = [80, 8080]
+"#;
+
+const RULES: &str = r#"
+[[rules]]
+interface = "lan"
+action = "reject"
+protocol = "tcp/udp"
+destination = "servers"
+destination_port = [81, 5301]
+description = "rejected ports"
+
+[[rules]]
+interface = "lan"
+action = "block"
+protocol = "tcp"
+destination_port = 82
+description = "blocked port"
+
+[[rules]]
+interface = "lan"
+action = "pass"
+protocol = "tcp"
+source = "lan:network"
+destination = "servers"
+destination_port = "web_ports"
+description = "web to the servers"
+
+[[rules]]
+interface = "lan"
+action = "pass"
+protocol = "udp"
+destination = "servers"
+destination_port = 5300
+
+[[rules]]
+interface = "lan"
+action = "pass"
+protocol = "icmp"
+destination = "servers"
+
+[[rules]]
+interface = "lan"
+action = "reject"
+protocol = "icmp"
+destination = "198.51.100.12"
+description = "icmp rejected"
+"#;
+
+const NAT: &str = r#"
+[[nat.outbound]]
+interface = "wan"
+source = "lan:network"
+translation = "198.51.100.1"
+
+[[nat.port_forward]]
+interface = "wan"
+destination = "198.51.100.1"
+protocol = "tcp"
+port = 2222
+target = "192.0.2.10"
+target_port = 22
+"#;
+
+fn full() -> String {
+    format!("{ALIASES}{RULES}{NAT}")
+}
+
+/// The client, the firewall hosts and the server, wired up; the firewalls not started yet.
+struct Net {
+    client: Host,
+    fws: Vec<Host>,
+    server: Host,
+    server_log: lab::Process,
+    _client_server: lab::Process,
+}
+
+/// `fws` firewalls between lan and wan: fw1 has .2 on both nets, fw2 .3.
+fn network(lab: &mut Lab, fws: usize) -> Net {
+    let lan = lab.switch("lan").expect("lan switch");
+    let wan = lab.switch("wan").expect("wan switch");
+    let client = lab.host("client").expect("client");
+    let server = lab.host("server").expect("server");
+    lab.connect(
+        &client,
+        "eth0",
+        &lan,
+        &["192.0.2.10/24", "2001:db8:1::10/64"],
+    )
+    .expect("client");
+    lab.connect(
+        &server,
+        "eth0",
+        &wan,
+        &[
+            "198.51.100.10/24",
+            "198.51.100.11/24",
+            "198.51.100.12/24",
+            "2001:db8:2::10/64",
+        ],
+    )
+    .expect("server");
+    let mut hosts = Vec::new();
+    for k in 1..=fws {
+        let h = lab.host(&format!("fw{k}")).expect("fw host");
+        let last = k + 1;
+        lab.connect(
+            &h,
+            "eth0",
+            &lan,
+            &[
+                &format!("192.0.2.{last}/24"),
+                &format!("2001:db8:1::{last}/64"),
+            ],
+        )
+        .expect("fw lan");
+        lab.connect(
+            &h,
+            "eth1",
+            &wan,
+            &[
+                &format!("198.51.100.{last}/24"),
+                &format!("2001:db8:2::{last}/64"),
+            ],
+        )
+        .expect("fw wan");
+        hosts.push(h);
+    }
+    client
+        .run(&["ip", "route", "add", "default", "via", "192.0.2.1"])
+        .expect("client route");
+    client
+        .run(&[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "2001:db8:1::2",
+        ])
+        .expect("client route6");
+    // The server can reach the inside, so a timeout there is the firewall, not routing.
+    server
+        .run(&["ip", "route", "add", "192.0.2.0/24", "via", "198.51.100.1"])
+        .expect("server route");
+    server
+        .run(&[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:db8:1::/64",
+            "via",
+            "2001:db8:2::2",
+        ])
+        .expect("server route6");
+    let servers = server.serve(TCP_PORTS, UDP_PORTS).expect("servers");
+    let client_server = client.serve(&[22], &[]).expect("inside server");
+    Net {
+        client,
+        fws: hosts,
+        server,
+        server_log: servers,
+        _client_server: client_server,
+    }
+}
+
+/// Starts fw`k` (1-based) with `areas` appended to its node config; waits until it answers.
+fn start_fw(lab: &Lab, net: &Net, k: usize, areas: &str) -> Node {
+    let name = format!("fw{k}");
+    let skew = if k == 1 { 0 } else { 100 };
+    let cfg = write_config_extra(lab, &name, skew, true, "s3cret", IFACES, &vips(), areas);
+    Node::start(&net.fws[k - 1], cfg)
+}
+
+fn master_of_both(fw: &Node) {
+    fw.expect_state(1, "MASTER", ELECTION);
+    fw.expect_state(2, "MASTER", ELECTION);
+}
+
+/// `nft list table inet tandem` with handles and without counters: byte-identical only if
+/// the table was not replaced (a re-created table gets a new handle).
+fn table(host: &Host) -> String {
+    host.run(&["nft", "-a", "-s", "list", "table", "inet", "tandem"])
+        .expect("nft list table")
+}
+
+fn expect(what: &str, got: Outcome, want: Outcome, fw: &Node) {
+    assert_eq!(
+        got,
+        want,
+        "{what}\nruleset:\n{}\nlog:\n{}",
+        fw.host
+            .run(&["nft", "list", "table", "inet", "tandem"])
+            .unwrap_or_default(),
+        fw.log()
+    );
+}
+
+fn line_of(path: &Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(path).expect("read config");
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} not in {}", path.display()))
+        + 1
+}
+
+#[test]
+fn rules_pass_block_and_reject_real_traffic() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("tandem_fw_rules_real_traffic").expect("lab");
+    let net = network(&mut lab, 1);
+    let fw_host = &net.fws[0];
+    // A fresh namespace does not forward: the daemon is what turns it on.
+    assert_eq!(
+        fw_host
+            .run(&["sysctl", "-n", "net.ipv4.ip_forward"])
+            .expect("sysctl")
+            .trim(),
+        "0"
+    );
+    let fw = start_fw(&lab, &net, 1, &format!("{ALIASES}{RULES}"));
+    master_of_both(&fw);
+
+    let s = fw.status();
+    let f = &s["firewall"];
+    assert_eq!(f["managed"], true, "{s}");
+    assert_eq!(f["applied"], true, "{s}");
+    assert!(f["last_error"].is_null(), "{s}");
+    assert_eq!(f["rules"], 6, "{s}");
+    assert_eq!(f["aliases"], 2, "{s}");
+    assert_eq!(f["forwarding"]["net.ipv4.ip_forward"], "1", "{s}");
+    assert_eq!(f["forwarding"]["net.ipv6.conf.all.forwarding"], "1", "{s}");
+    assert!(
+        fw.log().contains("firewall applied: 6 rules"),
+        "{}",
+        fw.log()
+    );
+
+    let c = &net.client;
+    // Pass: TCP to both ports of the port alias, to the host alias, no NAT configured here.
+    expect(
+        "tcp 80 to an alias host",
+        c.probe_tcp(SERVER, 80, T),
+        Outcome::from("192.0.2.10"),
+        &fw,
+    );
+    expect(
+        "tcp 8080 (second port of the alias)",
+        c.probe_tcp(SERVER, 8080, T),
+        Outcome::from("192.0.2.10"),
+        &fw,
+    );
+    expect(
+        "tcp 80 over IPv6 (the alias's IPv6 entry)",
+        c.probe_tcp(SERVER6, 80, T),
+        Outcome::from("2001:db8:1::10"),
+        &fw,
+    );
+    expect(
+        "udp 5300",
+        c.probe_udp(SERVER, 5300, T),
+        Outcome::from("192.0.2.10"),
+        &fw,
+    );
+    expect(
+        "icmp echo to an alias host",
+        c.probe_icmp(SERVER, T),
+        Outcome::Reply("echo".into()),
+        &fw,
+    );
+    // Reject: a TCP reset, an ICMP port unreachable for UDP and ICMP.
+    expect(
+        "tcp 81 rejected",
+        c.probe_tcp(SERVER, 81, T),
+        Outcome::Refused,
+        &fw,
+    );
+    expect(
+        "udp 5301 rejected",
+        c.probe_udp(SERVER, 5301, T),
+        Outcome::Refused,
+        &fw,
+    );
+    expect(
+        "icmp rejected",
+        c.probe_icmp(REJECTED, T),
+        Outcome::Unreachable,
+        &fw,
+    );
+    // Block: by a block rule, and by default (ports and hosts outside the aliases, inbound).
+    let blocked_before = fw
+        .host
+        .nft_counter("inet tandem", "forward", "blocked port")
+        .expect("counter");
+    expect(
+        "tcp 82 blocked by rule",
+        c.probe_tcp(SERVER, 82, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    assert!(
+        fw.host
+            .nft_counter("inet tandem", "forward", "blocked port")
+            .expect("counter")
+            > blocked_before,
+        "the block rule's counter did not rise"
+    );
+    let default_before = fw
+        .host
+        .nft_counter("inet tandem", "forward", "default block")
+        .expect("counter");
+    expect(
+        "tcp 8081 (not in the port alias)",
+        c.probe_tcp(SERVER, 8081, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    expect(
+        "tcp 80 to a host not in the alias",
+        c.probe_tcp(OTHER, 80, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    expect(
+        "icmp to a host not in the alias",
+        c.probe_icmp(OTHER, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    expect(
+        "udp 5302",
+        c.probe_udp(SERVER, 5302, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    expect(
+        "wan to lan (no rule on wan)",
+        net.server.probe_tcp("192.0.2.10", 22, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    assert!(
+        fw.host
+            .nft_counter("inet tandem", "forward", "default block")
+            .expect("counter")
+            >= default_before + 5,
+        "the default block counter did not count the drops"
+    );
+    // Passing traffic did reach the server, blocked traffic did not.
+    let log = net.server_log.stdout();
+    assert!(log.contains("tcp 8080 192.0.2.10"), "{log}");
+    assert!(!log.contains("tcp 82 "), "{log}");
+    assert!(!log.contains("tcp 81 "), "{log}");
+}
+
+#[test]
+fn outbound_nat_port_forward_and_stateful_drop() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("tandem_fw_nat_port_forward_state").expect("lab");
+    let net = network(&mut lab, 1);
+    let fw = start_fw(&lab, &net, 1, &full());
+    master_of_both(&fw);
+    let s = fw.status();
+    assert_eq!(s["firewall"]["nat"], 2, "{s}");
+
+    // Outbound NAT: the server sees the WAN VIP, for TCP and UDP.
+    expect(
+        "tcp NATed to the WAN VIP",
+        net.client.probe_tcp(SERVER, 80, T),
+        Outcome::from("198.51.100.1"),
+        &fw,
+    );
+    expect(
+        "udp NATed to the WAN VIP",
+        net.client.probe_udp(SERVER, 5300, T),
+        Outcome::from("198.51.100.1"),
+        &fw,
+    );
+    let log = net.server_log.stdout();
+    assert!(log.contains("tcp 80 198.51.100.1\n"), "{log}");
+    assert!(!log.contains("192.0.2.10"), "{log}");
+    // IPv4-only translation: IPv6 passes untranslated.
+    expect(
+        "IPv6 not translated",
+        net.client.probe_tcp(SERVER6, 80, T),
+        Outcome::from("2001:db8:1::10"),
+        &fw,
+    );
+
+    // Port forward on the WAN VIP to the inside host (which sees the real client).
+    expect(
+        "port forward 2222 -> 192.0.2.10:22",
+        net.server.probe_tcp("198.51.100.1", 2222, T),
+        Outcome::from(SERVER),
+        &fw,
+    );
+    expect(
+        "no forward on 2223",
+        net.server.probe_tcp("198.51.100.1", 2223, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    expect(
+        "the inside host directly",
+        net.server.probe_tcp("192.0.2.10", 22, T),
+        Outcome::Timeout,
+        &fw,
+    );
+
+    // Stateful: a mid-stream TCP segment (ACK, no connection) of a flow a pass rule allows is
+    // dropped by the default block; a SYN of the same flow is passed.
+    let counter = || {
+        fw.host
+            .nft_counter("inet tandem", "forward", "default block")
+            .expect("counter")
+    };
+    let before = counter();
+    net.client
+        .send_tcp_segment("192.0.2.10", SERVER, 40001, 80, 0x10)
+        .expect("send ACK");
+    assert!(
+        lab::wait_until(Duration::from_secs(2), || counter() == before + 1),
+        "mid-stream ACK not dropped by the default block (counter {} -> {})",
+        before,
+        counter()
+    );
+    net.client
+        .send_tcp_segment("192.0.2.10", SERVER, 40002, 80, 0x02)
+        .expect("send SYN");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(counter(), before + 1, "a SYN of a passed flow was dropped");
+}
+
+#[test]
+fn reload_applies_new_rules_and_a_broken_config_changes_nothing() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("tandem_fw_reload").expect("lab");
+    let net = network(&mut lab, 1);
+    let base = format!(
+        "{ALIASES}{NAT}
+[[rules]]
+interface = \"lan\"
+action = \"pass\"
+protocol = \"tcp\"
+destination = \"servers\"
+destination_port = 80
+"
+    );
+    let mut fw = start_fw(&lab, &net, 1, &base);
+    master_of_both(&fw);
+    let c = &net.client;
+    expect(
+        "80 passes",
+        c.probe_tcp(SERVER, 80, T),
+        Outcome::from("198.51.100.1"),
+        &fw,
+    );
+    expect(
+        "8080 not yet",
+        c.probe_tcp(SERVER, 8080, T),
+        Outcome::Timeout,
+        &fw,
+    );
+
+    // A new rule in the file, `tandem reload`: it works.
+    let cfg = fw.config.clone();
+    let original = std::fs::read_to_string(&cfg).expect("read");
+    let good = original.clone()
+        + "
+[[rules]]
+interface = \"lan\"
+action = \"pass\"
+protocol = \"tcp\"
+destination = \"servers\"
+destination_port = 8080
+description = \"added by reload\"
+";
+    std::fs::write(&cfg, &good).expect("write");
+    let (ok, out, err) = fw.cli(&["reload"]);
+    assert!(ok, "reload failed: {out}{err}\n{}", fw.log());
+    assert!(out.contains("2 rules"), "{out}");
+    expect(
+        "8080 after reload",
+        c.probe_tcp(SERVER, 8080, T),
+        Outcome::from("198.51.100.1"),
+        &fw,
+    );
+    assert_eq!(fw.status()["firewall"]["rules"], 2);
+    let applied = table(&fw.host);
+    assert!(applied.contains("added by reload"), "{applied}");
+
+    // A broken config: an unknown alias and a bad CIDR. Reload refuses, names both places,
+    // and leaves the table (handles included) and the traffic as they were.
+    let broken = good.clone()
+        + "
+[[rules]]
+interface = \"lan\"
+action = \"pass\"
+destination = \"no_such_alias\"
+
+[[rules]]
+interface = \"lan\"
+action = \"pass\"
+source = \"192.0.2.0/33\"
+";
+    std::fs::write(&cfg, &broken).expect("write");
+    let alias_line = line_of(&cfg, "no_such_alias");
+    let cidr_line = line_of(&cfg, "192.0.2.0/33");
+    let (ok, out, err) = fw.cli(&["reload"]);
+    assert!(!ok, "a broken config was accepted: {out}");
+    for (line, what) in [
+        (alias_line, "unknown alias `no_such_alias`"),
+        (cidr_line, "invalid network `192.0.2.0/33`"),
+    ] {
+        let place = format!("{}:{line}:", cfg.display());
+        assert!(
+            err.lines().any(|l| l.contains(&place) && l.contains(what)),
+            "no `{place}... {what}` in:\n{err}"
+        );
+    }
+    assert_eq!(
+        table(&fw.host),
+        applied,
+        "a refused reload changed the table"
+    );
+    let s = fw.status();
+    assert_eq!(s["firewall"]["rules"], 2, "{s}");
+    assert_eq!(s["firewall"]["applied"], true, "{s}");
+    expect(
+        "8080 still passes",
+        c.probe_tcp(SERVER, 8080, T),
+        Outcome::from("198.51.100.1"),
+        &fw,
+    );
+    expect(
+        "81 still blocked",
+        c.probe_tcp(SERVER, 81, T),
+        Outcome::Timeout,
+        &fw,
+    );
+
+    // SIGHUP with the broken config: logged, the daemon keeps running the old ruleset.
+    let pid = s["pid"].clone();
+    let process = fw.process.as_ref().expect("running");
+    process.signal("HUP").expect("SIGHUP");
+    let place = format!("{}:{alias_line}:", cfg.display());
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || fw.log().lines().any(|l| l
+            .contains("reload failed, running config unchanged")
+            && l.contains(&place))),
+        "no reload error naming {place} in the log:\n{}",
+        fw.log()
+    );
+    let s = fw.status();
+    assert_eq!(s["pid"], pid, "{s}");
+    assert_eq!(
+        table(&fw.host),
+        applied,
+        "a refused SIGHUP changed the table"
+    );
+    expect(
+        "8080 still passes after SIGHUP",
+        c.probe_tcp(SERVER, 8080, T),
+        Outcome::from("198.51.100.1"),
+        &fw,
+    );
+
+    // SIGHUP with a good config applies it: 8080 goes again.
+    std::fs::write(&cfg, &original).expect("write");
+    fw.process
+        .as_ref()
+        .expect("running")
+        .signal("HUP")
+        .expect("SIGHUP");
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || fw.status()["firewall"]["rules"]
+            == 1),
+        "SIGHUP did not apply the config:\n{}",
+        fw.log()
+    );
+    expect(
+        "8080 gone after SIGHUP",
+        c.probe_tcp(SERVER, 8080, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    expect(
+        "80 still passes",
+        c.probe_tcp(SERVER, 80, T),
+        Outcome::from("198.51.100.1"),
+        &fw,
+    );
+    fw.sigterm();
+}
+
+#[test]
+fn ruleset_command_prints_what_the_daemon_applied() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("tandem_fw_ruleset_cli").expect("lab");
+    let net = network(&mut lab, 1);
+    let scratch = lab.host("scratch").expect("scratch");
+    let fw = start_fw(&lab, &net, 1, &full());
+    master_of_both(&fw);
+
+    let (ok, printed, err) = fw.cli(&["ruleset"]);
+    assert!(ok, "{err}");
+    assert!(printed.starts_with("# Generated by tandem"), "{printed}");
+    for key in [
+        "table inet tandem {}\ndelete table inet tandem\n",
+        "set alias_servers_v4 {",
+        "iifname \"eth0\" ip saddr 192.0.2.0/24 ip daddr @alias_servers_v4 tcp dport @alias_web_ports_ports tcp flags & (syn|ack) == syn counter accept comment \"rule 3: web to the servers\"",
+        "oifname \"eth1\" ip saddr 192.0.2.0/24 counter snat ip to 198.51.100.1",
+        "dnat ip to 192.0.2.10:22",
+    ] {
+        assert!(printed.contains(key), "no {key:?} in:\n{printed}");
+    }
+    // The same script, applied in an empty namespace, lists exactly as the daemon's table.
+    let file = lab.dir().join("printed.nft");
+    std::fs::write(&file, &printed).expect("write");
+    scratch
+        .run(&["nft", "-f", file.to_str().expect("utf-8")])
+        .expect("printed script applies");
+    let list = |h: &Host| {
+        h.run(&["nft", "-s", "list", "table", "inet", "tandem"])
+            .expect("list")
+    };
+    assert_eq!(list(&scratch), list(&fw.host));
+
+    // `tandem check` validates the areas too.
+    let (ok, out, err) = fw.cli(&["check"]);
+    assert!(ok, "{out}{err}");
+    let bad = lab.dir().join("bad.toml");
+    let text = std::fs::read_to_string(&fw.config).expect("read");
+    std::fs::write(
+        &bad,
+        text.replace(
+            "\"servers\"\ndestination_port = \"web_ports\"",
+            "\"servrs\"\ndestination_port = \"web_ports\"",
+        ),
+    )
+    .expect("write");
+    let out = fw
+        .host
+        .command(TANDEM)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let line = line_of(&bad, "\"servrs\"");
+    assert!(
+        err.contains(&format!("{}:{line}:", bad.display())) && err.contains("servrs"),
+        "{err}"
+    );
+}
+
+/// Two nodes with the same areas: the backup has the ruleset before it holds any VIP, and
+/// after a failover it filters and translates to the VIP exactly as the master did.
+#[test]
+fn failover_keeps_rules_and_nat_on_the_new_master() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("tandem_fw_failover").expect("lab");
+    let net = network(&mut lab, 2);
+    let fw1 = start_fw(&lab, &net, 1, &full());
+    let fw2 = start_fw(&lab, &net, 2, &full());
+    master_of_both(&fw1);
+    fw2.expect_state(1, "BACKUP", ELECTION);
+    fw2.expect_state(2, "BACKUP", ELECTION);
+    assert_eq!(fw2.status()["firewall"]["applied"], true);
+    let c = &net.client;
+    expect(
+        "via fw1",
+        c.probe_tcp(SERVER, 80, T),
+        Outcome::from("198.51.100.1"),
+        &fw1,
+    );
+    let via = |fw: &Node| {
+        fw.host
+            .nft_counter("inet tandem", "postrouting", "outbound NAT 1")
+            .expect("counter")
+    };
+    assert!(via(&fw1) > 0);
+    assert_eq!(via(&fw2), 0);
+
+    fw1.host.set_link("eth0", false).expect("down");
+    fw1.host.set_link("eth1", false).expect("down");
+    fw2.expect_state(1, "MASTER", TAKEOVER);
+    fw2.expect_state(2, "MASTER", TAKEOVER);
+    assert!(
+        lab::wait_until(Duration::from_secs(10), || c.probe_tcp(SERVER, 80, T)
+            == Outcome::from("198.51.100.1")),
+        "no NATed connection through fw2\n{}",
+        fw2.log()
+    );
+    assert!(via(&fw2) > 0);
+    expect(
+        "fw2 blocks what fw1 blocked",
+        c.probe_tcp(OTHER, 80, T),
+        Outcome::Timeout,
+        &fw2,
+    );
+    expect(
+        "fw2 rejects what fw1 rejected",
+        c.probe_tcp(SERVER, 81, T),
+        Outcome::Refused,
+        &fw2,
+    );
+    expect(
+        "port forward on fw2",
+        net.server.probe_tcp("198.51.100.1", 2222, T),
+        Outcome::from(SERVER),
+        &fw2,
+    );
+}
+
+/// `[firewall] forwarding = false` leaves the sysctls alone; `enabled = false` on reload
+/// removes our table (and only it).
+#[test]
+fn forwarding_off_and_firewall_switched_off_by_reload() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("tandem_fw_switched_off").expect("lab");
+    let net = network(&mut lab, 1);
+    let fw = start_fw(
+        &lab,
+        &net,
+        1,
+        &format!("[firewall]\nforwarding = false\n{ALIASES}{RULES}"),
+    );
+    let s = fw.status();
+    assert_eq!(s["firewall"]["applied"], true, "{s}");
+    assert_eq!(
+        s["firewall"]["forwarding"]["net.ipv4.ip_forward"], "0",
+        "{s}"
+    );
+    assert!(table(&fw.host).contains("rule 3: web to the servers"));
+    fw.host
+        .run(&["nft", "add", "table", "ip", "someone_else"])
+        .expect("another table");
+
+    let text = std::fs::read_to_string(&fw.config).expect("read");
+    std::fs::write(
+        &fw.config,
+        text.replace("[firewall]\n", "[firewall]\nenabled = false\n"),
+    )
+    .expect("write");
+    let (ok, out, err) = fw.cli(&["reload"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("firewall not managed"), "{out}");
+    let s = fw.status();
+    assert_eq!(s["firewall"]["managed"], false, "{s}");
+    assert_eq!(s["firewall"]["applied"], false, "{s}");
+    let tables = fw.host.run(&["nft", "list", "tables"]).expect("tables");
+    assert!(!tables.contains("tandem"), "{tables}");
+    assert!(tables.contains("table ip someone_else"), "{tables}");
+}
