@@ -1,0 +1,511 @@
+//! The XML-RPC methods between nodes: names, parameter decoding (every bad parameter becomes a
+//! fault naming the problem), fault codes, and conversions. Pure: no I/O.
+//!
+//! | method | params | returns |
+//! |---|---|---|
+//! | `tandem.version` | | `{software, protocol, schema, node, role, capabilities, areas}` |
+//! | `tandem.status` | | the node's status (as `tandem status --json`) |
+//! | `tandem.get_areas` | | `{node, role, generation, source, areas: {NAME: {text, origin, hash}}}` |
+//! | `tandem.apply_areas` | generation (int), areas (struct NAME -> TOML text), source (struct `{node, software, protocol, schema}`), force (bool) | `{applied, generation, node, message}` |
+//! | `tandem.heartbeat` | source (struct), generation (int) | `{node, generation, drift}` |
+//! | `tandem.reload` | | `{message}` |
+
+use crate::area::Area;
+use crate::book::PeerVersion;
+use dxr::{Fault, Value};
+use std::collections::BTreeMap;
+
+pub const VERSION: &str = "tandem.version";
+pub const STATUS: &str = "tandem.status";
+pub const GET_AREAS: &str = "tandem.get_areas";
+pub const APPLY_AREAS: &str = "tandem.apply_areas";
+pub const HEARTBEAT: &str = "tandem.heartbeat";
+pub const RELOAD: &str = "tandem.reload";
+
+pub const METHODS: [&str; 6] = [VERSION, STATUS, GET_AREAS, APPLY_AREAS, HEARTBEAT, RELOAD];
+
+/// Fault codes (XML-RPC leaves them to the application; these follow HTTP's meanings).
+pub mod code {
+    /// Malformed call or parameters.
+    pub const BAD_REQUEST: i32 = 400;
+    /// This node does not take that call (e.g. `apply_areas` to a primary).
+    pub const FORBIDDEN: i32 = 403;
+    pub const UNKNOWN_METHOD: i32 = 404;
+    /// Drift and the peer's policy is refuse.
+    pub const DRIFT: i32 = 409;
+    /// The push is older than what the peer has.
+    pub const STALE: i32 = 410;
+    /// The pushed areas failed validation or apply.
+    pub const INVALID: i32 = 422;
+    /// Protocol or config schema versions differ.
+    pub const VERSION: i32 = 426;
+    pub const INTERNAL: i32 = 500;
+}
+
+pub fn fault(code: i32, msg: impl Into<String>) -> Fault {
+    Fault::new(code, msg.into())
+}
+
+/// Who sends a push or heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub node: String,
+    pub software: String,
+    pub protocol: u32,
+    pub schema: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyArgs {
+    pub generation: u64,
+    pub areas: BTreeMap<Area, String>,
+    pub source: Source,
+    pub force: bool,
+}
+
+/// A decoded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Version,
+    Status,
+    GetAreas,
+    Apply(ApplyArgs),
+    Heartbeat { source: Source, generation: u64 },
+    Reload,
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Integer(_) => "int",
+        Value::Long(_) => "i8",
+        Value::Boolean(_) => "boolean",
+        Value::String(_) => "string",
+        Value::Double(_) => "double",
+        Value::DateTime(_) => "dateTime.iso8601",
+        Value::Base64(_) => "base64",
+        Value::Struct(_) => "struct",
+        Value::Array(_) => "array",
+        _ => "other",
+    }
+}
+
+fn bad(method: &str, msg: impl std::fmt::Display) -> Fault {
+    fault(code::BAD_REQUEST, format!("{method}: {msg}"))
+}
+
+fn arity(method: &str, params: &[Value], names: &[&str]) -> Result<(), Fault> {
+    if params.len() != names.len() {
+        return Err(bad(
+            method,
+            format!(
+                "takes {} parameter(s) ({}), got {}",
+                names.len(),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                },
+                params.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn int(method: &str, what: &str, v: &Value) -> Result<i64, Fault> {
+    match v {
+        Value::Integer(i) => Ok(i64::from(*i)),
+        Value::Long(i) => Ok(*i),
+        other => Err(bad(
+            method,
+            format!("{what} must be an int, not {}", kind(other)),
+        )),
+    }
+}
+
+fn generation(method: &str, v: &Value) -> Result<u64, Fault> {
+    let g = int(method, "generation", v)?;
+    if g < 1 {
+        return Err(bad(
+            method,
+            format!("generation must be 1 or more, not {g}"),
+        ));
+    }
+    u64::try_from(g).map_err(|_| bad(method, "generation out of range"))
+}
+
+fn string<'a>(method: &str, what: &str, v: &'a Value) -> Result<&'a str, Fault> {
+    match v {
+        Value::String(s) => Ok(s),
+        other => Err(bad(
+            method,
+            format!("{what} must be a string, not {}", kind(other)),
+        )),
+    }
+}
+
+fn member<'a>(
+    method: &str,
+    what: &str,
+    m: &'a BTreeMap<String, Value>,
+    key: &str,
+) -> Result<&'a Value, Fault> {
+    m.get(key)
+        .ok_or_else(|| bad(method, format!("{what} lacks the member `{key}`")))
+}
+
+fn source(method: &str, v: &Value) -> Result<Source, Fault> {
+    let Value::Struct(m) = v else {
+        return Err(bad(
+            method,
+            format!(
+                "source must be a struct {{node, software, protocol, schema}}, not {}",
+                kind(v)
+            ),
+        ));
+    };
+    let num = |key: &str| -> Result<u32, Fault> {
+        let n = int(
+            method,
+            &format!("source.{key}"),
+            member(method, "source", m, key)?,
+        )?;
+        u32::try_from(n).map_err(|_| bad(method, format!("source.{key} out of range: {n}")))
+    };
+    let node = string(method, "source.node", member(method, "source", m, "node")?)?;
+    if node.is_empty() {
+        return Err(bad(method, "source.node must not be empty"));
+    }
+    Ok(Source {
+        node: node.to_string(),
+        software: string(
+            method,
+            "source.software",
+            member(method, "source", m, "software")?,
+        )?
+        .to_string(),
+        protocol: num("protocol")?,
+        schema: num("schema")?,
+    })
+}
+
+/// Decodes a call; unknown methods and bad parameters are faults that say what is wrong.
+pub fn decode(method: &str, params: &[Value]) -> Result<Call, Fault> {
+    match method {
+        VERSION => arity(method, params, &[]).map(|()| Call::Version),
+        STATUS => arity(method, params, &[]).map(|()| Call::Status),
+        GET_AREAS => arity(method, params, &[]).map(|()| Call::GetAreas),
+        RELOAD => arity(method, params, &[]).map(|()| Call::Reload),
+        HEARTBEAT => {
+            arity(method, params, &["source", "generation"])?;
+            Ok(Call::Heartbeat {
+                source: source(method, &params[0])?,
+                generation: generation(method, &params[1])?,
+            })
+        }
+        APPLY_AREAS => {
+            arity(method, params, &["generation", "areas", "source", "force"])?;
+            let generation = generation(method, &params[0])?;
+            let Value::Struct(m) = &params[1] else {
+                return Err(bad(
+                    method,
+                    format!(
+                        "areas must be a struct of area name -> TOML text, not {}",
+                        kind(&params[1])
+                    ),
+                ));
+            };
+            let mut areas = BTreeMap::new();
+            for (name, text) in m {
+                let area = Area::parse(name).ok_or_else(|| {
+                    bad(
+                        method,
+                        format!("unknown area {name:?} (areas are: {})", Area::names()),
+                    )
+                })?;
+                areas.insert(
+                    area,
+                    string(method, &format!("areas.{name}"), text)?.to_string(),
+                );
+            }
+            let source = source(method, &params[2])?;
+            let force = match &params[3] {
+                Value::Boolean(b) => *b,
+                other => {
+                    return Err(bad(
+                        method,
+                        format!("force must be a boolean, not {}", kind(other)),
+                    ))
+                }
+            };
+            Ok(Call::Apply(ApplyArgs {
+                generation,
+                areas,
+                source,
+                force,
+            }))
+        }
+        other => Err(fault(
+            code::UNKNOWN_METHOD,
+            format!(
+                "unknown method {other:?} (this node has: {})",
+                METHODS.join(", ")
+            ),
+        )),
+    }
+}
+
+fn gen_value(g: u64) -> Value {
+    match i32::try_from(g) {
+        Ok(i) => Value::Integer(i),
+        Err(_) => Value::Long(i64::try_from(g).unwrap_or(i64::MAX)),
+    }
+}
+
+pub fn source_value(s: &Source) -> Value {
+    let mut m = BTreeMap::new();
+    m.insert("node".to_string(), Value::String(s.node.clone()));
+    m.insert("software".to_string(), Value::String(s.software.clone()));
+    m.insert(
+        "protocol".to_string(),
+        Value::Integer(i32::try_from(s.protocol).unwrap_or(i32::MAX)),
+    );
+    m.insert(
+        "schema".to_string(),
+        Value::Integer(i32::try_from(s.schema).unwrap_or(i32::MAX)),
+    );
+    Value::Struct(m)
+}
+
+/// The parameters of `tandem.apply_areas`.
+pub fn apply_params(a: &ApplyArgs) -> Vec<Value> {
+    let areas = a
+        .areas
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone())))
+        .collect();
+    vec![
+        gen_value(a.generation),
+        Value::Struct(areas),
+        source_value(&a.source),
+        Value::Boolean(a.force),
+    ]
+}
+
+pub fn heartbeat_params(s: &Source, generation: u64) -> Vec<Value> {
+    vec![source_value(s), gen_value(generation)]
+}
+
+/// Any JSON value as XML-RPC (null members are left out; XML-RPC has no null).
+pub fn from_json(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::String(String::new()),
+        J::Bool(b) => Value::Boolean(*b),
+        J::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => match i32::try_from(i) {
+                Ok(i) => Value::Integer(i),
+                Err(_) => Value::Long(i),
+            },
+            (None, Some(f)) => Value::Double(f),
+            (None, None) => Value::String(n.to_string()),
+        },
+        J::String(s) => Value::String(s.clone()),
+        J::Array(a) => Value::Array(a.iter().map(from_json).collect()),
+        J::Object(o) => Value::Struct(
+            o.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), from_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// XML-RPC as JSON (for reading answers generically).
+pub fn to_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Integer(i) => J::from(*i),
+        Value::Long(i) => J::from(*i),
+        Value::Boolean(b) => J::Bool(*b),
+        Value::String(s) => J::String(s.clone()),
+        Value::Double(d) => J::from(*d),
+        Value::Array(a) => J::Array(a.iter().map(to_json).collect()),
+        Value::Struct(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        other => J::String(format!("<{}>", kind(other))),
+    }
+}
+
+/// A struct of string/int members, built from pairs.
+pub fn record(members: &[(&str, Value)]) -> Value {
+    Value::Struct(
+        members
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect(),
+    )
+}
+
+pub fn int_value(n: u64) -> Value {
+    gen_value(n)
+}
+
+fn get<'a>(v: &'a Value, key: &str) -> Result<&'a Value, String> {
+    match v {
+        Value::Struct(m) => m.get(key).ok_or_else(|| format!("answer lacks `{key}`")),
+        other => Err(format!("answer is a {}, not a struct", kind(other))),
+    }
+}
+
+fn get_u64(v: &Value, key: &str) -> Result<u64, String> {
+    match get(v, key)? {
+        Value::Integer(i) => u64::try_from(*i).map_err(|_| format!("`{key}` is negative")),
+        Value::Long(i) => u64::try_from(*i).map_err(|_| format!("`{key}` is negative")),
+        other => Err(format!("`{key}` is a {}, not an int", kind(other))),
+    }
+}
+
+fn get_str(v: &Value, key: &str) -> Result<String, String> {
+    match get(v, key)? {
+        Value::String(s) => Ok(s.clone()),
+        other => Err(format!("`{key}` is a {}, not a string", kind(other))),
+    }
+}
+
+/// Reads a `tandem.version` answer.
+pub fn read_version(v: &Value) -> Result<PeerVersion, String> {
+    Ok(PeerVersion {
+        software: get_str(v, "software")?,
+        protocol: u32::try_from(get_u64(v, "protocol")?).map_err(|e| e.to_string())?,
+        schema: u32::try_from(get_u64(v, "schema")?).map_err(|e| e.to_string())?,
+        node: get_str(v, "node")?,
+    })
+}
+
+/// Reads a `tandem.heartbeat` answer: the peer's generation and drift (None when in sync).
+pub fn read_heartbeat(v: &Value) -> Result<(u64, Option<String>), String> {
+    let drift = get_str(v, "drift")?;
+    Ok((
+        get_u64(v, "generation")?,
+        (!drift.is_empty()).then_some(drift),
+    ))
+}
+
+/// Reads a `tandem.apply_areas` answer: its message.
+pub fn read_apply(v: &Value) -> Result<String, String> {
+    get_str(v, "message")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src() -> Source {
+        Source {
+            node: "fw1".into(),
+            software: "0.1.0".into(),
+            protocol: 1,
+            schema: 1,
+        }
+    }
+
+    #[test]
+    fn apply_round_trips_through_xml() {
+        let mut areas = BTreeMap::new();
+        areas.insert(
+            Area::Rules,
+            "[[rules]]\naction = \"pass\" # <&>\n".to_string(),
+        );
+        areas.insert(Area::Nat, String::new());
+        let a = ApplyArgs {
+            generation: 7,
+            areas,
+            source: src(),
+            force: false,
+        };
+        let call = dxr::MethodCall {
+            name: APPLY_AREAS.into(),
+            params: apply_params(&a),
+        };
+        let xml = call.to_xml().expect("xml");
+        let back = dxr::MethodCall::from_xml(&xml).expect("parse");
+        assert_eq!(decode(&back.name, &back.params), Ok(Call::Apply(a)));
+    }
+
+    #[test]
+    fn bad_parameters_are_faults_that_name_the_problem() {
+        let f = |m: &str, p: Vec<Value>| decode(m, &p).expect_err("fault");
+        let e = f(APPLY_AREAS, vec![]);
+        assert_eq!(e.code(), code::BAD_REQUEST);
+        assert_eq!(
+            e.string(),
+            "tandem.apply_areas: takes 4 parameter(s) (generation, areas, source, force), got 0"
+        );
+        let mut ok = apply_params(&ApplyArgs {
+            generation: 1,
+            areas: BTreeMap::new(),
+            source: src(),
+            force: false,
+        });
+        ok[0] = Value::Integer(0);
+        assert!(f(APPLY_AREAS, ok.clone())
+            .string()
+            .contains("generation must be 1 or more, not 0"));
+        ok[0] = Value::Integer(1);
+        let mut areas = BTreeMap::new();
+        areas.insert("users".to_string(), Value::String(String::new()));
+        ok[1] = Value::Struct(areas);
+        assert!(f(APPLY_AREAS, ok.clone())
+            .string()
+            .contains("unknown area \"users\""));
+        ok[1] = Value::Struct(BTreeMap::new());
+        ok[2] = Value::String("fw1".into());
+        assert!(f(APPLY_AREAS, ok.clone())
+            .string()
+            .contains("source must be a struct"));
+        ok[2] = source_value(&src());
+        ok[3] = Value::Integer(1);
+        assert!(f(APPLY_AREAS, ok)
+            .string()
+            .contains("force must be a boolean"));
+        let e = f("system.exec", vec![]);
+        assert_eq!(e.code(), code::UNKNOWN_METHOD);
+        assert!(e.string().contains("tandem.version"));
+        assert_eq!(decode(VERSION, &[]), Ok(Call::Version));
+        assert!(f(STATUS, vec![Value::Integer(1)])
+            .string()
+            .contains("takes 0"));
+    }
+
+    #[test]
+    fn json_converts_both_ways() {
+        let j =
+            serde_json::json!({"a": 1, "b": [true, "x", 2.5], "c": null, "d": 5_000_000_000u64});
+        let v = from_json(&j);
+        let back = to_json(&v);
+        assert_eq!(
+            back,
+            serde_json::json!({"a": 1, "b": [true, "x", 2.5], "d": 5_000_000_000u64})
+        );
+    }
+
+    #[test]
+    fn answers_are_read_with_clear_errors() {
+        let v = record(&[
+            ("software", Value::String("0.1.0".into())),
+            ("protocol", Value::Integer(1)),
+            ("schema", Value::Integer(1)),
+            ("node", Value::String("fw2".into())),
+        ]);
+        assert_eq!(read_version(&v).expect("version").node, "fw2");
+        assert_eq!(
+            read_heartbeat(&v).expect_err("no drift"),
+            "answer lacks `drift`"
+        );
+        let hb = record(&[
+            ("generation", Value::Integer(3)),
+            ("drift", Value::String(String::new())),
+        ]);
+        assert_eq!(read_heartbeat(&hb), Ok((3, None)));
+    }
+}
