@@ -824,3 +824,81 @@ fn forwarding_off_and_firewall_switched_off_by_reload() {
     assert!(!tables.contains("tandem"), "{tables}");
     assert!(tables.contains("table ip someone_else"), "{tables}");
 }
+
+/// `[[gateways]]` and `[[routes]]`: installed tagged with protocol 0x74, used by forwarded
+/// traffic, and removed on reload when the config drops them; other routes stay.
+#[test]
+fn static_routes_are_installed_and_replaced_on_reload() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("tandem_fw_routes").expect("lab");
+    let net = network(&mut lab, 1);
+    // A network behind the server.
+    net.server
+        .run(&["ip", "addr", "add", "203.0.113.5/32", "dev", "lo"])
+        .expect("address behind the server");
+    let areas = r#"
+[[rules]]
+interface = "lan"
+action = "pass"
+protocol = "tcp"
+destination_port = 80
+
+[[gateways]]
+name = "server"
+interface = "wan"
+address = "198.51.100.10"
+
+[[routes]]
+network = "203.0.113.0/24"
+gateway = "server"
+description = "behind the server"
+"#;
+    let fw = start_fw(&lab, &net, 1, areas);
+    master_of_both(&fw);
+    fw.host
+        .run(&[
+            "ip",
+            "route",
+            "add",
+            "203.0.113.128/25",
+            "via",
+            "198.51.100.11",
+        ])
+        .expect("someone else's route");
+    let ours = || {
+        fw.host
+            .run(&["ip", "route", "show", "proto", "116"])
+            .expect("ip route")
+    };
+    assert_eq!(
+        ours().trim(),
+        "203.0.113.0/24 via 198.51.100.10 dev eth1",
+        "{}",
+        fw.log()
+    );
+    assert_eq!(fw.status()["firewall"]["routes"], 1);
+    expect(
+        "through the static route",
+        net.client.probe_tcp("203.0.113.5", 80, T),
+        Outcome::from("192.0.2.10"),
+        &fw,
+    );
+
+    let text = std::fs::read_to_string(&fw.config).expect("read");
+    let cut = text.find("\n[[gateways]]").expect("gateways");
+    std::fs::write(&fw.config, &text[..cut + 1]).expect("write");
+    let (ok, out, err) = fw.cli(&["reload"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(ours().trim(), "", "the dropped route stayed");
+    let all = fw.host.run(&["ip", "route"]).expect("ip route");
+    assert!(all.contains("203.0.113.128/25 via 198.51.100.11"), "{all}");
+    // The firewall has no route to 203.0.113.5 any more.
+    let got = net.client.probe_tcp("203.0.113.5", 80, T);
+    assert!(
+        matches!(got, Outcome::Unreachable | Outcome::Timeout),
+        "{got:?}"
+    );
+    assert_eq!(fw.status()["firewall"]["routes"], 0);
+}
