@@ -471,25 +471,23 @@ impl Conn {
     ///
     /// Source NAT shows as a reply destination that is not the original source (the port, or
     /// ICMP id, may change too); destination NAT as a reply source that is not the original
-    /// destination. Port ranges are given only when a port changed, so the kernel keeps the
-    /// others as they are.
+    /// destination. A NAT range always pins the exact port (or, for source NAT of ICMP, the
+    /// id) the reply tuple shows, so the peer's kernel recreates the very same reply tuple
+    /// (`min == max` makes the kernel take it even if it is in use, rather than pick another).
+    /// ICMP destination NAT leaves the id alone (the id is one field; changing it is source
+    /// NAT's doing).
     pub fn nat(&self) -> Nat {
         let (o, r) = (&self.orig, &self.reply);
         let mut nat = Nat::default();
-        let sport_changed = match (o.l4.src_id(), r.l4.dst_id()) {
-            (Some(a), Some(b)) => (a != b).then_some(b),
-            _ => None,
-        };
-        if r.dst != o.src || sport_changed.is_some() {
-            nat.src = Some(NatRange::single(r.dst, sport_changed));
+        let is_ports = matches!(o.l4, L4::Ports { .. });
+        let new_sport = r.l4.dst_id();
+        if r.dst != o.src || o.l4.src_id() != new_sport {
+            nat.src = Some(NatRange::single(r.dst, new_sport));
         }
-        let dport_changed = match (o.l4.dst_id(), r.l4.src_id()) {
-            // For ICMP the id is one field: a changed id is source NAT's doing.
-            (Some(a), Some(b)) if matches!(o.l4, L4::Ports { .. }) => (a != b).then_some(b),
-            _ => None,
-        };
-        if r.src != o.dst || dport_changed.is_some() {
-            nat.dst = Some(NatRange::single(r.src, dport_changed));
+        // For ICMP the id is one field: a changed id is source NAT's doing.
+        let new_dport = if is_ports { r.l4.src_id() } else { None };
+        if r.src != o.dst || (is_ports && o.l4.dst_id() != new_dport) {
+            nat.dst = Some(NatRange::single(r.src, new_dport));
         }
         nat
     }
@@ -601,7 +599,11 @@ mod tests {
         let orig = tcp(v4(192, 0, 2, 10), 40000, v4(198, 51, 100, 20), 80);
         let reply = tcp(v4(198, 51, 100, 20), 80, v4(198, 51, 100, 1), 40000);
         let nat = Conn::new(orig, reply).nat();
-        assert_eq!(nat.src, Some(NatRange::single(v4(198, 51, 100, 1), None)));
+        // The port is pinned even though it did not change.
+        assert_eq!(
+            nat.src,
+            Some(NatRange::single(v4(198, 51, 100, 1), Some(40000)))
+        );
         assert_eq!(nat.dst, None);
     }
 
@@ -636,7 +638,10 @@ mod tests {
         let orig = tcp(v4(198, 51, 100, 20), 50000, v4(198, 51, 100, 1), 8080);
         let reply = tcp(v4(192, 0, 2, 50), 80, v4(192, 0, 2, 1), 50000);
         let nat = Conn::new(orig, reply).nat();
-        assert_eq!(nat.src, Some(NatRange::single(v4(192, 0, 2, 1), None)));
+        assert_eq!(
+            nat.src,
+            Some(NatRange::single(v4(192, 0, 2, 1), Some(50000)))
+        );
         assert_eq!(nat.dst, Some(NatRange::single(v4(192, 0, 2, 50), Some(80))));
     }
 
