@@ -274,7 +274,14 @@ impl Daemon {
                 .control_socket
                 .clone_from(&self.cfg.node.control_socket);
         }
-        let ruleset = self.prepare_firewall(&new).await?;
+        let ruleset = match self.prepare_firewall(&new).await {
+            Ok(r) => r,
+            Err(e) => {
+                // The old ruleset stays in force; status says why the new one is not.
+                self.firewall_error = Some(ruleset::describe(&e));
+                return Err(e);
+            }
+        };
         for vip in &new.vips {
             self.netlink.link(&vip.device).await.with_context(|| {
                 format!(

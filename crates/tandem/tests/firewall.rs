@@ -590,6 +590,11 @@ source = \"192.0.2.0/33\"
     let s = fw.status();
     assert_eq!(s["firewall"]["rules"], 2, "{s}");
     assert_eq!(s["firewall"]["applied"], true, "{s}");
+    let last = s["firewall"]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last.contains(&format!("{}:{alias_line}:", cfg.display())),
+        "status does not say why the reload was refused: {s}"
+    );
     expect(
         "8080 still passes",
         c.probe_tcp(SERVER, 8080, T),
@@ -642,6 +647,7 @@ source = \"192.0.2.0/33\"
         "SIGHUP did not apply the config:\n{}",
         fw.log()
     );
+    assert!(fw.status()["firewall"]["last_error"].is_null());
     expect(
         "8080 gone after SIGHUP",
         c.probe_tcp(SERVER, 8080, T),
