@@ -104,7 +104,7 @@ impl Daemon {
         Ok(d)
     }
 
-    /// Renders and kernel-checks the ruleset of `cfg` when this node manages its firewall.
+    /// Validates and renders the ruleset of `cfg` when this node manages its firewall.
     async fn prepare_firewall(&self, cfg: &Config) -> anyhow::Result<Option<firewall::Ruleset>> {
         if !cfg.firewall.managed {
             return Ok(None);

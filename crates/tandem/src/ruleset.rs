@@ -42,15 +42,14 @@ pub async fn context(cfg: &Config, netlink: &Netlink) -> firewall::NodeContext {
     ctx
 }
 
-/// Renders and has the kernel check the ruleset; nothing is changed.
+/// Validates and renders the ruleset; nothing is changed. There is no separate `nft -c` pass:
+/// `nft -f` runs the script as one transaction, so a script the kernel refuses at apply time
+/// changes nothing either, and checking first would double the time a change takes.
 pub fn prepare(
     cfg: &Config,
     ctx: &firewall::NodeContext,
 ) -> Result<firewall::Ruleset, anyhow::Error> {
-    let ruleset = firewall::render(&cfg.areas, ctx).map_err(|e| cfg.locate(e))?;
-    linux::nft::check(&ruleset.nft)
-        .with_context(|| format!("{}: the kernel refused the ruleset", cfg.file.display()))?;
-    Ok(ruleset)
+    Ok(firewall::render(&cfg.areas, ctx).map_err(|e| cfg.locate(e))?)
 }
 
 /// What the last apply did, for status.
@@ -76,7 +75,12 @@ pub async fn apply(
     netlink: &Netlink,
     ruleset: &firewall::Ruleset,
 ) -> anyhow::Result<()> {
-    linux::nft::apply(&ruleset.nft).context("applying the nftables ruleset")?;
+    linux::nft::apply(&ruleset.nft).with_context(|| {
+        format!(
+            "{}: the kernel refused the ruleset; the previous one stays in force",
+            cfg.file.display()
+        )
+    })?;
     let mut routes = Vec::new();
     for r in &ruleset.routes {
         let link = netlink
