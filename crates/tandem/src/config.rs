@@ -23,6 +23,11 @@ pub struct Config {
     /// areas can only be fully checked against the kernel's addresses).
     pub file: PathBuf,
     pub text: String,
+    /// The node's own config file, what a reload re-reads: `file` itself, except on a config
+    /// sync peer whose running config is composed in its state dir (see configsync.rs).
+    pub own_file: PathBuf,
+    /// The node-local `[sync]` table (config sync); None without one.
+    pub sync: Option<crate::configsync::SyncSettings>,
     pub node: Node,
     /// Logical name -> device.
     pub interfaces: BTreeMap<String, String>,
@@ -166,6 +171,10 @@ struct RawConfig {
     #[allow(dead_code)]
     #[serde(default)]
     routes: Option<toml::Value>,
+    // Config sync settings, parsed with their own spans by configsync::parse_settings.
+    #[allow(dead_code)]
+    #[serde(default)]
+    sync: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -450,6 +459,15 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         forwarding: raw.firewall.as_ref().is_none_or(|f| f.forwarding),
     };
 
+    let vip_addrs: Vec<(std::net::IpAddr, u8)> = vips
+        .iter()
+        .flat_map(|v| v.addresses.iter().map(|a| (a.addr(), v.vhid.get())))
+        .collect();
+    let (sync, sync_errors) = crate::configsync::parse_settings(file, text, &vip_addrs);
+    for (span, message) in sync_errors {
+        errs.at(span, message);
+    }
+
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
     }
@@ -470,6 +488,8 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
             advbase: Advbase(advbase),
         },
         vips,
+        own_file: file.to_path_buf(),
+        sync,
     })
 }
 

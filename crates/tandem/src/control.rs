@@ -16,6 +16,16 @@ pub enum Request {
     Status,
     /// Re-read the config file and apply it (as SIGHUP does), answering with the outcome.
     Reload,
+    /// Config sync: the running config and where each area came from.
+    ConfigShow,
+    /// Config sync (peer): run the synced areas of an earlier generation again.
+    ConfigRollback {
+        to: Option<u64>,
+    },
+    /// Config sync (primary): push the current generation to every peer now.
+    ConfigPush {
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +48,9 @@ pub struct Status {
     pub rejected: BTreeMap<String, u64>,
     pub firewall: crate::ruleset::FirewallStatus,
     pub sync: SyncStatus,
+    /// Config sync in detail (None without `[sync]`).
+    #[serde(default)]
+    pub config_sync: Option<crate::configsync::ConfigSyncStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -241,5 +254,8 @@ pub fn render(s: &Status) -> String {
         "config sync: {}  state sync: {}",
         s.sync.config, s.sync.state
     );
+    if let Some(cs) = &s.config_sync {
+        out.push_str(&crate::configsync::render(cs));
+    }
     out
 }

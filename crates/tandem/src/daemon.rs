@@ -1,7 +1,7 @@
 //! The daemon: one loop that feeds kernel events to the CARP engine and carries out what the
 //! engine asks for. All I/O is here or in the linux crate; all decisions are in the engine.
 
-use crate::config::{self, Config, Vip};
+use crate::config::{Config, Vip};
 use crate::control::{
     self, Demotion, Pending, Reply, Request, Status, SyncStatus, Transition, VipStatus,
 };
@@ -61,6 +61,8 @@ pub struct Daemon {
     reject_log: HashMap<(IfaceId, Option<u8>, RejectReason), u64>,
     /// (iface, vhid) -> the last transition, for status.
     transitions: HashMap<(IfaceId, u8), (carp::State, carp::State, carp::Reason, Instant)>,
+    /// Config sync (None without `[sync]`); see configsync.rs.
+    sync: Option<crate::configsync::Glue>,
 }
 
 fn random_seed() -> u64 {
@@ -96,6 +98,7 @@ impl Daemon {
             transitions: HashMap::new(),
             firewall_applied: false,
             firewall_error: None,
+            sync: None,
         };
         // The firewall goes up before any VIP can be answered for.
         let ruleset = d.prepare_firewall(&cfg).await?;
@@ -264,7 +267,12 @@ impl Daemon {
     /// Re-reads the config file and applies it; a config that fails validation (or that the
     /// kernel refuses) changes nothing and the error names the problem.
     async fn reload(&mut self) -> anyhow::Result<String> {
-        let mut new = config::load(&self.cfg.file)?;
+        let new = crate::configsync::load_running(&self.cfg.own_file)?;
+        self.activate(new).await
+    }
+
+    /// Makes `new` the running config (firewall, then VIPs), or changes nothing and says why.
+    pub(crate) async fn activate(&mut self, mut new: Config) -> anyhow::Result<String> {
         if new.node.name != self.cfg.node.name
             || new.node.control_socket != self.cfg.node.control_socket
         {
@@ -304,6 +312,9 @@ impl Daemon {
             }
         );
         info!("{msg}");
+        if let Some(g) = self.sync.as_mut() {
+            g.activated(&mut self.cfg);
+        }
         Ok(msg)
     }
 
@@ -373,6 +384,8 @@ impl Daemon {
         let listener = control::bind(&self.cfg.node.control_socket).await?;
         let (ctl_tx, mut ctl_rx) = mpsc::channel::<Pending>(16);
         tokio::spawn(control::serve(listener, ctl_tx));
+        let (glue, mut sync_rx) = crate::configsync::Glue::start(&mut self.cfg).await?;
+        self.sync = glue;
 
         let mut watcher = self.watcher.take().context("daemon run twice")?;
         let known: BTreeMap<u32, IfaceId> = self.ifaces.keys().map(|id| (*id, *id)).collect();
@@ -439,6 +452,7 @@ impl Daemon {
                     let r = self.answer(req).await;
                     let _ = reply.send(r);
                 }
+                Some(ev) = crate::configsync::recv(&mut sync_rx) => self.on_sync(ev).await,
             }
         }
         self.engine.handle(Instant::now(), Input::Shutdown);
@@ -625,10 +639,59 @@ impl Daemon {
                     Reply::Error(msg)
                 }
             },
+            req @ (Request::ConfigShow
+            | Request::ConfigRollback { .. }
+            | Request::ConfigPush { .. }) => match self.sync.take() {
+                Some(mut g) => {
+                    let r = g.control(req, self).await;
+                    self.sync = Some(g);
+                    r
+                }
+                None => Reply::Error(format!(
+                    "config sync is not configured on {} (no [sync] in {})",
+                    self.cfg.node.name,
+                    self.cfg.own_file.display()
+                )),
+            },
         }
     }
 
-    fn status(&self) -> Status {
+    /// An event from config sync: an XML-RPC call, a push result, a tick.
+    async fn on_sync(&mut self, ev: crate::configsync::SyncEvent) {
+        let ev = match crate::configsync::take_reload(ev) {
+            Ok(reply) => {
+                let r = self.reload().await.map_err(|e| ruleset::describe(&e));
+                let _ = reply.send(crate::configsync::reload_answer(r));
+                return;
+            }
+            Err(ev) => ev,
+        };
+        if let Some(mut g) = self.sync.take() {
+            g.handle(ev, self).await;
+            self.sync = Some(g);
+        }
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub(crate) fn config_mut(&mut self) -> &mut Config {
+        &mut self.cfg
+    }
+
+    /// Sets (value > 0) or clears the config-sync demotion.
+    pub(crate) fn demote_config_sync(&mut self, value: u8) {
+        self.engine.handle(
+            Instant::now(),
+            Input::Demote {
+                source: DemoteSource::ConfigSync,
+                value,
+            },
+        );
+    }
+
+    pub(crate) fn status(&self) -> Status {
         let reason_map = |m: &BTreeMap<RejectReason, u64>| {
             m.iter()
                 .map(|(k, v)| (k.as_str().to_string(), *v))
@@ -693,9 +756,13 @@ impl Daemon {
                 self.firewall_error.clone(),
             ),
             sync: SyncStatus {
-                config: "not configured".into(),
+                config: self
+                    .sync
+                    .as_ref()
+                    .map_or_else(|| "not configured".into(), |g| g.summary_line(&self.cfg)),
                 state: "not configured".into(),
             },
+            config_sync: self.sync.as_ref().map(|g| g.status(&self.cfg)),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! the engines to the kernel, and the control API the CLI talks to.
 
 mod config;
+mod configsync;
 mod control;
 mod daemon;
 mod record;
@@ -56,6 +57,34 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Config sync: what runs and where it came from, rollback, push.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the running config (secrets hidden) and where each area came from.
+    Show {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// On a peer: run the synced areas of an earlier generation again (default: the previous).
+    Rollback {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The generation to go back to.
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// On the primary: push the current generation to every peer now.
+    Push {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Overwrite local changes (drift) on the peers; they keep a backup.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,8 +116,35 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config, record } => {
+        Command::Config(cmd) => {
+            let (config, req) = match cmd {
+                ConfigCommand::Show { config } => (config, control::Request::ConfigShow),
+                ConfigCommand::Rollback { config, to } => {
+                    (config, control::Request::ConfigRollback { to })
+                }
+                ConfigCommand::Push { config, force } => {
+                    (config, control::Request::ConfigPush { force })
+                }
+            };
             let cfg = config::load(&config)?;
+            let reply = runtime()?.block_on(control::call(&cfg.node.control_socket, &req))?;
+            match reply {
+                control::Reply::Done(text) => {
+                    print!("{text}");
+                    if !text.ends_with('\n') {
+                        println!();
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                control::Reply::Error(e) => {
+                    eprintln!("tandem: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+                control::Reply::Status(_) => anyhow::bail!("unexpected status reply"),
+            }
+        }
+        Command::Run { config, record } => {
+            let cfg = configsync::load_running(&config)?;
             runtime()?.block_on(async {
                 let d = daemon::Daemon::start(cfg, record.as_deref()).await?;
                 d.run().await
@@ -133,7 +189,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Ruleset { config } => {
-            let cfg = config::load(&config)?;
+            // On a config sync peer: with the synced areas it runs.
+            let cfg = configsync::load_running(&config)?;
             let rs = runtime()?.block_on(async {
                 let netlink = linux::netlink::Netlink::new().await?;
                 let ctx = ruleset::context(&cfg, &netlink).await;
