@@ -14,6 +14,7 @@
 pub mod addrs;
 pub mod announce;
 pub mod carp_socket;
+pub mod conntrack;
 mod error;
 pub mod netlink;
 pub mod nft;
