@@ -815,14 +815,14 @@ pub async fn recv(rx: &mut Option<mpsc::Receiver<SyncEvent>>) -> Option<SyncEven
 /// A reload asked over XML-RPC is done by the daemon itself (it needs the glue in place).
 pub fn take_reload(
     ev: SyncEvent,
-) -> Result<tokio::sync::oneshot::Sender<Result<Value, Fault>>, SyncEvent> {
+) -> Result<tokio::sync::oneshot::Sender<Result<Value, Fault>>, Box<SyncEvent>> {
     match ev {
         SyncEvent::Rpc(Incoming {
             call: Call::Reload,
             reply,
             ..
         }) => Ok(reply),
-        other => Err(other),
+        other => Err(Box::new(other)),
     }
 }
 

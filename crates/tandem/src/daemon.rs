@@ -664,7 +664,7 @@ impl Daemon {
                 let _ = reply.send(crate::configsync::reload_answer(r));
                 return;
             }
-            Err(ev) => ev,
+            Err(ev) => *ev,
         };
         if let Some(mut g) = self.sync.take() {
             g.handle(ev, self).await;

@@ -1,0 +1,802 @@
+//! Config sync between real tandem daemons in network namespaces: fw1 (primary, devices
+//! eth0/eth1/eth2) pushes to fw2 (peer, devices ens5/ens6/ens7) over the sync link
+//! 203.0.113.0/24, XML-RPC on HTTPS with the peer's certificate pinned.
+
+mod common;
+
+use common::*;
+use lab::{Host, Lab};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Generous: a push takes well under a second; a loaded CI machine may be slow.
+const SYNC: Duration = Duration::from_secs(15);
+
+struct Cluster {
+    lab: Lab,
+    fw1: Option<Node>,
+    fw2: Node,
+    h1: Host,
+}
+
+struct Opts<'a> {
+    /// The areas fw1 pushes (`None`: the default, all).
+    areas: Option<&'a [&'a str]>,
+    /// fw1's password for fw2 (fw2 takes "pw-sync").
+    password: &'a str,
+    drift: &'a str,
+    /// fw1's synced areas (TOML).
+    fw1_areas: String,
+    /// fw2's own areas (TOML).
+    fw2_areas: &'a str,
+}
+
+const BASE_RULES: &str = r#"
+[[aliases]]
+name = "web"
+type = "port"
+entries = [80, 443]
+
+[[rules]]
+interface = "sync"
+action = "pass"
+source = "sync:network"
+description = "sync link"
+
+[[rules]]
+interface = "lan"
+action = "pass"
+protocol = "tcp"
+destination_port = "web"
+description = "base-rule-web"
+
+[[nat.outbound]]
+interface = "wan"
+source = "lan:network"
+translation = "198.51.100.1"
+description = "fw1-only-nat"
+"#;
+
+const VIPS: &str = r#"
+[[vips]]
+vhid = 7
+interface = "lan"
+addresses = ["192.0.2.1/24"]
+
+[[vips]]
+vhid = 8
+interface = "wan"
+addresses = ["198.51.100.1/24"]
+"#;
+
+fn opts() -> Opts<'static> {
+    Opts {
+        areas: None,
+        password: "pw-sync",
+        drift: "refuse",
+        fw1_areas: format!("{VIPS}{BASE_RULES}"),
+        fw2_areas: "",
+    }
+}
+
+fn fw2_config(lab: &Lab, drift: &str, own_areas: &str) -> String {
+    let d = lab.dir();
+    format!(
+        r#"[node]
+name = "fw2"
+advskew = 100
+preempt = true
+control_socket = "{sock}"
+
+[interfaces]
+lan = "ens5"
+wan = "ens6"
+sync = "ens7"
+
+[carp]
+passphrase = "carp-s3cret"
+
+[sync]
+role = "peer"
+listen = "203.0.113.2:8443"
+state_dir = "{state}"
+user = "sync"
+password = "pw-sync"
+drift = "{drift}"
+primary_timeout = 6
+{own_areas}"#,
+        sock = d.join("fw2.sock").display(),
+        state = d.join("fw2-state").display(),
+    )
+}
+
+fn fw1_config(lab: &Lab, o: &Opts<'_>, fingerprint: &str) -> String {
+    let d = lab.dir();
+    let areas = o.areas.map_or_else(String::new, |a| {
+        format!(
+            "areas = [{}]\n",
+            a.iter()
+                .map(|x| format!("\"{x}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    });
+    format!(
+        r#"[node]
+name = "fw1"
+advskew = 0
+preempt = true
+control_socket = "{sock}"
+
+[interfaces]
+lan = "eth0"
+wan = "eth1"
+sync = "eth2"
+
+[carp]
+passphrase = "carp-s3cret"
+
+[sync]
+role = "primary"
+listen = "203.0.113.1:8443"
+state_dir = "{state}"
+user = "sync"
+password = "{password}"
+heartbeat = 0.5
+retry_max = 1
+{areas}
+[[sync.peers]]
+name = "fw2"
+url = "https://203.0.113.2:8443"
+fingerprint = "{fingerprint}"
+{fw1_areas}"#,
+        sock = d.join("fw1.sock").display(),
+        state = d.join("fw1-state").display(),
+        password = o.password,
+        fw1_areas = o.fw1_areas,
+    )
+}
+
+/// lan and wan switches, the sync link; fw2 starts first (it makes its certificate), then
+/// fw1 with fw2's fingerprint pinned, as an operator would do it.
+fn cluster(name: &str, o: &Opts<'_>) -> Cluster {
+    let mut lab = Lab::new(name).expect("lab");
+    let lan = lab.switch("lan").expect("lan");
+    let wan = lab.switch("wan").expect("wan");
+    let h1 = lab.host("fw1").expect("fw1");
+    let h2 = lab.host("fw2").expect("fw2");
+    lab.connect(&h1, "eth0", &lan, &["192.0.2.2/24"])
+        .expect("c");
+    lab.connect(&h2, "ens5", &lan, &["192.0.2.3/24"])
+        .expect("c");
+    lab.connect(&h1, "eth1", &wan, &["198.51.100.2/24"])
+        .expect("c");
+    lab.connect(&h2, "ens6", &wan, &["198.51.100.3/24"])
+        .expect("c");
+    lab.link(
+        &h1,
+        "eth2",
+        &["203.0.113.1/24"],
+        &h2,
+        "ens7",
+        &["203.0.113.2/24"],
+    )
+    .expect("sync link");
+    let c2 = lab.dir().join("fw2.toml");
+    std::fs::write(&c2, fw2_config(&lab, o.drift, o.fw2_areas)).expect("write");
+    let fw2 = Node::start(&h2, c2);
+    let fp = fw2.status()["config_sync"]["fingerprint"]
+        .as_str()
+        .expect("fw2 prints its fingerprint")
+        .to_string();
+    assert!(fp.starts_with("sha256:"), "{fp}");
+    let c1 = lab.dir().join("fw1.toml");
+    std::fs::write(&c1, fw1_config(&lab, o, &fp)).expect("write");
+    let fw1 = Node::start(&h1, c1);
+    Cluster {
+        lab,
+        fw1: Some(fw1),
+        fw2,
+        h1,
+    }
+}
+
+impl Cluster {
+    fn fw1(&self) -> &Node {
+        self.fw1.as_ref().expect("fw1 runs")
+    }
+
+    fn logs(&self) -> String {
+        format!(
+            "--- fw1 log:\n{}\n--- fw2 log:\n{}\n--- fw1 status: {}\n--- fw2 status: {}",
+            self.fw1.as_ref().map(|n| n.log()).unwrap_or_default(),
+            self.fw2.log(),
+            self.fw1
+                .as_ref()
+                .and_then(|n| n.try_status())
+                .map(|s| s["config_sync"].to_string())
+                .unwrap_or_default(),
+            self.fw2
+                .try_status()
+                .map(|s| s["config_sync"].to_string())
+                .unwrap_or_default(),
+        )
+    }
+
+    fn peer(&self) -> Value {
+        self.fw1().status()["config_sync"]["peers"][0].clone()
+    }
+
+    fn wait(&self, what: &str, f: impl FnMut() -> bool) {
+        let ok = lab::wait_until(SYNC, f);
+        assert!(ok, "timed out waiting for: {what}\n{}", self.logs());
+    }
+
+    fn wait_in_sync(&self) {
+        self.wait("fw1 reports fw2 in sync", || {
+            let p = self.peer();
+            p["in_sync"] == true
+                && p["acked_generation"] == self.fw1().status()["config_sync"]["generation"]
+        });
+    }
+
+    /// Edits fw1's config file and reloads it; returns when the reload answered.
+    fn edit_fw1(&self, f: impl FnOnce(String) -> String) {
+        edit(&self.fw1().config, f);
+        reload(self.fw1());
+    }
+}
+
+fn edit(path: &Path, f: impl FnOnce(String) -> String) {
+    let text = std::fs::read_to_string(path).expect("read config");
+    std::fs::write(path, f(text)).expect("write config");
+}
+
+fn reload(n: &Node) {
+    let out = n
+        .host
+        .command(TANDEM)
+        .args(["reload", "--config"])
+        .arg(&n.config)
+        .output()
+        .expect("tandem reload");
+    assert!(
+        out.status.success(),
+        "reload on {} failed: {}{}",
+        n.host.name(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tandem(n: &Node, args: &[&str]) -> (bool, String) {
+    let out = n
+        .host
+        .command(TANDEM)
+        .args(args)
+        .arg("--config")
+        .arg(&n.config)
+        .output()
+        .expect("tandem");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn nft(h: &Host) -> String {
+    h.run(&["nft", "list", "table", "inet", "tandem"])
+        .unwrap_or_default()
+}
+
+const NEW_RULE: &str = r#"
+[[rules]]
+interface = "lan"
+action = "pass"
+protocol = "udp"
+destination_port = 5353
+description = "added-on-fw1"
+"#;
+
+#[test]
+fn a_rule_added_on_the_primary_is_active_on_the_peer() {
+    if !lab::require_netns() {
+        return;
+    }
+    // nat is not switched on for sync: it must never reach fw2.
+    let o = Opts {
+        areas: Some(&["vips", "aliases", "rules", "gateways", "routes"]),
+        ..opts()
+    };
+    let c = cluster("configsync_rule_added", &o);
+    let fw2_text_before = std::fs::read_to_string(&c.fw2.config).expect("read");
+    c.wait_in_sync();
+    let h2 = &c.fw2.host;
+    c.wait("fw2 runs the synced base rule", || {
+        nft(h2).contains("base-rule-web")
+    });
+
+    let start = Instant::now();
+    c.edit_fw1(|t| format!("{t}{NEW_RULE}"));
+    c.wait("the new rule in fw2's nftables", || {
+        nft(h2).contains("added-on-fw1")
+    });
+    eprintln!(
+        "rule active on fw2 {} ms after `tandem reload` on fw1 returned",
+        start.elapsed().as_millis()
+    );
+    let ruleset = nft(h2);
+    // Logical names became fw2's own devices.
+    assert!(ruleset.contains("iifname \"ens5\""), "{ruleset}");
+    assert!(!ruleset.contains("eth0"), "{ruleset}");
+    // The area switched off for sync was not copied.
+    assert!(!ruleset.contains("fw1-only-nat"), "{ruleset}");
+    assert!(!ruleset.contains("snat"), "{ruleset}");
+    assert!(nft(&c.h1).contains("fw1-only-nat"));
+
+    // Node-local settings never change on fw2; synced VIPs keep fw2's skew and devices.
+    let s2 = c.fw2.status();
+    assert_eq!(s2["node"], "fw2");
+    assert_eq!(
+        std::fs::read_to_string(&c.fw2.config).expect("read"),
+        fw2_text_before,
+        "fw2's own file was touched"
+    );
+    c.wait("fw2 runs both synced VIPs", || {
+        c.fw2.status()["vips"].as_array().map_or(0, Vec::len) == 2
+    });
+    for (vhid, dev) in [(7, "ens5"), (8, "ens6")] {
+        let v = c.fw2.vip(vhid);
+        assert_eq!(v["device"], dev, "{v}");
+        assert_eq!(v["configured_advskew"], 100, "{v}");
+        let v1 = c.fw1().vip(vhid);
+        assert_eq!(v1["configured_advskew"], 0, "{v1}");
+    }
+    // A VIP added on fw1 arrives with fw2's skew.
+    c.edit_fw1(|t| {
+        format!("{t}\n[[vips]]\nvhid = 9\ninterface = \"lan\"\naddresses = [\"192.0.2.9/24\"]\n")
+    });
+    c.wait("vhid 9 on fw2", || {
+        c.fw2.status()["vips"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|x| x["vhid"] == 9))
+    });
+    assert_eq!(c.fw2.vip(9)["configured_advskew"], 100);
+    assert_eq!(c.fw2.vip(9)["device"], "ens5");
+    c.fw1().expect_state(9, "MASTER", ELECTION);
+    c.fw2.expect_state(9, "BACKUP", ELECTION);
+
+    // Status on both sides; `config show` on fw2 says where each area came from.
+    c.wait_in_sync();
+    let cs2 = c.fw2.status()["config_sync"].clone();
+    assert_eq!(cs2["role"], "peer");
+    assert_eq!(cs2["source"], "fw1");
+    assert_eq!(
+        cs2["generation"],
+        c.fw1().status()["config_sync"]["generation"]
+    );
+    assert_eq!(cs2["drift"], Value::Null);
+    let (ok, show) = tandem(&c.fw2, &["config", "show"]);
+    assert!(ok, "{show}");
+    assert!(show.contains("synced from fw1, generation"), "{show}");
+    assert!(
+        show.contains("# area nat") && show.contains("own file (not synced)"),
+        "{show}"
+    );
+    assert!(show.contains("added-on-fw1"), "{show}");
+    assert!(
+        !show.contains("pw-sync") && !show.contains("carp-s3cret"),
+        "secrets shown:\n{show}"
+    );
+    assert!(
+        show.contains(cs2["fingerprint"].as_str().unwrap_or("?")),
+        "{show}"
+    );
+    let (_, text) = tandem(&c.fw2, &["status"]);
+    assert!(text.contains("config sync: peer"), "{text}");
+    let (_, text) = tandem(c.fw1(), &["status"]);
+    assert!(
+        text.contains("peer fw2") && text.contains("IN SYNC"),
+        "{text}"
+    );
+
+    // Deleting the last rule syncs too (an area synced empty replaces).
+    let base = &BASE_RULES[BASE_RULES.find("[[rules]]").expect("rules")
+        ..BASE_RULES.find("[[nat.outbound]]").expect("nat")];
+    c.edit_fw1(|t| t.replace(base, "").replace(NEW_RULE, ""));
+    c.wait("fw2 runs no rule any more", || {
+        let r = nft(h2);
+        !r.contains("added-on-fw1") && !r.contains("base-rule-web")
+    });
+}
+
+#[test]
+fn wrong_password_is_refused_and_both_sides_report_it() {
+    if !lab::require_netns() {
+        return;
+    }
+    let o = Opts {
+        password: "not-the-password",
+        ..opts()
+    };
+    let c = cluster("configsync_wrong_password", &o);
+    c.wait("fw1 reports the auth failure", || {
+        c.peer()["last_error_kind"] == "auth"
+    });
+    let p = c.peer();
+    assert_eq!(p["in_sync"], false, "{p}");
+    assert!(
+        p["last_result"]
+            .as_str()
+            .is_some_and(|r| r.contains("authentication failed")),
+        "{p}"
+    );
+    c.wait("fw2 counts the refused call", || {
+        c.fw2.status()["config_sync"]["rpc"]["rejected"]["auth"]
+            .as_u64()
+            .is_some_and(|n| n >= 1)
+    });
+    let cs2 = c.fw2.status()["config_sync"].clone();
+    assert!(
+        cs2["rpc"]["last_rejected"]
+            .as_str()
+            .is_some_and(|l| l.contains("203.0.113.1") && l.contains("wrong user or password")),
+        "{cs2}"
+    );
+    assert!(
+        c.fw2.log().contains("refused: wrong user or password"),
+        "{}",
+        c.fw2.log()
+    );
+    // Nothing changed on fw2.
+    assert_eq!(cs2["generation"], 0, "{cs2}");
+    assert_eq!(nft(&c.fw2.host), "", "fw2 got a ruleset");
+    assert!(c.fw2.status()["vips"].as_array().is_some_and(Vec::is_empty));
+    let (_, text) = tandem(c.fw1(), &["status"]);
+    assert!(text.contains("authentication failed"), "{text}");
+}
+
+#[test]
+fn an_invalid_push_is_refused_and_a_peer_behind_stays_demoted_until_synced() {
+    if !lab::require_netns() {
+        return;
+    }
+    // Only rules sync: fw2 has no alias "dns", so a rule naming it cannot validate there.
+    let o = Opts {
+        areas: Some(&["vips", "rules"]),
+        fw1_areas: format!(
+            "{VIPS}{BASE_RULES}\n[[aliases]]\nname = \"dns\"\ntype = \"port\"\nentries = [53]\n"
+        ),
+        // fw2's own firewall must pass the sync link before the first push (then the synced
+        // rules, which pass it too, replace its own).
+        fw2_areas: "\n[[aliases]]\nname = \"web\"\ntype = \"port\"\nentries = [80, 443]\n\n[[rules]]\ninterface = \"sync\"\naction = \"pass\"\nsource = \"sync:network\"\n",
+        ..opts()
+    };
+    let c = cluster("configsync_invalid_push", &o);
+    c.wait_in_sync();
+    let h2 = &c.fw2.host;
+    c.wait("fw2 runs the base rules", || {
+        nft(h2).contains("base-rule-web")
+    });
+    c.fw1().expect_state(7, "MASTER", ELECTION);
+    c.fw2.expect_state(7, "BACKUP", ELECTION);
+    let good_gen = c.fw2.status()["config_sync"]["generation"].clone();
+
+    c.edit_fw1(|t| {
+        format!(
+            "{t}\n[[rules]]\ninterface = \"lan\"\naction = \"pass\"\nprotocol = \"udp\"\ndestination_port = \"dns\"\ndescription = \"needs-alias-dns\"\n"
+        )
+    });
+    c.wait("fw1 shows fw2's rejection", || {
+        c.peer()["last_error_kind"] == "rejected"
+    });
+    let p = c.peer();
+    let why = p["last_result"].as_str().unwrap_or_default().to_string();
+    // The located error: file:line:col in fw2's candidate, the message, and the area.
+    assert!(why.contains("unknown alias"), "{p}");
+    assert!(why.contains("incoming.toml:"), "{p}");
+    assert!(why.contains("(area rules: synced from fw1"), "{p}");
+    assert_eq!(p["in_sync"], false);
+    assert!(p["lag_generations"].as_u64().is_some_and(|l| l >= 1), "{p}");
+    // The old config keeps running on fw2.
+    let r = nft(h2);
+    assert!(
+        r.contains("base-rule-web") && !r.contains("needs-alias-dns"),
+        "{r}"
+    );
+    assert_eq!(c.fw2.status()["config_sync"]["generation"], good_gen);
+
+    // Behind the primary: demoted, every VIP advertises the demoted skew.
+    c.wait("fw2 demoted by config sync", || {
+        let s = c.fw2.status();
+        s["demotions"].as_array().is_some_and(|d| {
+            d.iter()
+                .any(|x| x["source"] == "config-sync" && x["value"] == 240)
+        })
+    });
+    let s2 = c.fw2.status();
+    assert_eq!(s2["config_sync"]["behind"], true, "{s2}");
+    assert_eq!(s2["config_sync"]["demoted"], true, "{s2}");
+    assert_eq!(c.fw2.vip(7)["advskew"], 240);
+    assert_eq!(c.fw2.vip(7)["configured_advskew"], 100);
+    assert!(
+        c.fw2.log().contains("demoted by 240 until synced"),
+        "{}",
+        c.fw2.log()
+    );
+
+    // Fixed on fw1: synced, demotion lifted.
+    c.edit_fw1(|t| t.replace("destination_port = \"dns\"", "destination_port = 53"));
+    c.wait("fw2 runs the fixed rule", || {
+        nft(h2).contains("needs-alias-dns")
+    });
+    c.wait_in_sync();
+    c.wait("fw2's config-sync demotion lifted", || {
+        c.fw2.status()["demotions"]
+            .as_array()
+            .is_some_and(|d| !d.iter().any(|x| x["source"] == "config-sync"))
+    });
+    assert_eq!(c.fw2.vip(7)["advskew"], 100);
+}
+
+#[test]
+fn a_change_made_while_the_peer_is_down_arrives_when_it_returns() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut c = cluster("configsync_peer_down", &opts());
+    c.wait_in_sync();
+    c.fw2.kill();
+    c.edit_fw1(|t| format!("{t}{NEW_RULE}"));
+    c.wait("fw1 sees fw2 unreachable and behind", || {
+        let p = c.peer();
+        p["last_error_kind"] == "unreachable" && p["lag_generations"] == 1
+    });
+    let p = c.peer();
+    assert_eq!(p["in_sync"], false, "{p}");
+    assert!(p["lag_seconds"].as_f64().is_some(), "{p}");
+    let (_, text) = tandem(c.fw1(), &["status"]);
+    assert!(
+        text.contains("NOT IN SYNC") && text.contains("unreachable"),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!nft(&c.fw2.host).contains("added-on-fw1"));
+
+    c.fw2.restart();
+    let h2 = c.fw2.host.clone();
+    c.wait("the change on fw2 after its return", || {
+        nft(&h2).contains("added-on-fw1")
+    });
+    c.wait_in_sync();
+}
+
+fn drift_case(policy: &str) {
+    let o = Opts {
+        drift: policy,
+        ..opts()
+    };
+    let c = cluster(&format!("configsync_drift_{policy}"), &o);
+    c.wait_in_sync();
+    let h2 = c.fw2.host.clone();
+    c.wait("base rules on fw2", || nft(&h2).contains("base-rule-web"));
+
+    // A local edit on fw2: its own file gets the synced rules plus one more, then reload.
+    let synced_rules = BASE_RULES[..BASE_RULES.find("[[nat.outbound]]").expect("nat")].to_string();
+    edit(&c.fw2.config, |t| {
+        format!(
+            "{t}{synced_rules}\n[[rules]]\ninterface = \"lan\"\naction = \"pass\"\nprotocol = \"udp\"\ndestination_port = 4444\ndescription = \"local-edit-on-fw2\"\n"
+        )
+    });
+    reload(&c.fw2);
+    assert!(
+        nft(&h2).contains("local-edit-on-fw2"),
+        "the local edit runs"
+    );
+    // Detected and reported on both sides before any push.
+    let cs2 = c.fw2.status()["config_sync"].clone();
+    assert!(
+        cs2["drift"]
+            .as_str()
+            .is_some_and(|d| d.contains("rules: 2 -> 3 items (+1 -0)")),
+        "{cs2}"
+    );
+    let (_, show) = tandem(&c.fw2, &["config", "show"]);
+    assert!(
+        show.contains("local edit") && show.contains("DRIFT"),
+        "{show}"
+    );
+    c.wait("fw1 shows fw2's drift", || {
+        c.peer()["drift"]
+            .as_str()
+            .is_some_and(|d| d.contains("rules: 2 -> 3"))
+    });
+    assert_eq!(c.peer()["in_sync"], false);
+
+    // A change on fw1 now meets the drift.
+    c.edit_fw1(|t| format!("{t}{NEW_RULE}"));
+    let state2 = c.lab.dir().join("fw2-state");
+    if policy == "refuse" {
+        c.wait("fw1 shows the refused push", || {
+            c.peer()["last_error_kind"] == "drift"
+        });
+        let p = c.peer();
+        assert!(
+            p["last_result"].as_str().is_some_and(
+                |r| r.contains("rules: 2 -> 3 items (+1 -0)") && r.contains("nothing changed")
+            ),
+            "{p}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        let r = nft(&h2);
+        assert!(
+            r.contains("local-edit-on-fw2") && !r.contains("added-on-fw1"),
+            "overwritten:\n{r}"
+        );
+        assert!(!state2.join("backups").exists());
+        // Resolved by force from the primary: overwritten, with a backup.
+        let (ok, out) = tandem(c.fw1(), &["config", "push", "--force"]);
+        assert!(ok, "{out}");
+    }
+    c.wait("fw1's change on fw2", || nft(&h2).contains("added-on-fw1"));
+    let r = nft(&h2);
+    assert!(!r.contains("local-edit-on-fw2"), "{r}");
+    let backups: Vec<PathBuf> = std::fs::read_dir(state2.join("backups"))
+        .expect("backups dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    let kept = std::fs::read_to_string(&backups[0]).expect("backup");
+    assert!(kept.contains("local-edit-on-fw2"), "{kept}");
+    assert!(
+        c.fw2.log().contains("overwrote local changes to rules"),
+        "{}",
+        c.fw2.log()
+    );
+    c.wait_in_sync();
+    assert_eq!(c.fw2.status()["config_sync"]["drift"], Value::Null);
+}
+
+#[test]
+fn drift_is_reported_and_refused_before_any_overwrite() {
+    if !lab::require_netns() {
+        return;
+    }
+    drift_case("refuse");
+}
+
+#[test]
+fn drift_with_policy_overwrite_keeps_a_backup() {
+    if !lab::require_netns() {
+        return;
+    }
+    drift_case("overwrite");
+}
+
+#[test]
+fn rollback_runs_an_earlier_generation_and_counts_as_drift() {
+    if !lab::require_netns() {
+        return;
+    }
+    let c = cluster("configsync_rollback", &opts());
+    c.wait_in_sync();
+    let g1 = c.fw1().status()["config_sync"]["generation"]
+        .as_u64()
+        .expect("gen");
+    c.edit_fw1(|t| format!("{t}{NEW_RULE}"));
+    let h2 = c.fw2.host.clone();
+    c.wait("new rule on fw2", || nft(&h2).contains("added-on-fw1"));
+    let (ok, out) = tandem(&c.fw2, &["config", "rollback"]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("generation {g1} again")), "{out}");
+    assert!(!nft(&h2).contains("added-on-fw1"));
+    let cs2 = c.fw2.status()["config_sync"].clone();
+    assert_eq!(cs2["rolled_back_to"], g1, "{cs2}");
+    assert!(cs2["drift"].as_str().is_some(), "{cs2}");
+    c.wait("fw1 sees the rollback as drift", || {
+        c.peer()["drift"].is_string()
+    });
+    let (ok, out) = tandem(c.fw1(), &["config", "rollback"]);
+    assert!(!ok && out.contains("is the primary"), "{out}");
+}
+
+#[test]
+fn python_xmlrpc_client_calls_status_and_version_over_https() {
+    if !lab::require_netns() {
+        return;
+    }
+    let c = cluster("configsync_python", &opts());
+    c.wait_in_sync();
+    let cert = c.lab.dir().join("fw2-state").join("cert.pem");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configsync_client.py");
+    // From fw1's namespace, across the sync link, as the primary would.
+    let out =
+        c.h1.command("python3")
+            .arg(&script)
+            .args([
+                "https://203.0.113.2:8443",
+                cert.to_str().expect("path"),
+                "sync",
+                "pw-sync",
+            ])
+            .output()
+            .expect("python3");
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let v = &r["version"];
+    assert_eq!(v["node"], "fw2", "{r}");
+    assert_eq!(v["role"], "peer", "{r}");
+    assert_eq!(v["protocol"], 1, "{r}");
+    assert_eq!(v["schema"], 1, "{r}");
+    assert_eq!(v["software"], env!("CARGO_PKG_VERSION"), "{r}");
+    assert!(
+        v["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|x| x == "apply_areas")),
+        "{r}"
+    );
+    assert_eq!(r["status_node"], "fw2", "{r}");
+    assert_eq!(r["status_has_vips"], true, "{r}");
+    assert_eq!(r["status_config_sync_role"], "peer", "{r}");
+    assert_eq!(r["bad_apply"]["code"], 400, "{r}");
+    assert!(
+        r["bad_apply"]["string"]
+            .as_str()
+            .is_some_and(|s| s.contains("generation must be 1 or more, not 0")),
+        "{r}"
+    );
+    assert_eq!(r["unknown_method"]["code"], 404, "{r}");
+    assert_eq!(r["no_auth"]["http"], 401, "{r}");
+    assert_eq!(r["wrong_auth"]["http"], 401, "{r}");
+    assert!(r["untrusted_cert"]["ssl_error"].is_string(), "{r}");
+    // The refused calls are counted on fw2; the bad call changed nothing.
+    let cs2 = c.fw2.status()["config_sync"].clone();
+    assert!(
+        cs2["rpc"]["rejected"]["auth"]
+            .as_u64()
+            .is_some_and(|n| n >= 2),
+        "{cs2}"
+    );
+    assert!(
+        cs2["rpc"]["rejected"]["bad-request"]
+            .as_u64()
+            .is_some_and(|n| n >= 2),
+        "{cs2}"
+    );
+    assert_eq!(
+        cs2["generation"],
+        c.fw1().status()["config_sync"]["generation"]
+    );
+}
+
+#[test]
+fn sync_listen_on_a_vip_is_refused_with_its_place() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("fw.toml");
+    std::fs::write(
+        &path,
+        "[node]\nname = \"fw1\"\ncontrol_socket = \"/tmp/x.sock\"\n[interfaces]\nlan = \"eth0\"\n[carp]\npassphrase = \"p\"\n[[vips]]\nvhid = 7\ninterface = \"lan\"\naddresses = [\"192.0.2.1/24\"]\n[sync]\nrole = \"peer\"\nlisten = \"192.0.2.1:8443\"\nstate_dir = \"st\"\ntoken = \"t\"\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(TANDEM)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("tandem check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("fw.toml:14:10: sync.listen 192.0.2.1 is a VIP (vhid 7)"),
+        "{err}"
+    );
+}
