@@ -34,9 +34,43 @@ pub struct Config {
     pub carp: Carp,
     pub vips: Vec<Vip>,
     pub firewall: FirewallSettings,
+    /// Connection state sync over the sync link; None when the config has no [statesync].
+    pub statesync: Option<StateSyncSettings>,
     /// The synced firewall areas (aliases, rules, nat, gateways, routes).
     pub areas: firewall::Areas,
 }
+
+/// The node-local `[statesync]` table.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StateSyncSettings {
+    pub enabled: bool,
+    /// Logical interface of the dedicated sync link.
+    pub interface: String,
+    pub device: String,
+    pub port: u16,
+    /// Unicast peers (their addresses on the sync link).
+    pub peers: Vec<std::net::IpAddr>,
+    /// The shared secret every message is sealed with.
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for StateSyncSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateSyncSettings")
+            .field("enabled", &self.enabled)
+            .field("interface", &self.interface)
+            .field("device", &self.device)
+            .field("port", &self.port)
+            .field("peers", &self.peers)
+            .field("key", &"<secret>")
+            .finish()
+    }
+}
+
+/// Default UDP port of state sync.
+pub const STATESYNC_PORT: u16 = 7777;
+/// Shortest shared secret accepted: it is the only thing keeping forged states out.
+const MIN_STATESYNC_KEY: usize = 16;
 
 /// The node-local `[firewall]` table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +189,8 @@ struct RawConfig {
     vips: Vec<Spanned<RawVip>>,
     #[serde(default)]
     firewall: Option<RawFirewall>,
+    #[serde(default)]
+    statesync: Option<Spanned<RawStateSync>>,
     // Synced firewall areas, owned by the firewall crate; accepted here so one file holds all.
     #[allow(dead_code)]
     #[serde(default)]
@@ -175,6 +211,21 @@ struct RawConfig {
     #[allow(dead_code)]
     #[serde(default)]
     sync: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStateSync {
+    #[serde(default)]
+    enabled: Option<bool>,
+    interface: Spanned<String>,
+    #[serde(default)]
+    port: Option<Spanned<i64>>,
+    peers: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    key: Option<Spanned<String>>,
+    #[serde(default)]
+    key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -309,52 +360,14 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
     }
 
     let carp_raw = raw.carp.get_ref();
-    let passphrase = match (&carp_raw.passphrase, &carp_raw.passphrase_file) {
-        (Some(p), None) => {
-            if p.get_ref().is_empty() {
-                errs.at(p.span(), "carp.passphrase must not be empty");
-            }
-            p.get_ref().as_bytes().to_vec()
-        }
-        (None, Some(f)) => {
-            let path = resolve(file, f.get_ref());
-            match std::fs::read(&path) {
-                Ok(mut bytes) => {
-                    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        bytes.pop();
-                    }
-                    if bytes.is_empty() {
-                        errs.at(
-                            f.span(),
-                            format!("carp.passphrase_file {} is empty", path.display()),
-                        );
-                    }
-                    bytes
-                }
-                Err(e) => {
-                    errs.at(
-                        f.span(),
-                        format!("cannot read carp.passphrase_file {}: {e}", path.display()),
-                    );
-                    Vec::new()
-                }
-            }
-        }
-        (Some(p), Some(_)) => {
-            errs.at(
-                p.span(),
-                "set carp.passphrase or carp.passphrase_file, not both",
-            );
-            Vec::new()
-        }
-        (None, None) => {
-            errs.at(
-                raw.carp.span(),
-                "carp needs a passphrase or a passphrase_file",
-            );
-            Vec::new()
-        }
-    };
+    let passphrase = secret(
+        &mut errs,
+        file,
+        raw.carp.span(),
+        (&carp_raw.passphrase, "carp.passphrase"),
+        (&carp_raw.passphrase_file, "carp.passphrase_file"),
+        1,
+    );
     if passphrase.len() > carp::auth::MAX_KEY_LEN {
         tracing::warn!(
             "carp passphrase is longer than {} bytes; like BSD CARP only the first {} are used",
@@ -441,6 +454,11 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let statesync = raw
+        .statesync
+        .as_ref()
+        .map(|ss| parse_statesync(&mut errs, file, &interfaces, ss));
+
     let areas = match firewall::parse_areas(text) {
         Ok(a) => a,
         Err(list) => {
@@ -475,6 +493,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         file: file.to_path_buf(),
         text: text.to_string(),
         firewall: fw,
+        statesync,
         areas,
         node: Node {
             name,
@@ -491,6 +510,133 @@ pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigErrors> {
         own_file: file.to_path_buf(),
         sync,
     })
+}
+
+fn parse_statesync(
+    errs: &mut Errors<'_>,
+    file: &Path,
+    interfaces: &BTreeMap<String, String>,
+    raw: &Spanned<RawStateSync>,
+) -> StateSyncSettings {
+    let r = raw.get_ref();
+    let interface = r.interface.get_ref().clone();
+    let device = match interfaces.get(&interface) {
+        Some(d) => d.clone(),
+        None => {
+            errs.at(
+                r.interface.span(),
+                format!("statesync.interface: unknown interface {interface:?}"),
+            );
+            String::new()
+        }
+    };
+    let port = match &r.port {
+        Some(p) => match u16::try_from(*p.get_ref()) {
+            Ok(v) if v > 0 => v,
+            _ => {
+                errs.at(p.span(), "statesync.port must be between 1 and 65535");
+                STATESYNC_PORT
+            }
+        },
+        None => STATESYNC_PORT,
+    };
+    let mut peers = Vec::new();
+    if r.peers.get_ref().is_empty() {
+        errs.at(
+            r.peers.span(),
+            "statesync.peers needs at least one peer address",
+        );
+    }
+    for p in r.peers.get_ref() {
+        match p.get_ref().parse::<std::net::IpAddr>() {
+            Ok(a) => peers.push(a),
+            Err(_) => errs.at(
+                p.span(),
+                format!("statesync.peers: {:?} is not an IP address", p.get_ref()),
+            ),
+        }
+    }
+    let key = secret(
+        errs,
+        file,
+        raw.span(),
+        (&r.key, "statesync.key"),
+        (&r.key_file, "statesync.key_file"),
+        MIN_STATESYNC_KEY,
+    );
+    StateSyncSettings {
+        enabled: r.enabled.unwrap_or(true),
+        interface,
+        device,
+        port,
+        peers,
+        key,
+    }
+}
+
+/// A secret given inline or in a file (exactly one of the two), at least `min` bytes; a file's
+/// trailing newline is not part of it.
+fn secret(
+    errs: &mut Errors<'_>,
+    file: &Path,
+    table: Range<usize>,
+    inline: (&Option<Spanned<String>>, &str),
+    from_file: (&Option<Spanned<String>>, &str),
+    min: usize,
+) -> Vec<u8> {
+    let too_short = |what: String| {
+        if min <= 1 {
+            format!("{what} must not be empty")
+        } else {
+            format!("{what} must be at least {min} bytes")
+        }
+    };
+    match (inline.0, from_file.0) {
+        (Some(v), None) => {
+            if v.get_ref().len() < min {
+                errs.at(v.span(), too_short(inline.1.to_string()));
+            }
+            v.get_ref().as_bytes().to_vec()
+        }
+        (None, Some(f)) => {
+            let path = resolve(file, f.get_ref());
+            match std::fs::read(&path) {
+                Ok(mut bytes) => {
+                    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        bytes.pop();
+                    }
+                    if bytes.len() < min {
+                        errs.at(
+                            f.span(),
+                            too_short(format!("{} {}", from_file.1, path.display())),
+                        );
+                    }
+                    bytes
+                }
+                Err(e) => {
+                    errs.at(
+                        f.span(),
+                        format!("cannot read {} {}: {e}", from_file.1, path.display()),
+                    );
+                    Vec::new()
+                }
+            }
+        }
+        (Some(v), Some(_)) => {
+            errs.at(
+                v.span(),
+                format!("set {} or {}, not both", inline.1, from_file.1),
+            );
+            Vec::new()
+        }
+        (None, None) => {
+            errs.at(
+                table,
+                format!("{} or {} is required", inline.1, from_file.1),
+            );
+            Vec::new()
+        }
+    }
 }
 
 /// Paths in the config are relative to the config file's folder.

@@ -51,6 +51,9 @@ pub struct Status {
     /// Config sync in detail (None without `[sync]`).
     #[serde(default)]
     pub config_sync: Option<crate::configsync::ConfigSyncStatus>,
+    /// State sync in detail (None without `[statesync]`, or when it is switched off).
+    #[serde(default)]
+    pub state_sync: Option<crate::state_sync::StateSyncStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

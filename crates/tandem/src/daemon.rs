@@ -7,6 +7,7 @@ use crate::control::{
 };
 use crate::record::Engine;
 use crate::ruleset;
+use crate::state_sync;
 use anyhow::Context;
 use carp::{Action, DemoteSource, Family, IfaceId, Input, Key, RejectReason, RouterConfig};
 use linux::announce;
@@ -40,6 +41,10 @@ enum Event {
         iface: IfaceId,
         up: bool,
     },
+    /// The state sync link went down or came up.
+    SyncLink {
+        up: bool,
+    },
 }
 
 pub struct Daemon {
@@ -63,6 +68,13 @@ pub struct Daemon {
     transitions: HashMap<(IfaceId, u8), (carp::State, carp::State, carp::Reason, Instant)>,
     /// Config sync (None without `[sync]`); see configsync.rs.
     sync: Option<crate::configsync::Glue>,
+    /// Connection state sync (None without `[statesync]`); see state_sync.rs.
+    states: Option<mpsc::Sender<state_sync::Command>>,
+    state_notices: Option<mpsc::Receiver<state_sync::Notice>>,
+    /// ifindex of the state sync link, and whether it went down while this node was master of
+    /// nothing (then it must resync before it may take VIPs back).
+    sync_link: Option<u32>,
+    resync_pending: bool,
 }
 
 fn random_seed() -> u64 {
@@ -99,10 +111,22 @@ impl Daemon {
             firewall_applied: false,
             firewall_error: None,
             sync: None,
+            states: None,
+            state_notices: None,
+            sync_link: None,
+            resync_pending: false,
         };
         // The firewall goes up before any VIP can be answered for.
         let ruleset = d.prepare_firewall(&cfg).await?;
         d.apply_firewall(&cfg, ruleset.as_ref()).await?;
+        if let Some(ss) = cfg.statesync.as_ref().filter(|s| s.enabled) {
+            let h = state_sync::start(&cfg.node.name, ss, &d.netlink).await?;
+            d.states = Some(h.commands);
+            d.state_notices = Some(h.notices);
+            d.sync_link = Some(d.netlink.link(&ss.device).await?.index);
+            // Not ready until the first bulk sync: demoted before any router exists.
+            d.demote_state_sync(true);
+        }
         d.converge_vips(&cfg, true).await?;
         Ok(d)
     }
@@ -389,11 +413,15 @@ impl Daemon {
 
         let mut watcher = self.watcher.take().context("daemon run twice")?;
         let known: BTreeMap<u32, IfaceId> = self.ifaces.keys().map(|id| (*id, *id)).collect();
+        let sync_link = self.sync_link;
         let link_tx = self.ev_tx.clone();
         tokio::spawn(async move {
             loop {
                 match watcher.next().await {
                     Ok(ev) => {
+                        if Some(ev.index) == sync_link {
+                            let _ = link_tx.send(Event::SyncLink { up: ev.up }).await;
+                        }
                         if let Some(id) = known.get(&ev.index) {
                             let _ = link_tx
                                 .send(Event::Link {
@@ -424,6 +452,7 @@ impl Daemon {
         );
 
         let mut retry = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut state_notices = self.state_notices.take();
         loop {
             self.execute().await;
             let deadline = self.engine.poll_timeout().map(|(t, _)| t);
@@ -453,6 +482,14 @@ impl Daemon {
                     let _ = reply.send(r);
                 }
                 Some(ev) = crate::configsync::recv(&mut sync_rx) => self.on_sync(ev).await,
+                Some(n) = state_sync::next_notice(&mut state_notices) => match n {
+                    state_sync::Notice::Ready(ready) => {
+                        if ready {
+                            self.resync_pending = false;
+                        }
+                        self.demote_state_sync(!ready);
+                    }
+                },
             }
         }
         self.engine.handle(Instant::now(), Input::Shutdown);
@@ -480,6 +517,7 @@ impl Daemon {
                 },
             ),
             Event::Link { iface, up } => self.engine.handle(now, Input::Link { iface, up }),
+            Event::SyncLink { up } => self.on_sync_link(up),
         }
     }
 
@@ -520,6 +558,8 @@ impl Daemon {
                         .handle(Instant::now(), Input::SendResult { iface, vhid, ok });
                 }
                 Action::AddAddresses { iface, vhid } => {
+                    // The states must be in the kernel before the VIP answers.
+                    self.flush_states().await;
                     for a in self.addresses(iface, vhid.get()) {
                         if let Err(e) = self
                             .netlink
@@ -630,7 +670,14 @@ impl Daemon {
 
     async fn answer(&mut self, req: Request) -> Reply {
         match req {
-            Request::Status => Reply::Status(Box::new(self.status())),
+            Request::Status => {
+                let mut s = self.status();
+                s.state_sync = self.state_sync_status().await;
+                if let Some(ss) = &s.state_sync {
+                    s.sync.state = state_sync::summary(ss);
+                }
+                Reply::Status(Box::new(s))
+            }
             Request::Reload => match self.reload().await {
                 Ok(msg) => Reply::Done(msg),
                 Err(e) => {
@@ -678,6 +725,74 @@ impl Daemon {
 
     pub(crate) fn config_mut(&mut self) -> &mut Config {
         &mut self.cfg
+    }
+
+    /// Demotes (or stops demoting) the node because its state table is not complete.
+    fn demote_state_sync(&mut self, demote: bool) {
+        self.engine.handle(
+            Instant::now(),
+            Input::Demote {
+                source: DemoteSource::StateSync,
+                value: if demote {
+                    carp::engine::DEMOTION_STEP
+                } else {
+                    0
+                },
+            },
+        );
+    }
+
+    /// A node cut off from its peers misses their new connections. A master keeps its VIPs
+    /// (its own connections are the ones that matter), but a node that is master of nothing
+    /// must not take VIPs back until it has fetched the table again.
+    fn on_sync_link(&mut self, up: bool) {
+        let master = self
+            .engine
+            .status()
+            .iter()
+            .any(|r| r.state == carp::State::Master);
+        if !up {
+            if !master && !self.resync_pending {
+                info!("state sync link down: demoted until a bulk sync after it returns");
+                self.resync_pending = true;
+                self.demote_state_sync(true);
+            }
+            return;
+        }
+        if self.resync_pending {
+            if let Some(tx) = &self.states {
+                info!("state sync link up: asking the peers for the full table");
+                if tx.try_send(state_sync::Command::Resync).is_err() {
+                    warn!("state sync task busy; resync request dropped");
+                }
+            }
+        }
+    }
+
+    /// Waits (briefly) until state sync has installed everything already received.
+    async fn flush_states(&self) {
+        let Some(tx) = &self.states else {
+            return;
+        };
+        let (done, rx) = tokio::sync::oneshot::channel();
+        if tx.send(state_sync::Command::Flush(done)).await.is_ok()
+            && tokio::time::timeout(std::time::Duration::from_millis(500), rx)
+                .await
+                .is_err()
+        {
+            warn!("state sync did not flush within 500 ms; taking the VIP anyway");
+        }
+    }
+
+    /// State sync's own status, asked of its task.
+    async fn state_sync_status(&self) -> Option<state_sync::StateSyncStatus> {
+        let tx = self.states.as_ref()?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        tx.send(state_sync::Command::Status(reply)).await.ok()?;
+        tokio::time::timeout(std::time::Duration::from_secs(2), rx)
+            .await
+            .ok()?
+            .ok()
     }
 
     /// Sets (value > 0) or clears the config-sync demotion.
@@ -763,6 +878,7 @@ impl Daemon {
                 state: "not configured".into(),
             },
             config_sync: self.sync.as_ref().map(|g| g.status(&self.cfg)),
+            state_sync: None,
         }
     }
 }

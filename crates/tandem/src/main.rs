@@ -7,6 +7,7 @@ mod control;
 mod daemon;
 mod record;
 mod ruleset;
+mod state_sync;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
