@@ -65,6 +65,8 @@ pub const MIN_MTU: usize = 512;
 pub const MAX_MTU: usize = 65_507;
 /// Most stream datagrams retransmitted for one NACK.
 const MAX_RETRANSMIT_PER_NACK: u64 = 256;
+/// Superseded installs remembered per conn (see [`Config::echo_window`]).
+const MAX_SUPERSEDED: usize = 16;
 /// Old epochs remembered per peer.
 const RETIRED_EPOCHS: usize = 16;
 
@@ -118,6 +120,8 @@ pub struct Config {
     pub max_peers: usize,
     /// Datagrams held per peer while its epoch is being confirmed. Default 256.
     pub max_held: usize,
+    /// How long the kernel's echo of a superseded install is still recognised. Default 5 s.
+    pub echo_window: Duration,
 }
 
 impl Config {
@@ -146,6 +150,7 @@ impl Config {
             probe_interval: Duration::from_millis(200),
             max_peers: 32,
             max_held: 256,
+            echo_window: Duration::from_secs(5),
         }
     }
 
@@ -409,6 +414,8 @@ pub struct Counters {
     pub bulk_failed: u64,
     /// Entries a completed bulk showed to be gone on the sender.
     pub bulk_swept: u64,
+    /// Bulk states not applied: for another node's bulk, or deleted since we asked.
+    pub bulk_states_ignored: u64,
     /// Entries forgotten after their timeout ran out.
     pub expired: u64,
     pub rejected: BTreeMap<RejectReason, u64>,
@@ -543,6 +550,12 @@ struct Entry {
     origin: Origin,
     /// Modification counter value at the last touch.
     gen: u64,
+    /// From a dump taken before the first bulk sync: announced only after it, if the bulk
+    /// did not bring a peer's version (a peer that kept running knows better).
+    unannounced: bool,
+    /// Versions we installed from peers and then replaced, with when: the kernel's echo of
+    /// an older install can arrive after a newer one was installed.
+    superseded: Option<Box<VecDeque<(Instant, Conn)>>>,
 }
 
 impl Entry {
@@ -639,6 +652,8 @@ enum BulkRx {
 struct Serve {
     to: NodeId,
     request: u32,
+    /// Only the conns this node announced (origin local).
+    own_only: bool,
     /// 0: conns without a master, 1: related conns, 2: only the end record is left.
     pass: u8,
     cursor: Option<ConnKey>,
@@ -751,15 +766,20 @@ pub struct Replicator {
     tokens: u32,
     refilled: Instant,
     serving: Option<Serve>,
-    serve_queue: VecDeque<(NodeId, u32)>,
+    serve_queue: VecDeque<(NodeId, u32, bool)>,
     serve_at: Option<Instant>,
     peers: BTreeMap<NodeId, Peer>,
     bulk: BulkRx,
+    /// Keys deleted while our bulk request is under way: a bulk snapshot taken before the
+    /// sender heard of the delete must not bring them back.
+    bulk_tombstones: std::collections::BTreeSet<ConnKey>,
     ready: bool,
     next_heartbeat: Instant,
     next_sweep: Instant,
     next_dump: Option<Instant>,
     installs: Vec<Conn>,
+    /// Where each conn of `installs` is (not for order: for collapsing).
+    install_idx: std::collections::HashMap<ConnKey, usize>,
     removes: Vec<ConnKey>,
     actions: VecDeque<Action>,
     counters: Counters,
@@ -813,11 +833,13 @@ impl Replicator {
             serve_at: None,
             peers: BTreeMap::new(),
             bulk: BulkRx::Idle,
+            bulk_tombstones: std::collections::BTreeSet::new(),
             ready: false,
             next_heartbeat: now + cfg.heartbeat_interval,
             next_sweep: now + cfg.sweep_interval,
             next_dump: cfg.dump_interval.map(|d| now + d),
             installs: Vec::new(),
+            install_idx: std::collections::HashMap::new(),
             removes: Vec::new(),
             actions: VecDeque::new(),
             counters: Counters::default(),
@@ -851,7 +873,15 @@ impl Replicator {
             Input::Datagram { from, bytes } => self.handle_datagram(now, from, &bytes),
             Input::PeerUp(addr) => self.on_peer_up(now, addr),
             Input::PeerDown(addr) => self.on_peer_down(now, addr),
-            Input::Resync => self.start_bulk(now, 1, None),
+            Input::Resync => {
+                // Whatever was missed while cut off is only known after the new bulk: not
+                // ready until it completes (CARP demotes meanwhile).
+                if self.ready {
+                    self.ready = false;
+                    self.actions.push_back(Action::ReadyChanged(false));
+                }
+                self.start_bulk(now, 1, None)
+            }
         }
     }
 
@@ -1051,6 +1081,7 @@ impl Replicator {
             LocalEvent::Destroy(c) => {
                 let key = c.key();
                 self.gen += 1;
+                self.tombstone(key);
                 match self.table.remove(&key) {
                     Some(e) if e.origin == Origin::Local => self.queue(now, key, Op::Delete),
                     Some(_) => {
@@ -1069,6 +1100,8 @@ impl Replicator {
         self.gen += 1;
         let gen = self.gen;
         let refresh_min = self.cfg.refresh_min;
+        let echo_window = self.cfg.echo_window;
+        let defer = replace && !self.ready;
         let op = match self.table.get_mut(&key) {
             None => {
                 self.table.insert(
@@ -1078,11 +1111,14 @@ impl Replicator {
                         seen: now,
                         origin: Origin::Local,
                         gen,
+                        unannounced: defer,
+                        superseded: None,
                     },
                 );
-                Some(Op::Insert)
+                (!defer).then_some(Op::Insert)
             }
             Some(e) => {
+                let echo_of_older = !replace && echoes_superseded(e, &c, now, echo_window);
                 let merged = if replace {
                     c
                 } else {
@@ -1091,12 +1127,23 @@ impl Replicator {
                     m
                 };
                 let changed = !replicated_eq(&merged, &e.conn);
+                if changed && echo_of_older {
+                    // The echo of an install we have since replaced.
+                    self.counters.echo_suppressed += 1;
+                    return;
+                }
                 if changed || later(now, e, merged.timeout, refresh_min) {
                     e.conn = merged;
                     e.seen = now;
                     e.origin = Origin::Local;
                     e.gen = gen;
-                    Some(Op::Update)
+                    if defer && !self.pending.contains_key(&key) {
+                        e.unannounced = true;
+                        None
+                    } else {
+                        e.unannounced = false;
+                        Some(Op::Update)
+                    }
                 } else {
                     e.gen = gen;
                     if merged.id.is_some() {
@@ -1129,9 +1176,10 @@ impl Replicator {
             E::Occupied(mut o) => {
                 self.counters.collapsed += 1;
                 match (*o.get(), op) {
-                    // Never announced: nothing to take back.
+                    // Not announced live, but a bulk may have carried it: the delete goes
+                    // out (a delete of an unknown conn costs the receiver nothing).
                     (Op::Insert, Op::Delete) => {
-                        o.remove();
+                        o.insert(Op::Delete);
                     }
                     (Op::Insert, _) => {}
                     (Op::Delete, Op::Insert) => {
@@ -1361,11 +1409,13 @@ impl Replicator {
         let dest = target
             .and_then(|t| self.peers.get(&t))
             .map_or(Dest::All, |p| Dest::Peer(p.addr));
+        let own_only = self.ready;
         self.send_control(
             dest,
             &[Record::BulkRequest {
                 target: target.unwrap_or(NodeId(0)),
                 request,
+                own_only,
             }],
         );
     }
@@ -1373,6 +1423,7 @@ impl Replicator {
     fn retry_bulk(&mut self, now: Instant, attempt: u32, target: Option<NodeId>) {
         if attempt > self.cfg.bulk_retries {
             self.bulk = BulkRx::Failed { attempts: attempt };
+            self.bulk_tombstones.clear();
             self.counters.bulk_failed += 1;
             self.actions
                 .push_back(Action::Alarm(Alarm::BulkFailed { attempts: attempt }));
@@ -1472,21 +1523,45 @@ impl Replicator {
         self.flush_batches();
         self.counters.bulk_completed += 1;
         self.bulk = BulkRx::Done { from, count };
+        self.bulk_tombstones.clear();
         if !self.ready {
             self.ready = true;
             self.actions.push_back(Action::ReadyChanged(true));
+            self.announce_deferred(now);
+        }
+    }
+
+    /// Announces the conns of the startup dump that the first bulk did not bring.
+    fn announce_deferred(&mut self, now: Instant) {
+        let keys: Vec<ConnKey> = self
+            .table
+            .iter_mut()
+            .filter(|(_, e)| e.unannounced)
+            .map(|(k, e)| {
+                e.unannounced = false;
+                *k
+            })
+            .collect();
+        self.in_snapshot = true;
+        for k in keys {
+            self.queue(now, k, Op::Insert);
+        }
+        self.in_snapshot = false;
+        if !self.pending.is_empty() {
+            self.flush(now);
         }
     }
 
     // ---- bulk: serving side ----
 
-    fn queue_serve(&mut self, now: Instant, to: NodeId, request: u32) {
+    fn queue_serve(&mut self, now: Instant, to: NodeId, request: u32, own_only: bool) {
         if let Some(s) = &mut self.serving {
             if s.to == to {
                 if s.request != request {
                     *s = Serve {
                         to,
                         request,
+                        own_only,
                         pass: 0,
                         cursor: None,
                         sent: 0,
@@ -1498,24 +1573,28 @@ impl Replicator {
             }
         }
         if let Some(q) = self.serve_queue.iter_mut().find(|q| q.0 == to) {
-            q.1 = request;
+            *q = (to, request, own_only);
             return;
         }
-        self.serve_queue.push_back((to, request));
+        self.serve_queue.push_back((to, request, own_only));
         if self.serving.is_none() {
             self.next_serve(now);
         }
     }
 
     fn next_serve(&mut self, now: Instant) {
-        self.serving = self.serve_queue.pop_front().map(|(to, request)| Serve {
-            to,
-            request,
-            pass: 0,
-            cursor: None,
-            sent: 0,
-            started: false,
-        });
+        self.serving = self
+            .serve_queue
+            .pop_front()
+            .map(|(to, request, own_only)| Serve {
+                to,
+                request,
+                own_only,
+                pass: 0,
+                cursor: None,
+                sent: 0,
+                started: false,
+            });
         if self.serving.is_some() {
             self.counters.bulk_requests_served += 1;
             self.serve_at = Some(now);
@@ -1563,7 +1642,9 @@ impl Replicator {
                     };
                     let mut exhausted = true;
                     for (key, e) in range {
-                        if e.conn.master.is_some() != (s.pass == 1) {
+                        if e.conn.master.is_some() != (s.pass == 1)
+                            || (s.own_only && e.origin != Origin::Local)
+                        {
                             s.cursor = Some(*key);
                             continue;
                         }
@@ -1643,13 +1724,17 @@ impl Replicator {
             BulkRx::Failed { .. } => self.start_bulk(now, 1, None),
             BulkRx::Requesting {
                 request, target, ..
-            } => self.send_control(
-                Dest::Peer(addr),
-                &[Record::BulkRequest {
-                    target: target.unwrap_or(NodeId(0)),
-                    request,
-                }],
-            ),
+            } => {
+                let own_only = self.ready;
+                self.send_control(
+                    Dest::Peer(addr),
+                    &[Record::BulkRequest {
+                        target: target.unwrap_or(NodeId(0)),
+                        request,
+                        own_only,
+                    }],
+                )
+            }
             _ => {}
         }
     }
@@ -1978,8 +2063,12 @@ impl Replicator {
                     epoch,
                     first_available,
                 }) if target == me => self.on_gone(now, node, epoch, first_available),
-                Ok(Record::BulkRequest { target, request }) if target == me || target.0 == 0 => {
-                    self.queue_serve(now, node, request)
+                Ok(Record::BulkRequest {
+                    target,
+                    request,
+                    own_only,
+                }) if target == me || target.0 == 0 => {
+                    self.queue_serve(now, node, request, own_only)
                 }
                 Ok(Record::Probe { target, nonce }) if target == me && !held => {
                     if let Some(addr) = self.peers.get(&node).map(|p| p.addr) {
@@ -2229,47 +2318,81 @@ impl Replicator {
                 Err(_) => self.counters.malformed_records += 1,
             }
         }
-        self.flush_batches();
+        // Batches go out at the end of the whole datagram (with everything it released from
+        // the reorder buffer): one install per conn however often it changed meanwhile.
     }
 
     fn receive_state(&mut self, now: Instant, node: NodeId, mut c: Conn, bulk: bool) {
         c.id = None;
         self.gen += 1;
-        self.counters.states_received += 1;
+        let key = c.key();
         if bulk {
-            self.counters.bulk_states_received += 1;
-            if let BulkRx::Receiving {
-                from,
-                received,
-                deadline,
-                ..
-            } = &mut self.bulk
-            {
-                if *from == node {
+            // Bulk states are for the requester only (they travel in the sender's stream to
+            // everyone); they count even when a delete we saw since makes them moot.
+            match &mut self.bulk {
+                BulkRx::Receiving {
+                    from,
+                    received,
+                    deadline,
+                    ..
+                } if *from == node => {
                     *received += 1;
                     *deadline = now + self.cfg.bulk_timeout;
                 }
+                _ => {
+                    self.counters.bulk_states_ignored += 1;
+                    return;
+                }
             }
+            if self.bulk_tombstones.contains(&key) {
+                self.counters.bulk_states_ignored += 1;
+                return;
+            }
+            self.counters.bulk_states_received += 1;
         }
-        let key = c.key();
-        // The peer's snapshot is newer than a local change not sent yet.
-        self.pending.remove(&key);
+        self.counters.states_received += 1;
         let refresh_min = self.cfg.refresh_min;
         match self.table.get_mut(&key) {
-            Some(e) if replicated_eq(&e.conn, &c) && !later(now, e, c.timeout, refresh_min) => {
+            // A bulk fills in what we lack; it never overrides a conn this node's own kernel
+            // reported and announced (we handle its traffic: our view is the live one).
+            Some(e) if bulk && e.origin == Origin::Local && !e.unannounced => {
                 e.gen = self.gen;
                 self.counters.unchanged_received += 1;
+                return;
+            }
+            Some(e) if replicated_eq(&e.conn, &c) && !later(now, e, c.timeout, refresh_min) => {
+                e.gen = self.gen;
+                e.unannounced = false;
+                self.counters.unchanged_received += 1;
+                self.pending.remove(&key);
             }
             _ => {
-                self.table.insert(
-                    key,
-                    Entry {
-                        conn: c.clone(),
-                        seen: now,
-                        origin: Origin::Peer(node),
-                        gen: self.gen,
-                    },
-                );
+                // The peer's snapshot is newer than a local change not sent yet.
+                self.pending.remove(&key);
+                let entry = Entry {
+                    conn: c.clone(),
+                    seen: now,
+                    origin: Origin::Peer(node),
+                    gen: self.gen,
+                    unannounced: false,
+                    superseded: None,
+                };
+                let window = self.cfg.echo_window;
+                match self.table.insert(key, entry) {
+                    Some(old) if matches!(old.origin, Origin::Peer(_)) => {
+                        // Its echo may still be on its way from the kernel.
+                        let mut list = old.superseded.unwrap_or_default();
+                        list.retain(|(t, _)| now.saturating_duration_since(*t) < window);
+                        list.push_back((now, old.conn));
+                        while list.len() > MAX_SUPERSEDED {
+                            list.pop_front();
+                        }
+                        if let Some(e) = self.table.get_mut(&key) {
+                            e.superseded = Some(list);
+                        }
+                    }
+                    _ => {}
+                }
                 self.push_install(c);
             }
         }
@@ -2277,6 +2400,7 @@ impl Replicator {
 
     fn receive_delete(&mut self, key: ConnKey) {
         self.gen += 1;
+        self.tombstone(key);
         self.counters.deletes_received += 1;
         self.pending.remove(&key);
         if self.table.remove(&key).is_some() {
@@ -2296,7 +2420,17 @@ impl Replicator {
         for k in keys {
             self.table.remove(&k);
             self.pending.remove(&k);
+            self.tombstone(k);
             self.push_remove(k);
+        }
+    }
+
+    fn tombstone(&mut self, key: ConnKey) {
+        if matches!(
+            self.bulk,
+            BulkRx::Requesting { .. } | BulkRx::Receiving { .. }
+        ) {
+            self.bulk_tombstones.insert(key);
         }
     }
 
@@ -2305,17 +2439,20 @@ impl Replicator {
             let r = std::mem::take(&mut self.removes);
             self.actions.push_back(Action::Remove(r));
         }
-        self.counters.installs += 1;
         let key = c.key();
-        match self.installs.iter_mut().find(|i| i.key() == key) {
-            Some(i) => *i = c,
-            None => self.installs.push(c),
+        match self.install_idx.get(&key) {
+            Some(&i) if i < self.installs.len() => self.installs[i] = c,
+            _ => {
+                self.counters.installs += 1;
+                self.install_idx.insert(key, self.installs.len());
+                self.installs.push(c);
+            }
         }
     }
 
     fn push_remove(&mut self, k: ConnKey) {
-        self.installs.retain(|i| i.key() != k);
         if !self.installs.is_empty() {
+            self.install_idx.clear();
             let i = std::mem::take(&mut self.installs);
             self.actions.push_back(Action::Install(i));
         }
@@ -2325,6 +2462,7 @@ impl Replicator {
 
     fn flush_batches(&mut self) {
         if !self.installs.is_empty() {
+            self.install_idx.clear();
             let i = std::mem::take(&mut self.installs);
             self.actions.push_back(Action::Install(i));
         }
@@ -2333,6 +2471,21 @@ impl Replicator {
             self.actions.push_back(Action::Remove(r));
         }
     }
+}
+
+/// True if the local event `ev` says nothing that a recently superseded install of ours did
+/// not say: it is that install's echo.
+fn echoes_superseded(e: &Entry, ev: &Conn, now: Instant, window: Duration) -> bool {
+    let Some(list) = &e.superseded else {
+        return false;
+    };
+    list.iter()
+        .filter(|(t, _)| now.saturating_duration_since(*t) < window)
+        .any(|(_, installed)| {
+            let mut m = installed.clone();
+            m.merge_from(ev);
+            replicated_eq(&m, installed)
+        })
 }
 
 /// True if a report with `timeout` seconds left now pushes the entry's expiry later by more

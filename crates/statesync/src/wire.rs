@@ -277,8 +277,13 @@ pub enum Record {
         epoch: u64,
         first_available: u64,
     },
-    /// Send me your whole table (`target` 0: whoever hears this).
-    BulkRequest { target: NodeId, request: u32 },
+    /// Send me your table (`target` 0: whoever hears this): all of it, or with `own_only`
+    /// only the conns you announced yourself (a resync after your stream broke).
+    BulkRequest {
+        target: NodeId,
+        request: u32,
+        own_only: bool,
+    },
     /// Prove that your current epoch is live: echo `nonce`.
     Probe { target: NodeId, nonce: u64 },
     /// The echo, sealed in the replier's current epoch, with its last stream seq.
@@ -379,9 +384,14 @@ impl Record {
                         put64(out, epoch);
                         put64(out, first_available);
                     }
-                    Record::BulkRequest { target, request } => {
+                    Record::BulkRequest {
+                        target,
+                        request,
+                        own_only,
+                    } => {
                         put32(out, target.0);
                         put32(out, request);
+                        out.push(u8::from(own_only));
                     }
                     Record::Probe { target, nonce } => {
                         put32(out, target.0);
@@ -428,11 +438,7 @@ impl Record {
             },
             HEARTBEAT => Record::Heartbeat {
                 last_stream: r.u64()?,
-                ready: match r.u8()? {
-                    0 => false,
-                    1 => true,
-                    _ => return Err(r.bad("ready flag")),
-                },
+                ready: r.flag()?,
                 states: r.u32()?,
             },
             NACK => Record::Nack {
@@ -449,6 +455,7 @@ impl Record {
             BULK_REQUEST => Record::BulkRequest {
                 target: NodeId(r.u32()?),
                 request: r.u32()?,
+                own_only: r.flag()?,
             },
             PROBE => Record::Probe {
                 target: NodeId(r.u32()?),
@@ -762,6 +769,14 @@ impl<'a> Reader<'a> {
     }
     fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn flag(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.bad("flag")),
+        }
     }
 
     fn addr(&mut self, v6: bool) -> Result<IpAddr, DecodeError> {
