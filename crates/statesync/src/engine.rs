@@ -555,6 +555,7 @@ struct Entry {
     unannounced: bool,
     /// Versions we installed from peers and then replaced, with when: the kernel's echo of
     /// an older install can arrive after a newer one was installed.
+    #[allow(clippy::box_collection)] // 8 bytes in every entry; a list only in a few
     superseded: Option<Box<VecDeque<(Instant, Conn)>>>,
 }
 
@@ -893,7 +894,7 @@ impl Replicator {
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.flush_at.is_some_and(|t| t <= now) {
             self.flush_at = None;
-            self.flush(now);
+            self.flush(now, false);
         }
         if self.serve_at.is_some_and(|t| t <= now) {
             self.serve_at = None;
@@ -1119,6 +1120,8 @@ impl Replicator {
             }
             Some(e) => {
                 let echo_of_older = !replace && echoes_superseded(e, &c, now, echo_window);
+                let reported_timeout = c.timeout;
+                let c_has_timeout = reported_timeout.is_some();
                 let merged = if replace {
                     c
                 } else {
@@ -1132,9 +1135,12 @@ impl Replicator {
                     self.counters.echo_suppressed += 1;
                     return;
                 }
-                if changed || later(now, e, merged.timeout, refresh_min) {
+                if changed || later(now, e, reported_timeout, refresh_min) {
+                    // The timeout ages from when it was reported.
+                    if replace || c_has_timeout {
+                        e.seen = now;
+                    }
                     e.conn = merged;
-                    e.seen = now;
                     e.origin = Origin::Local;
                     e.gen = gen;
                     if defer && !self.pending.contains_key(&key) {
@@ -1200,7 +1206,7 @@ impl Replicator {
             self.flush_at = Some(now + self.cfg.flush_delay);
         }
         if self.pending_bytes >= self.record_budget() && !self.in_snapshot {
-            self.flush(now);
+            self.flush(now, true);
         }
     }
 
@@ -1225,7 +1231,7 @@ impl Replicator {
 
     /// Sends pending changes, as many datagrams as the pacing allows. Masters go before
     /// related conns (the kernel needs the master to create an expected conn).
-    fn flush(&mut self, now: Instant) {
+    fn flush(&mut self, now: Instant, full_only: bool) {
         if self.pending.is_empty() {
             self.flush_at = None;
             self.pending_bytes = 0;
@@ -1237,9 +1243,13 @@ impl Replicator {
             return;
         }
         let cap = self.record_budget();
+        // Keys whose records went out (or could not be encoded).
         let mut done: Vec<ConnKey> = Vec::new();
+        // Keys whose records are in the datagram being built.
+        let mut staged: Vec<(ConnKey, Op, bool)> = Vec::new();
         let mut out: Vec<Vec<u8>> = Vec::new();
         let mut complete = true;
+        let mut unencodable = 0;
         {
             let Replicator {
                 pending,
@@ -1249,6 +1259,20 @@ impl Replicator {
                 counters,
                 ..
             } = self;
+            let mut ship = |stage: &mut Vec<u8>,
+                            staged: &mut Vec<(ConnKey, Op, bool)>,
+                            done: &mut Vec<ConnKey>| {
+                out.push(tx.stream(stage));
+                stage.clear();
+                for (k, op, has_entry) in staged.drain(..) {
+                    match op {
+                        Op::Delete => counters.deletes_sent += 1,
+                        _ if has_entry => counters.states_sent += 1,
+                        _ => {}
+                    }
+                    done.push(k);
+                }
+            };
             stage.clear();
             'passes: for pass in 0..2 {
                 for (key, op) in pending.iter() {
@@ -1261,15 +1285,14 @@ impl Replicator {
                     let mark = stage.len();
                     if emit_op(stage, key, *op, entry, now).is_err() {
                         stage.truncate(mark);
-                        counters.unencodable += 1;
+                        unencodable += 1;
                         done.push(*key);
                         continue;
                     }
                     if stage.len() > cap {
                         // Full: ship what fits, start the next datagram with this record.
                         stage.truncate(mark);
-                        out.push(tx.stream(stage));
-                        stage.clear();
+                        ship(stage, &mut staged, &mut done);
                         budget -= 1;
                         if budget == 0 {
                             complete = false;
@@ -1277,24 +1300,24 @@ impl Replicator {
                         }
                         let _ = emit_op(stage, key, *op, entry, now);
                     }
-                    match (op, entry) {
-                        (Op::Delete, _) => counters.deletes_sent += 1,
-                        (_, Some(_)) => counters.states_sent += 1,
-                        (_, None) => {}
-                    }
-                    done.push(*key);
+                    staged.push((*key, *op, entry.is_some()));
                 }
             }
             if !stage.is_empty() {
-                // Started while budget was left.
-                out.push(tx.stream(stage));
-                stage.clear();
-                budget = budget.saturating_sub(1);
+                if full_only {
+                    // The rest waits for its deadline (or for more to fill a datagram).
+                    complete = false;
+                } else {
+                    ship(stage, &mut staged, &mut done);
+                    budget = budget.saturating_sub(1);
+                }
             }
+            stage.clear();
             for k in &done {
                 pending.remove(k);
             }
         }
+        self.counters.unencodable += unencodable;
         self.tokens = budget;
         for bytes in out {
             self.actions.push_back(Action::Send {
@@ -1305,6 +1328,8 @@ impl Replicator {
         self.recount_pending();
         self.flush_at = if self.pending.is_empty() {
             None
+        } else if full_only && budget > 0 {
+            self.flush_at.or(Some(now + self.cfg.flush_delay))
         } else if complete {
             Some(now + self.cfg.flush_delay)
         } else {
@@ -1340,7 +1365,7 @@ impl Replicator {
         }
         self.in_snapshot = false;
         if self.pending_bytes >= self.record_budget() {
-            self.flush(now);
+            self.flush(now, true);
         }
     }
 
@@ -1548,7 +1573,7 @@ impl Replicator {
         }
         self.in_snapshot = false;
         if !self.pending.is_empty() {
-            self.flush(now);
+            self.flush(now, true);
         }
     }
 
@@ -1605,7 +1630,7 @@ impl Replicator {
         // Live changes go first.
         if !self.pending.is_empty() && self.flush_at.is_some_and(|t| t <= now) {
             self.flush_at = None;
-            self.flush(now);
+            self.flush(now, false);
         }
         let mut budget = self.take_tokens(now);
         let cap = self.record_budget();
@@ -2358,7 +2383,6 @@ impl Replicator {
             Some(e) if bulk && e.origin == Origin::Local && !e.unannounced => {
                 e.gen = self.gen;
                 self.counters.unchanged_received += 1;
-                return;
             }
             Some(e) if replicated_eq(&e.conn, &c) && !later(now, e, c.timeout, refresh_min) => {
                 e.gen = self.gen;

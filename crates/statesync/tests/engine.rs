@@ -1,0 +1,488 @@
+//! The replicator driven by hand: collapsing, batching to the MTU, relative timeouts, pacing,
+//! ordering of related conns, echo suppression, readiness and the serde forms.
+
+use statesync::model::{status, Conn, ConnKey, PortProto, TcpInfo, TcpState, Tuple, L4};
+use statesync::wire::{self, Kind, Record, Records};
+use statesync::{
+    Action, BulkPhase, Config, ConfigError, Dest, Input, LocalEvent, NodeId, Replicator, SealKey,
+    Sealer, TimerKind,
+};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn key() -> SealKey {
+    SealKey::from_bytes([0x5a; 32])
+}
+
+fn cfg(node: u32) -> Config {
+    let mut c = Config::new(NodeId(node), 0x1000 + u64::from(node), key());
+    c.dump_interval = None;
+    c
+}
+
+fn addr(node: u32) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, node as u8)), 4567)
+}
+
+fn conn(i: u32) -> Conn {
+    let mut c = Conn::without_nat(Tuple {
+        src: IpAddr::V4(Ipv4Addr::from(0xc000_0200 + (i >> 16))),
+        dst: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)),
+        l4: L4::Ports {
+            proto: PortProto::Tcp,
+            src: (i & 0xffff) as u16,
+            dst: 80,
+        },
+    });
+    c.status = status::CONFIRMED | status::ASSURED | status::SEEN_REPLY;
+    c.timeout = Some(432_000);
+    c.tcp = Some(TcpInfo {
+        state: TcpState::Established,
+        wscale_orig: 7,
+        wscale_reply: 7,
+        flags_orig: 3,
+        flags_reply: 3,
+    });
+    c
+}
+
+struct Node {
+    r: Replicator,
+    node: u32,
+    sent: Vec<(Dest, Vec<u8>)>,
+    installed: Vec<Conn>,
+    removed: Vec<ConnKey>,
+    ready: Vec<bool>,
+    dumps: usize,
+}
+
+impl Node {
+    fn new(now: Instant, c: Config) -> Node {
+        let node = c.node.0;
+        let r = Replicator::new(now, c, u64::from(node)).unwrap_or_else(|e| panic!("{e}"));
+        let mut n = Node {
+            r,
+            node,
+            sent: Vec::new(),
+            installed: Vec::new(),
+            removed: Vec::new(),
+            ready: Vec::new(),
+            dumps: 0,
+        };
+        n.drain();
+        n
+    }
+
+    fn drain(&mut self) {
+        while let Some(a) = self.r.poll_action() {
+            match a {
+                Action::Send { to, bytes } => self.sent.push((to, bytes)),
+                Action::Install(c) => self.installed.extend(c),
+                Action::Remove(k) => self.removed.extend(k),
+                Action::ReadyChanged(r) => self.ready.push(r),
+                Action::Alarm(_) => {}
+                Action::RequestDump => self.dumps += 1,
+            }
+        }
+    }
+
+    fn local(&mut self, now: Instant, ev: LocalEvent) {
+        self.r.handle(now, Input::Local(ev));
+        self.drain();
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if self.r.poll_timeout().is_some_and(|(t, _)| t <= now) {
+            self.r.handle_timeout(now);
+        }
+        self.drain();
+    }
+
+    /// Stream records sent so far (opened with the shared key).
+    fn stream_records(&self) -> Vec<Record> {
+        let s = Sealer::new(&key());
+        let mut out = Vec::new();
+        for (_, d) in &self.sent {
+            let (h, body) = s.open_datagram(d).unwrap_or_else(|e| panic!("{e}"));
+            if h.kind == Kind::Stream {
+                let (_, recs) = wire::split_stream(&body).unwrap_or_else(|e| panic!("{e}"));
+                out.extend(Records::new(recs).map(|r| r.unwrap_or_else(|e| panic!("{e}"))));
+            }
+        }
+        out
+    }
+}
+
+/// Delivers everything each node sent to the other, repeatedly, advancing time by `step`,
+/// until nothing is sent for a while.
+fn exchange(a: &mut Node, b: &mut Node, now: &mut Instant, until: Instant) {
+    while *now < until {
+        for (from, to) in [(0, 1), (1, 0)] {
+            let (src, dst) = if from == 0 {
+                (&mut *a, &mut *b)
+            } else {
+                (&mut *b, &mut *a)
+            };
+            let msgs: Vec<_> = src.sent.drain(..).collect();
+            for (_, d) in msgs {
+                dst.r.handle_datagram(*now, addr(src.node), &d);
+                dst.drain();
+            }
+            let _ = to;
+        }
+        *now += MS;
+        a.tick(*now);
+        b.tick(*now);
+    }
+}
+
+fn pair(now: &mut Instant) -> (Node, Node) {
+    let mut a = Node::new(*now, cfg(1));
+    let mut b = Node::new(*now, cfg(2));
+    let until = *now + Duration::from_millis(50);
+    exchange(&mut a, &mut b, now, until);
+    assert_eq!(a.ready, vec![true]);
+    assert_eq!(b.ready, vec![true]);
+    (a, b)
+}
+
+#[test]
+fn hundred_updates_collapse_into_one_record() {
+    let mut now = Instant::now();
+    let mut a = Node::new(now, cfg(1));
+    a.sent.clear();
+    let mut c = conn(1);
+    a.local(now, LocalEvent::New(c.clone()));
+    for i in 0..100u32 {
+        now += Duration::from_micros(150);
+        c.mark = i + 1;
+        a.local(now, LocalEvent::Update(c.clone()));
+    }
+    // Nothing before the flush deadline (20 ms after the first change)...
+    assert!(a.stream_records().is_empty());
+    assert_eq!(a.r.poll_timeout().map(|t| t.1), Some(TimerKind::Flush));
+    now += 10 * MS;
+    a.tick(now);
+    let recs = a.stream_records();
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    let Record::Insert(sent) = &recs[0] else {
+        panic!("{recs:?}")
+    };
+    assert_eq!(sent.mark, 100);
+    assert_eq!(a.r.status(now).counters.collapsed, 100);
+}
+
+#[test]
+fn datagrams_fill_up_to_the_mtu() {
+    let mut now = Instant::now();
+    let mut c = cfg(1);
+    c.mtu = 600;
+    let mut a = Node::new(now, c);
+    a.sent.clear();
+    for i in 0..1000 {
+        a.local(now, LocalEvent::New(conn(i)));
+    }
+    for _ in 0..100 {
+        now += MS;
+        a.tick(now);
+    }
+    let sizes: Vec<usize> = a.sent.iter().map(|(_, d)| d.len()).collect();
+    assert!(sizes.iter().all(|s| *s <= 600), "{sizes:?}");
+    let recs = a.stream_records();
+    assert_eq!(recs.len(), 1000);
+    let per = wire::conn_record_len(&conn(0), true);
+    let fit = (600 - wire::OVERHEAD - wire::STREAM_SEQ_LEN) / per;
+    assert_eq!(a.sent.len(), 1000usize.div_ceil(fit), "{sizes:?}");
+}
+
+#[test]
+fn timeouts_are_sent_relative() {
+    let mut now = Instant::now();
+    let mut a = Node::new(now, cfg(1));
+    a.sent.clear();
+    let mut c = conn(1);
+    c.timeout = Some(100);
+    a.local(now, LocalEvent::New(c.clone()));
+    // Flushed 20 ms later: still 100 s left (whole seconds).
+    now += 25 * MS;
+    a.tick(now);
+    // A change 30 s later re-sends the snapshot; the kernel said 100 s at the time.
+    now += Duration::from_secs(30);
+    c.mark = 1;
+    let mut partial = Conn::new(c.orig, c.reply);
+    partial.status = c.status;
+    partial.mark = 1;
+    // No timeout in this event: the one from 30 s ago ages.
+    a.local(now, LocalEvent::Update(partial));
+    now += 25 * MS;
+    a.tick(now);
+    let recs = a.stream_records();
+    let timeouts: Vec<Option<u32>> = recs
+        .iter()
+        .map(|r| match r {
+            Record::Insert(c) | Record::Update(c) => c.timeout,
+            _ => None,
+        })
+        .collect();
+    assert_eq!(timeouts, vec![Some(100), Some(70)]);
+    // The partial event kept the TCP info of the snapshot.
+    let Record::Update(u) = &recs[1] else {
+        panic!()
+    };
+    assert_eq!(u.tcp.map(|t| t.state), Some(TcpState::Established));
+}
+
+#[test]
+fn echo_of_install_is_not_sent_back() {
+    let mut now = Instant::now();
+    let (mut a, mut b) = pair(&mut now);
+    a.local(now, LocalEvent::New(conn(1)));
+    let until = now + 50 * MS;
+    exchange(&mut a, &mut b, &mut now, until);
+    assert_eq!(b.installed.len(), 1);
+    let mut echo = b.installed[0].clone();
+    echo.status |= status::CONFIRMED;
+    if let Some(t) = &mut echo.tcp {
+        t.flags_orig |= statesync::model::tcp_flags::BE_LIBERAL;
+    }
+    echo.id = Some(99);
+    echo.timeout = Some(431_999);
+    b.local(now, LocalEvent::New(echo.clone()));
+    b.local(now, LocalEvent::Update(echo.clone()));
+    let until = now + 50 * MS;
+    exchange(&mut a, &mut b, &mut now, until);
+    let bs = b.r.status(now);
+    assert_eq!(bs.counters.states_sent, 0);
+    assert_eq!(bs.counters.echo_suppressed, 2);
+    // Our copy expiring is not news for the origin either.
+    b.local(now, LocalEvent::Destroy(echo));
+    let until = now + 50 * MS;
+    exchange(&mut a, &mut b, &mut now, until);
+    let bs = b.r.status(now);
+    assert_eq!(bs.counters.deletes_sent, 0);
+    assert_eq!(bs.counters.peer_conns_expired, 1);
+    assert!(a.removed.is_empty());
+}
+
+#[test]
+fn related_conns_follow_their_masters() {
+    let mut now = Instant::now();
+    let (mut a, mut b) = pair(&mut now);
+    // Conns whose keys sort before their masters.
+    // (The kernel reports the master first: its traffic created the expectations.)
+    let master = conn(5000);
+    a.local(now, LocalEvent::New(master.clone()));
+    for i in 0..50 {
+        let mut related = conn(i);
+        related.master = Some(master.orig);
+        related.status |= status::EXPECTED;
+        a.local(now, LocalEvent::New(related));
+    }
+    let until = now + 100 * MS;
+    exchange(&mut a, &mut b, &mut now, until);
+    assert_eq!(b.installed.len(), 51);
+    assert_eq!(b.installed[0].key(), master.key(), "live: master first");
+    // And in a bulk: a third node joins.
+    let mut c = Node::new(now, cfg(3));
+    let mut t = now;
+    for _ in 0..200 {
+        for (_, d) in c.sent.drain(..).collect::<Vec<_>>() {
+            a.r.handle_datagram(t, addr(3), &d);
+        }
+        a.drain();
+        for (_, d) in a.sent.drain(..).collect::<Vec<_>>() {
+            c.r.handle_datagram(t, addr(1), &d);
+        }
+        c.drain();
+        t += MS;
+        a.tick(t);
+        c.tick(t);
+    }
+    assert_eq!(c.ready, vec![true]);
+    assert_eq!(c.installed.len(), 51);
+    assert_eq!(c.installed[0].key(), master.key(), "bulk: master first");
+}
+
+#[test]
+fn bulk_is_paced() {
+    let mut now = Instant::now();
+    let mut c1 = cfg(1);
+    c1.burst = 4;
+    let mut a = Node::new(now, c1);
+    for i in 0..20_000 {
+        a.local(now, LocalEvent::New(conn(i)));
+    }
+    // Let the live announcements drain first.
+    for _ in 0..1000 {
+        now += MS;
+        a.tick(now);
+    }
+    a.sent.clear();
+    let mut b = Node::new(now, cfg(2));
+    let hello: Vec<_> = b.sent.drain(..).collect();
+    // B's request (and the epoch handshake) reach A.
+    for _ in 0..5 {
+        for (_, d) in &hello {
+            a.r.handle_datagram(now, addr(2), d);
+        }
+        a.drain();
+        for (_, d) in a.sent.drain(..).collect::<Vec<_>>() {
+            b.r.handle_datagram(now, addr(1), &d);
+        }
+        b.drain();
+        for (_, d) in b.sent.drain(..).collect::<Vec<_>>() {
+            a.r.handle_datagram(now, addr(2), &d);
+        }
+        a.drain();
+    }
+    let serving = a.r.status(now).serving.is_some();
+    assert!(serving, "{:?}", a.r.status(now));
+    let mut per_tick = Vec::new();
+    for _ in 0..50 {
+        now += MS;
+        a.sent.clear();
+        a.tick(now);
+        per_tick.push(a.sent.len());
+    }
+    assert!(per_tick.iter().all(|n| *n <= 4), "{per_tick:?}");
+    assert!(
+        per_tick.iter().filter(|n| **n == 4).count() > 40,
+        "{per_tick:?}"
+    );
+    assert!(a.r.status(now).queue_depth > 10_000);
+}
+
+#[test]
+fn snapshot_announces_news_only_and_respects_newer_events() {
+    let mut now = Instant::now();
+    let (mut a, mut b) = pair(&mut now);
+    a.local(now, LocalEvent::New(conn(1)));
+    a.local(now, LocalEvent::New(conn(2)));
+    let until = now + 50 * MS;
+    exchange(&mut a, &mut b, &mut now, until);
+    let sent_before = a.r.status(now).counters.states_sent;
+    // A dump starts; meanwhile conn 2 changes; the dump then says the old conn 2, the same
+    // conn 1, and a conn 3 whose event was lost.
+    a.r.handle(now, Input::DumpStarted);
+    let mut c2 = conn(2);
+    c2.mark = 5;
+    a.local(now, LocalEvent::Update(c2.clone()));
+    a.r.handle(now, Input::LocalSnapshot(vec![conn(1), conn(2), conn(3)]));
+    a.drain();
+    let until = now + 50 * MS;
+    exchange(&mut a, &mut b, &mut now, until);
+    assert_eq!(a.r.status(now).counters.states_sent - sent_before, 2);
+    let got: Vec<(ConnKey, u32)> = b
+        .installed
+        .iter()
+        .skip(2)
+        .map(|c| (c.key(), c.mark))
+        .collect();
+    assert_eq!(got, vec![(conn(2).key(), 5), (conn(3).key(), 0)]);
+}
+
+#[test]
+fn local_flush_clears_the_peers_copies() {
+    let mut now = Instant::now();
+    let (mut a, mut b) = pair(&mut now);
+    for i in 0..10 {
+        a.local(now, LocalEvent::New(conn(i)));
+    }
+    let until = now + 50 * MS;
+    exchange(&mut a, &mut b, &mut now, until);
+    assert_eq!(b.installed.len(), 10);
+    a.r.handle(now, Input::LocalFlush);
+    a.drain();
+    let until = now + 50 * MS;
+    exchange(&mut a, &mut b, &mut now, until);
+    assert_eq!(b.removed.len(), 10);
+    assert_eq!(b.r.conns().count(), 0);
+}
+
+#[test]
+fn config_is_validated() {
+    let bad = |f: fn(&mut Config)| {
+        let mut c = cfg(1);
+        f(&mut c);
+        Replicator::new(Instant::now(), c, 0).err()
+    };
+    assert_eq!(bad(|c| c.node = NodeId(0)), Some(ConfigError::ZeroNode));
+    assert_eq!(bad(|c| c.mtu = 100), Some(ConfigError::Mtu(100)));
+    assert_eq!(bad(|c| c.burst = 0), Some(ConfigError::Zero("burst")));
+    assert_eq!(
+        bad(|c| c.pace = Duration::ZERO),
+        Some(ConfigError::Zero("pace"))
+    );
+    assert!(bad(|_| {}).is_none());
+}
+
+#[test]
+fn starts_not_ready_and_asks() {
+    let now = Instant::now();
+    let mut a = Node::new(now, cfg(1));
+    assert!(!a.r.is_ready());
+    assert_eq!(a.dumps, 1);
+    let s = Sealer::new(&key());
+    let kinds: Vec<Record> = a
+        .sent
+        .drain(..)
+        .flat_map(|(to, d)| {
+            assert_eq!(to, Dest::All);
+            let (_, body) = s.open_datagram(&d).unwrap_or_else(|e| panic!("{e}"));
+            Records::new(&body)
+                .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(matches!(kinds[0], Record::Heartbeat { ready: false, .. }));
+    assert!(matches!(
+        kinds[1],
+        Record::BulkRequest {
+            own_only: false,
+            ..
+        }
+    ));
+    assert_eq!(a.r.status(now).bulk.phase, BulkPhase::Requesting);
+}
+
+#[test]
+fn serde_forms() {
+    let now = Instant::now();
+    let (a, _) = pair(&mut { now });
+    let json = serde_json::to_string(&a.r.status(now)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(json.contains("\"ready\":true"), "{json}");
+    let inputs = vec![
+        Input::Local(LocalEvent::New(conn(1))),
+        Input::DumpStarted,
+        Input::LocalSnapshot(vec![conn(2)]),
+        Input::Datagram {
+            from: addr(2),
+            bytes: vec![1, 2, 3],
+        },
+        Input::PeerUp(addr(2)),
+        Input::Resync,
+    ];
+    for i in inputs {
+        let s = serde_json::to_string(&i).unwrap_or_else(|e| panic!("{e}"));
+        let back: Input = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(back, i);
+    }
+    let actions = vec![
+        Action::Send {
+            to: Dest::Peer(addr(1)),
+            bytes: vec![9],
+        },
+        Action::Install(vec![conn(3)]),
+        Action::Remove(vec![conn(3).key()]),
+        Action::ReadyChanged(true),
+        Action::Alarm(statesync::Alarm::BulkFailed { attempts: 4 }),
+        Action::RequestDump,
+    ];
+    for a in actions {
+        let s = serde_json::to_string(&a).unwrap_or_else(|e| panic!("{e}"));
+        let back: Action = serde_json::from_str(&s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(back, a);
+    }
+}
