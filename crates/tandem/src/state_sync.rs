@@ -87,6 +87,15 @@ pub fn summary(s: &StateSyncStatus) -> String {
     line
 }
 
+/// TCP window edges are not in ctnetlink, so they cannot be synced: after a failover (and a
+/// failback) the taking node's entries, its own included, hold windows the connection has left
+/// behind, and strict tracking would call the next segments invalid.
+const TCP_BE_LIBERAL: (&str, &str, &str) = (
+    "net.netfilter.nf_conntrack_tcp_be_liberal",
+    "1",
+    "TCP windows cannot be synced: after a takeover, segments must not be judged against windows the connection has moved past",
+);
+
 /// A node id every peer tells apart: derived from the node name (FNV-1a), never 0.
 fn node_id(name: &str) -> statesync::NodeId {
     let mut h: u32 = 0x811c_9dc5;
@@ -112,11 +121,15 @@ pub async fn start(
     settings: &StateSyncSettings,
     netlink: &linux::netlink::Netlink,
 ) -> anyhow::Result<Handle> {
-    for s in linux::conntrack::required_sysctls() {
-        if linux::sysctl::read(s.name).ok().as_deref() != Some(s.value) {
-            linux::sysctl::write(s.name, s.value)
-                .with_context(|| format!("setting {}={} ({})", s.name, s.value, s.why))?;
-            info!("set {}={} ({})", s.name, s.value, s.why);
+    for (name, value, why) in linux::conntrack::required_sysctls()
+        .iter()
+        .map(|s| (s.name, s.value, s.why))
+        .chain(std::iter::once(TCP_BE_LIBERAL))
+    {
+        if linux::sysctl::read(name).ok().as_deref() != Some(value) {
+            linux::sysctl::write(name, value)
+                .with_context(|| format!("setting {name}={value} ({why})"))?;
+            info!("set {name}={value} ({why})");
         }
     }
     let link = netlink.link(&settings.device).await.with_context(|| {
