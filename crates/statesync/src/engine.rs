@@ -45,6 +45,7 @@
 //! PROBE-REPLY sealed in that epoch. A replayed datagram from an old epoch authenticates, but
 //! cannot answer a fresh probe: it is never acted on, and old epochs are remembered as retired.
 
+use crate::key::{FastHash, TKey};
 use crate::model::{status, tcp_flags, Conn, ConnKey};
 use crate::replay::{Replay, ReplayWindow};
 use crate::seal::{SealKey, Sealer};
@@ -657,7 +658,7 @@ struct Serve {
     own_only: bool,
     /// 0: conns without a master, 1: related conns, 2: only the end record is left.
     pass: u8,
-    cursor: Option<ConnKey>,
+    cursor: Option<TKey>,
     sent: u64,
     started: bool,
 }
@@ -757,10 +758,10 @@ pub struct Replicator {
     stage: Vec<u8>,
     /// Receive buffer, reused.
     rx: Vec<u8>,
-    table: BTreeMap<ConnKey, Entry>,
+    table: BTreeMap<TKey, Entry>,
     gen: u64,
     dump_gen: Option<u64>,
-    pending: BTreeMap<ConnKey, Op>,
+    pending: BTreeMap<TKey, Op>,
     pending_bytes: usize,
     flush_at: Option<Instant>,
     in_snapshot: bool,
@@ -773,15 +774,15 @@ pub struct Replicator {
     bulk: BulkRx,
     /// Keys deleted while our bulk request is under way: a bulk snapshot taken before the
     /// sender heard of the delete must not bring them back.
-    bulk_tombstones: std::collections::BTreeSet<ConnKey>,
+    bulk_tombstones: std::collections::BTreeSet<TKey>,
     ready: bool,
     next_heartbeat: Instant,
     next_sweep: Instant,
     next_dump: Option<Instant>,
     installs: Vec<Conn>,
     /// Where each conn of `installs` is (not for order: for collapsing).
-    install_idx: std::collections::HashMap<ConnKey, usize>,
-    removes: Vec<ConnKey>,
+    install_idx: std::collections::HashMap<TKey, usize, FastHash>,
+    removes: Vec<TKey>,
     actions: VecDeque<Action>,
     counters: Counters,
 }
@@ -840,7 +841,7 @@ impl Replicator {
             next_sweep: now + cfg.sweep_interval,
             next_dump: cfg.dump_interval.map(|d| now + d),
             installs: Vec::new(),
-            install_idx: std::collections::HashMap::new(),
+            install_idx: std::collections::HashMap::with_hasher(FastHash),
             removes: Vec::new(),
             actions: VecDeque::new(),
             counters: Counters::default(),
@@ -1080,7 +1081,7 @@ impl Replicator {
         match ev {
             LocalEvent::New(c) | LocalEvent::Update(c) => self.observe_local(now, c, false),
             LocalEvent::Destroy(c) => {
-                let key = c.key();
+                let key = TKey::of(&c);
                 self.gen += 1;
                 self.tombstone(key);
                 match self.table.remove(&key) {
@@ -1097,7 +1098,7 @@ impl Replicator {
 
     /// A conn as the kernel reports it: announced if it is news.
     fn observe_local(&mut self, now: Instant, c: Conn, replace: bool) {
-        let key = c.key();
+        let key = TKey::of(&c);
         self.gen += 1;
         let gen = self.gen;
         let refresh_min = self.cfg.refresh_min;
@@ -1166,13 +1167,13 @@ impl Replicator {
         }
     }
 
-    fn queue(&mut self, now: Instant, key: ConnKey, op: Op) {
+    fn queue(&mut self, now: Instant, key: TKey, op: Op) {
         use std::collections::btree_map::Entry as E;
         match self.pending.entry(key) {
             E::Vacant(v) => {
                 v.insert(op);
                 self.pending_bytes += match op {
-                    Op::Delete => delete_record_len(&key),
+                    Op::Delete => delete_record_len(&key.conn_key()),
                     _ => self
                         .table
                         .get(&key)
@@ -1244,9 +1245,9 @@ impl Replicator {
         }
         let cap = self.record_budget();
         // Keys whose records went out (or could not be encoded).
-        let mut done: Vec<ConnKey> = Vec::new();
+        let mut done: Vec<TKey> = Vec::new();
         // Keys whose records are in the datagram being built.
-        let mut staged: Vec<(ConnKey, Op, bool)> = Vec::new();
+        let mut staged: Vec<(TKey, Op, bool)> = Vec::new();
         let mut out: Vec<Vec<u8>> = Vec::new();
         let mut complete = true;
         let mut unencodable = 0;
@@ -1259,20 +1260,19 @@ impl Replicator {
                 counters,
                 ..
             } = self;
-            let mut ship = |stage: &mut Vec<u8>,
-                            staged: &mut Vec<(ConnKey, Op, bool)>,
-                            done: &mut Vec<ConnKey>| {
-                out.push(tx.stream(stage));
-                stage.clear();
-                for (k, op, has_entry) in staged.drain(..) {
-                    match op {
-                        Op::Delete => counters.deletes_sent += 1,
-                        _ if has_entry => counters.states_sent += 1,
-                        _ => {}
+            let mut ship =
+                |stage: &mut Vec<u8>, staged: &mut Vec<(TKey, Op, bool)>, done: &mut Vec<TKey>| {
+                    out.push(tx.stream(stage));
+                    stage.clear();
+                    for (k, op, has_entry) in staged.drain(..) {
+                        match op {
+                            Op::Delete => counters.deletes_sent += 1,
+                            _ if has_entry => counters.states_sent += 1,
+                            _ => {}
+                        }
+                        done.push(k);
                     }
-                    done.push(k);
-                }
-            };
+                };
             stage.clear();
             'passes: for pass in 0..2 {
                 for (key, op) in pending.iter() {
@@ -1342,7 +1342,7 @@ impl Replicator {
             .pending
             .iter()
             .map(|(k, op)| match op {
-                Op::Delete => delete_record_len(k),
+                Op::Delete => delete_record_len(&k.conn_key()),
                 _ => self
                     .table
                     .get(k)
@@ -1357,7 +1357,7 @@ impl Replicator {
         for c in conns {
             let touched_since_dump = self
                 .table
-                .get(&c.key())
+                .get(&TKey::of(&c))
                 .is_some_and(|e| since != u64::MAX && e.gen > since);
             if !touched_since_dump {
                 self.observe_local(now, c, true);
@@ -1533,7 +1533,7 @@ impl Replicator {
             return;
         }
         // What the sender had announced before and did not send now is gone on the sender.
-        let stale: Vec<ConnKey> = self
+        let stale: Vec<TKey> = self
             .table
             .iter()
             .filter(|(_, e)| e.origin == Origin::Peer(from) && e.gen < start_gen)
@@ -1558,7 +1558,7 @@ impl Replicator {
 
     /// Announces the conns of the startup dump that the first bulk did not bring.
     fn announce_deferred(&mut self, now: Instant) {
-        let keys: Vec<ConnKey> = self
+        let keys: Vec<TKey> = self
             .table
             .iter_mut()
             .filter(|(_, e)| e.unannounced)
@@ -1663,7 +1663,7 @@ impl Replicator {
                 while s.pass < 2 && !full {
                     let range = match s.cursor {
                         Some(c) => table.range((Bound::Excluded(c), Bound::Unbounded)),
-                        None => table.range::<ConnKey, _>(..),
+                        None => table.range::<TKey, _>(..),
                     };
                     let mut exhausted = true;
                     for (key, e) in range {
@@ -2324,7 +2324,7 @@ impl Replicator {
                     self.receive_state(now, node, c, false)
                 }
                 Ok(Record::BulkState(c)) => self.receive_state(now, node, c, true),
-                Ok(Record::Delete(k)) => self.receive_delete(k),
+                Ok(Record::Delete(k)) => self.receive_delete(TKey::from_key(&k)),
                 Ok(Record::Clear) => self.receive_clear(node),
                 Ok(Record::BulkStart { requester, request }) if requester == me => {
                     self.bulk_start(now, node, request)
@@ -2350,7 +2350,7 @@ impl Replicator {
     fn receive_state(&mut self, now: Instant, node: NodeId, mut c: Conn, bulk: bool) {
         c.id = None;
         self.gen += 1;
-        let key = c.key();
+        let key = TKey::of(&c);
         if bulk {
             // Bulk states are for the requester only (they travel in the sender's stream to
             // everyone); they count even when a delete we saw since makes them moot.
@@ -2422,7 +2422,7 @@ impl Replicator {
         }
     }
 
-    fn receive_delete(&mut self, key: ConnKey) {
+    fn receive_delete(&mut self, key: TKey) {
         self.gen += 1;
         self.tombstone(key);
         self.counters.deletes_received += 1;
@@ -2435,7 +2435,7 @@ impl Replicator {
     fn receive_clear(&mut self, node: NodeId) {
         self.gen += 1;
         self.counters.clears_received += 1;
-        let keys: Vec<ConnKey> = self
+        let keys: Vec<TKey> = self
             .table
             .iter()
             .filter(|(_, e)| e.origin == Origin::Peer(node))
@@ -2449,7 +2449,7 @@ impl Replicator {
         }
     }
 
-    fn tombstone(&mut self, key: ConnKey) {
+    fn tombstone(&mut self, key: TKey) {
         if matches!(
             self.bulk,
             BulkRx::Requesting { .. } | BulkRx::Receiving { .. }
@@ -2461,9 +2461,10 @@ impl Replicator {
     fn push_install(&mut self, c: Conn) {
         if !self.removes.is_empty() {
             let r = std::mem::take(&mut self.removes);
-            self.actions.push_back(Action::Remove(r));
+            self.actions
+                .push_back(Action::Remove(r.iter().map(TKey::conn_key).collect()));
         }
-        let key = c.key();
+        let key = TKey::of(&c);
         match self.install_idx.get(&key) {
             Some(&i) if i < self.installs.len() => self.installs[i] = c,
             _ => {
@@ -2474,7 +2475,7 @@ impl Replicator {
         }
     }
 
-    fn push_remove(&mut self, k: ConnKey) {
+    fn push_remove(&mut self, k: TKey) {
         if !self.installs.is_empty() {
             self.install_idx.clear();
             let i = std::mem::take(&mut self.installs);
@@ -2492,7 +2493,8 @@ impl Replicator {
         }
         if !self.removes.is_empty() {
             let r = std::mem::take(&mut self.removes);
-            self.actions.push_back(Action::Remove(r));
+            self.actions
+                .push_back(Action::Remove(r.iter().map(TKey::conn_key).collect()));
         }
     }
 }
@@ -2528,13 +2530,13 @@ fn later(now: Instant, e: &Entry, timeout: Option<u32>, refresh_min: Duration) -
 
 fn emit_op(
     stage: &mut Vec<u8>,
-    key: &ConnKey,
+    key: &TKey,
     op: Op,
     entry: Option<&Entry>,
     now: Instant,
 ) -> Result<(), EncodeError> {
     match (op, entry) {
-        (Op::Delete, _) => wire::emit_delete(stage, key),
+        (Op::Delete, _) => wire::emit_delete(stage, &key.conn_key()),
         (Op::Insert, Some(e)) => {
             wire::emit_conn_record(stage, rtype::INSERT, &e.conn, e.remaining(now))
         }

@@ -6,6 +6,7 @@
 //! timers in the daemon.
 
 pub mod engine;
+mod key;
 pub mod model;
 pub mod replay;
 pub mod seal;

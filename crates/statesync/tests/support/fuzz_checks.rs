@@ -104,7 +104,7 @@ impl Pair {
     }
 
     /// A datagram sealed as b would seal it.
-    pub fn from_b(&mut self, kind: Kind, body: &[u8]) -> Vec<u8> {
+    pub fn sealed_by_b(&mut self, kind: Kind, body: &[u8]) -> Vec<u8> {
         self.b_seq += 1;
         let h = Header {
             kind,
@@ -164,7 +164,7 @@ pub fn check_engine_raw(pair: &mut Pair, data: &[u8]) {
 /// the table stays what the actions say.
 pub fn check_engine_sealed(pair: &mut Pair, stream: bool, data: &[u8]) {
     let kind = if stream { Kind::Stream } else { Kind::Control };
-    let d = pair.from_b(kind, data);
+    let d = pair.sealed_by_b(kind, data);
     let mut table: std::collections::BTreeMap<ConnKey, Conn> =
         pair.table().into_iter().map(|c| (c.key(), c)).collect();
     for a in pair.deliver(&d) {
@@ -189,7 +189,7 @@ pub fn check_engine_sealed(pair: &mut Pair, stream: bool, data: &[u8]) {
 
 /// A valid datagram with one bit flipped: rejected, nothing changes.
 pub fn check_engine_tampered(pair: &mut Pair, body: &[u8], bit: usize) {
-    let mut d = pair.from_b(Kind::Control, body);
+    let mut d = pair.sealed_by_b(Kind::Control, body);
     let bit = bit % (d.len() * 8);
     d[bit / 8] ^= 1 << (bit % 8);
     let before = pair.table();
