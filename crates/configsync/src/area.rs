@@ -148,6 +148,22 @@ pub fn items(doc: &toml::Table, area: Area) -> Vec<String> {
     }
 }
 
+/// How many items the area has (as [`items`] would list, without serializing them).
+pub fn count(doc: &toml::Table, area: Area) -> usize {
+    match doc.get(area.as_str()) {
+        None => 0,
+        Some(toml::Value::Array(a)) => a.len(),
+        Some(toml::Value::Table(t)) => t
+            .values()
+            .map(|v| match v {
+                toml::Value::Array(a) => a.len(),
+                _ => 1,
+            })
+            .sum(),
+        Some(_) => 1,
+    }
+}
+
 /// How one area differs between two versions: item counts and items added / removed
 /// (compared as multisets; a changed item counts as one removed and one added).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,6 +372,10 @@ translation = "198.51.100.1"
         );
         assert_eq!(d.to_string(), "rules: 2 -> 3 items (+2 -1)");
         assert_eq!(items(&before, Area::Nat).len(), 1);
+        for a in Area::ALL {
+            assert_eq!(count(&after, a), items(&after, a).len());
+            assert_eq!(count(&before, a), items(&before, a).len());
+        }
         assert!(items(&before, Area::Nat)[0].starts_with("outbound:"));
     }
 

@@ -101,6 +101,7 @@ pub struct RunningArea {
     pub text: String,
     pub origin: Origin,
     pub drift: Option<AreaDiff>,
+    pub items: usize,
 }
 
 /// Decides, for every area, which text runs on a peer: the own file's (not synced, or edited
@@ -122,6 +123,7 @@ pub fn resolve(
                     text: own_text,
                     origin: Origin::Own,
                     drift: None,
+                    items: area::count(own, a),
                 };
             };
             let (text, origin, doc) = if area::hash(&own_text) != rec.local_hash {
@@ -153,6 +155,7 @@ pub fn resolve(
                 text,
                 origin,
                 drift,
+                items: area::count(doc, a),
             }
         })
         .collect()
