@@ -1071,8 +1071,8 @@ impl Glue {
                 "config sync: generation {} ({})",
                 p.state.generation,
                 areas
-                    .iter()
-                    .map(|(a, _)| format!("{a} {}", area::count(&doc, *a)))
+                    .keys()
+                    .map(|a| format!("{a} {}", area::count(&doc, *a)))
                     .collect::<Vec<_>>()
                     .join(", ")
             );
