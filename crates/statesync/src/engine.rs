@@ -564,7 +564,7 @@ impl Entry {
     fn expiry(&self) -> Option<Instant> {
         self.conn
             .timeout
-            .map(|t| self.seen + Duration::from_secs(u64::from(t)))
+            .and_then(|t| self.seen.checked_add(Duration::from_secs(u64::from(t))))
     }
 
     /// Seconds left now, at least 1.
@@ -1976,8 +1976,8 @@ impl Replicator {
                     .filter(|h| h.epoch == epoch && h.kind == Kind::Stream)
                     .filter_map(|h| wire::split_stream(&h.body).ok().map(|(s, _)| s))
                     .min()
-                    .unwrap_or(last_stream + 1)
-                    .min(last_stream + 1)
+                    .unwrap_or(last_stream.saturating_add(1))
+                    .min(last_stream.saturating_add(1))
             };
             if restarted {
                 p.restarts += 1;
@@ -2139,7 +2139,7 @@ impl Replicator {
         }
         s.heard = s.heard.max(seq);
         if seq == s.expected {
-            s.expected += 1;
+            s.expected = s.expected.saturating_add(1);
             if let Some(g) = &mut s.gap {
                 // Progress: the repair works; ask for the rest soon.
                 g.tries = 0;
@@ -2174,7 +2174,7 @@ impl Replicator {
             let Some(records) = s.reorder.remove(&expected) else {
                 return;
             };
-            s.expected += 1;
+            s.expected = s.expected.saturating_add(1);
             self.apply(now, node, &records);
         }
     }
@@ -2232,8 +2232,8 @@ impl Replicator {
             let last = s
                 .reorder
                 .first_key_value()
-                .map_or(s.heard, |(k, _)| k - 1)
-                .min(first + span - 1);
+                .map_or(s.heard, |(k, _)| k.saturating_sub(1))
+                .min(first.saturating_add(span - 1));
             let epoch = s.epoch;
             self.counters.nacks_sent += 1;
             self.send_control(
@@ -2255,8 +2255,11 @@ impl Replicator {
             return;
         };
         let first = s.expected;
-        let to =
-            upto.unwrap_or_else(|| s.reorder.first_key_value().map_or(s.heard + 1, |(k, _)| *k));
+        let to = upto.unwrap_or_else(|| {
+            s.reorder
+                .first_key_value()
+                .map_or(s.heard.saturating_add(1), |(k, _)| *k)
+        });
         if to <= first {
             return;
         }
@@ -2521,10 +2524,14 @@ fn later(now: Instant, e: &Entry, timeout: Option<u32>, refresh_min: Duration) -
         return false;
     };
     let t = Duration::from_secs(u64::from(t));
-    let new = now + t;
+    let Some(new) = now.checked_add(t) else {
+        return false;
+    };
     match e.expiry() {
         None => true,
-        Some(old) => new > old + refresh_min.max(t / 4),
+        Some(old) => old
+            .checked_add(refresh_min.max(t / 4))
+            .is_some_and(|o| new > o),
     }
 }
 

@@ -200,6 +200,46 @@ proptest! {
         }
     }
 
+    /// Well-formed records with extreme numbers (seqs near u64::MAX, huge ranges, our own
+    /// and foreign targets), sealed: no overflow, no panic.
+    #[test]
+    fn engine_survives_extreme_records(
+        recs in proptest::collection::vec((0u8..9, any::<u64>(), any::<u64>(), 0u32..4, any::<bool>()), 1..20)
+    ) {
+        let mut pair = Pair::new();
+        let edge = |v: u64, sel: u64| match sel % 4 {
+            0 => v,
+            1 => u64::MAX - (v % 3),
+            2 => v % 5,
+            _ => 0xe2,
+        };
+        for (kind, x, y, target, stream) in recs {
+            let target = statesync::NodeId(target);
+            let a = edge(x, y);
+            let b = edge(y, x);
+            let rec = match kind {
+                0 => Record::Heartbeat { last_stream: a, ready: stream, states: b as u32 },
+                1 => Record::Nack { target, epoch: b, first: a, last: b },
+                2 => Record::Gone { target, epoch: 0xe2, first_available: a },
+                3 => Record::BulkRequest { target, request: a as u32, own_only: stream },
+                4 => Record::Probe { target, nonce: a },
+                5 => Record::ProbeReply { target, nonce: a, last_stream: b },
+                6 => Record::BulkStart { requester: target, request: a as u32 },
+                7 => Record::BulkEnd { requester: target, request: a as u32, count: b },
+                _ => Record::Clear,
+            };
+            let mut body = Vec::new();
+            if stream || rec.is_state() {
+                body.extend_from_slice(&a.to_be_bytes());
+            }
+            let _ = rec.emit(&mut body);
+            check_engine_sealed(&mut pair, stream || rec.is_state(), &body);
+            pair.now += std::time::Duration::from_millis(60);
+            pair.a.handle_timeout(pair.now);
+            while pair.a.poll_action().is_some() {}
+        }
+    }
+
     #[test]
     fn engine_rejects_tampered(body in proptest::collection::vec(any::<u8>(), 0..100), bit in any::<usize>()) {
         let mut pair = Pair::new();
