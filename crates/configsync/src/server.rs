@@ -21,6 +21,8 @@ use tokio_rustls::TlsAcceptor;
 
 /// The largest request accepted (a config of 100k rules is ~20 MB of XML).
 pub const MAX_BODY: usize = 64 << 20;
+/// How long a client may take to send its request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The credentials a node accepts (and sends as a primary).
 #[derive(Clone, Default)]
@@ -195,7 +197,10 @@ pub async fn serve(
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(req, peer, &shared).await) }
             });
+            // A client that sends its headers too slowly is dropped.
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
                 .await
             {
@@ -253,9 +258,17 @@ async fn handle(req: Request<Body>, peer: SocketAddr, s: &Shared) -> Response<Fu
         );
         return r;
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let body = Limited::new(req.into_body(), MAX_BODY).collect();
+    let body = match tokio::time::timeout(BODY_TIMEOUT, body).await {
+        Ok(Ok(b)) => b.to_bytes(),
+        Err(_) => {
+            s.reject(peer, "bad-request", "request body not received in time");
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            );
+        }
+        Ok(Err(e)) => {
             s.reject(peer, "too-large", &format!("request body: {e}"));
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
