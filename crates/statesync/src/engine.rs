@@ -66,6 +66,8 @@ pub const MIN_MTU: usize = 512;
 pub const MAX_MTU: usize = 65_507;
 /// Most stream datagrams retransmitted for one NACK.
 const MAX_RETRANSMIT_PER_NACK: u64 = 256;
+/// Conns removed on a peer's word remembered at most (see [`Replicator::removed`]).
+const MAX_REMEMBERED_REMOVES: usize = 65_536;
 /// Superseded installs remembered per conn (see [`Config::echo_window`]).
 const MAX_SUPERSEDED: usize = 16;
 /// Old epochs remembered per peer.
@@ -775,6 +777,10 @@ pub struct Replicator {
     /// Keys deleted while our bulk request is under way: a bulk snapshot taken before the
     /// sender heard of the delete must not bring them back.
     bulk_tombstones: std::collections::BTreeSet<TKey>,
+    /// Conns we removed from the kernel on a peer's word, kept for `echo_window`: their
+    /// kernel echo (an install just before the remove) must not look like a new local conn.
+    removed: BTreeMap<TKey, (Instant, Conn)>,
+    removed_order: VecDeque<(Instant, TKey)>,
     ready: bool,
     next_heartbeat: Instant,
     next_sweep: Instant,
@@ -785,6 +791,8 @@ pub struct Replicator {
     removes: Vec<TKey>,
     actions: VecDeque<Action>,
     counters: Counters,
+    /// The `now` of the call being handled.
+    last_now: Instant,
 }
 
 impl fmt::Debug for Replicator {
@@ -836,6 +844,8 @@ impl Replicator {
             peers: BTreeMap::new(),
             bulk: BulkRx::Idle,
             bulk_tombstones: std::collections::BTreeSet::new(),
+            removed: BTreeMap::new(),
+            removed_order: VecDeque::new(),
             ready: false,
             next_heartbeat: now + cfg.heartbeat_interval,
             next_sweep: now + cfg.sweep_interval,
@@ -845,6 +855,7 @@ impl Replicator {
             removes: Vec::new(),
             actions: VecDeque::new(),
             counters: Counters::default(),
+            last_now: now,
             cfg,
         };
         r.send_heartbeat(Dest::All);
@@ -867,6 +878,7 @@ impl Replicator {
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) {
+        self.last_now = now;
         match input {
             Input::Local(ev) => self.on_local(now, ev),
             Input::DumpStarted => self.dump_gen = Some(self.gen),
@@ -889,10 +901,12 @@ impl Replicator {
 
     /// [`Input::Local`] without the enum.
     pub fn handle_local(&mut self, now: Instant, ev: LocalEvent) {
+        self.last_now = now;
         self.on_local(now, ev);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
         if self.flush_at.is_some_and(|t| t <= now) {
             self.flush_at = None;
             self.flush(now, false);
@@ -1104,6 +1118,17 @@ impl Replicator {
         let refresh_min = self.cfg.refresh_min;
         let echo_window = self.cfg.echo_window;
         let defer = replace && !self.ready;
+        if !replace && !self.table.contains_key(&key) {
+            if let Some((t, gone)) = self.removed.get(&key) {
+                let mut m = gone.clone();
+                m.merge_from(&c);
+                if now.saturating_duration_since(*t) < echo_window && replicated_eq(&m, gone) {
+                    // The echo of an install that a peer's delete has since taken back.
+                    self.counters.echo_suppressed += 1;
+                    return;
+                }
+            }
+        }
         let op = match self.table.get_mut(&key) {
             None => {
                 self.table.insert(
@@ -1395,6 +1420,24 @@ impl Replicator {
             None => e.seen + grace > now,
         });
         self.counters.expired += (before - self.table.len()) as u64;
+        let window = self.cfg.echo_window;
+        while let Some((t, k)) = self.removed_order.front().copied() {
+            if now.saturating_duration_since(t) < window {
+                break;
+            }
+            self.removed_order.pop_front();
+            if self.removed.get(&k).is_some_and(|(t2, _)| *t2 == t) {
+                self.removed.remove(&k);
+            }
+        }
+        for e in self.table.values_mut() {
+            if let Some(list) = &mut e.superseded {
+                list.retain(|(t, _)| now.saturating_duration_since(*t) < window);
+                if list.is_empty() {
+                    e.superseded = None;
+                }
+            }
+        }
         let table = &self.table;
         self.pending
             .retain(|k, op| *op == Op::Delete || table.contains_key(k));
@@ -1540,7 +1583,9 @@ impl Replicator {
             .map(|(k, _)| *k)
             .collect();
         for k in stale {
-            self.table.remove(&k);
+            if let Some(e) = self.table.remove(&k) {
+                self.remember_removed(now, k, e.conn);
+            }
             self.pending.remove(&k);
             self.counters.bulk_swept += 1;
             self.push_remove(k);
@@ -1643,7 +1688,6 @@ impl Replicator {
                 stage,
                 tx,
                 counters,
-                cfg,
                 ..
             } = self;
             let Some(s) = serving.as_mut() else {
@@ -1721,7 +1765,6 @@ impl Replicator {
                 budget -= 1;
                 stage.clear();
             }
-            let _ = cfg;
         }
         self.tokens = budget;
         for bytes in out {
@@ -1789,6 +1832,7 @@ impl Replicator {
 
     /// [`Input::Datagram`] without copying the bytes.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.last_now = now;
         self.counters.datagrams_received += 1;
         self.counters.bytes_received += bytes.len() as u64;
         let hdr = match Header::decode(bytes) {
@@ -1854,19 +1898,19 @@ impl Replicator {
             );
         }
         let node = hdr.node;
+        // Only a datagram of the confirmed epoch (fresh in its window) moves the peer's
+        // address: a replay from elsewhere must not redirect our replies.
         let confirmed = match self.peers.get_mut(&node) {
-            Some(p) => {
-                p.addr = from;
-                p.last_seen = now;
-                p.down = false;
-                match &mut p.cur {
-                    Some(s) if s.epoch == hdr.epoch => {
-                        let _ = s.window.accept(hdr.seq);
-                        true
-                    }
-                    _ => false,
+            Some(p) => match &mut p.cur {
+                Some(s) if s.epoch == hdr.epoch => {
+                    let _ = s.window.accept(hdr.seq);
+                    p.addr = from;
+                    p.last_seen = now;
+                    p.down = false;
+                    true
                 }
-            }
+                _ => false,
+            },
             None => return,
         };
         if confirmed {
@@ -1898,6 +1942,11 @@ impl Replicator {
             }
         }
         if let Some(last_stream) = confirm {
+            if let Some(p) = self.peers.get_mut(&node) {
+                p.addr = from;
+                p.last_seen = now;
+                p.down = false;
+            }
             self.confirm(now, node, hdr.epoch, hdr.seq, last_stream);
             self.dispatch(now, node, hdr.kind, body, true);
             self.release_held(now, node);
@@ -1958,6 +2007,7 @@ impl Replicator {
         };
         p.probe = None;
         let mut new_peer_epoch = false;
+        let mut peer_restarted = false;
         if p.cur.as_ref().is_none_or(|s| s.epoch != epoch) {
             let restarted = match p.cur.take() {
                 Some(old) => {
@@ -1982,6 +2032,7 @@ impl Replicator {
             if restarted {
                 p.restarts += 1;
                 self.counters.peer_restarts += 1;
+                peer_restarted = true;
             }
             p.cur = Some(Stream {
                 epoch,
@@ -2022,9 +2073,17 @@ impl Replicator {
         }
         self.update_gap(now, node);
         if new_peer_epoch {
-            if let BulkRx::Failed { .. } = self.bulk {
+            match self.bulk {
                 // Someone new to ask.
-                self.start_bulk(now, 1, None);
+                BulkRx::Failed { .. } => self.start_bulk(now, 1, None),
+                // The sender of our bulk restarted: that transfer will never end.
+                BulkRx::Receiving {
+                    from,
+                    attempt,
+                    target,
+                    ..
+                } if from == node && peer_restarted => self.retry_bulk(now, attempt, target),
+                _ => {}
             }
         }
     }
@@ -2396,6 +2455,7 @@ impl Replicator {
             _ => {
                 // The peer's snapshot is newer than a local change not sent yet.
                 self.pending.remove(&key);
+                self.removed.remove(&key);
                 let entry = Entry {
                     conn: c.clone(),
                     seen: now,
@@ -2426,13 +2486,36 @@ impl Replicator {
     }
 
     fn receive_delete(&mut self, key: TKey) {
+        let now = self.last_now;
         self.gen += 1;
         self.tombstone(key);
         self.counters.deletes_received += 1;
-        self.pending.remove(&key);
-        if self.table.remove(&key).is_some() {
+        // A pending local change is overtaken; a pending delete of our own still has to
+        // reach the peers that heard our announcement.
+        if self.pending.get(&key).is_some_and(|op| *op != Op::Delete) {
+            self.pending.remove(&key);
+        }
+        if let Some(e) = self.table.remove(&key) {
+            self.remember_removed(now, key, e.conn);
             self.push_remove(key);
         }
+    }
+
+    fn remember_removed(&mut self, now: Instant, key: TKey, conn: Conn) {
+        let window = self.cfg.echo_window;
+        while let Some((t, k)) = self.removed_order.front().copied() {
+            if now.saturating_duration_since(t) < window
+                && self.removed_order.len() < MAX_REMEMBERED_REMOVES
+            {
+                break;
+            }
+            self.removed_order.pop_front();
+            if self.removed.get(&k).is_some_and(|(t2, _)| *t2 == t) {
+                self.removed.remove(&k);
+            }
+        }
+        self.removed.insert(key, (now, conn));
+        self.removed_order.push_back((now, key));
     }
 
     fn receive_clear(&mut self, node: NodeId) {
@@ -2444,8 +2527,11 @@ impl Replicator {
             .filter(|(_, e)| e.origin == Origin::Peer(node))
             .map(|(k, _)| *k)
             .collect();
+        let now = self.last_now;
         for k in keys {
-            self.table.remove(&k);
+            if let Some(e) = self.table.remove(&k) {
+                self.remember_removed(now, k, e.conn);
+            }
             self.pending.remove(&k);
             self.tombstone(k);
             self.push_remove(k);

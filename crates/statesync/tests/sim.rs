@@ -325,4 +325,5 @@ fn regression_seeds() {
     restart_scenario(0x26b99836c84176b3);
     converge_scenario(0x6e71445d5fe163d, 2, defaults);
     converge_scenario(0x5260bed4bac2c86, 2, defaults);
+    converge_scenario(0x233f544ea4a80dcb, 3, defaults);
 }

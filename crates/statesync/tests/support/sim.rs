@@ -274,6 +274,9 @@ impl Sim {
         while let Some(a) = self.nodes[i].engine.poll_action() {
             match a {
                 Action::Send { to, bytes } => {
+                    if self.log_all {
+                        self.log_datagram(i, &bytes);
+                    }
                     self.nodes[i].sent.push(bytes.clone());
                     match to {
                         Dest::All => {
@@ -342,6 +345,30 @@ impl Sim {
                     self.push(at, Ev::Dump { node: i, epoch });
                 }
             }
+        }
+    }
+
+    fn log_datagram(&mut self, i: usize, bytes: &[u8]) {
+        let sealer = statesync::Sealer::new(&key());
+        let Ok((h, body)) = sealer.open_datagram(bytes) else {
+            return;
+        };
+        let (stream, recs) = match h.kind {
+            statesync::wire::Kind::Stream => match statesync::wire::split_stream(&body) {
+                Ok((s, r)) => (Some(s), r.to_vec()),
+                Err(_) => return,
+            },
+            statesync::wire::Kind::Control => (None, body),
+        };
+        for r in statesync::wire::Records::new(&recs).flatten() {
+            let what = match &r {
+                statesync::wire::Record::Insert(c) => format!("insert {}", short(&c.key())),
+                statesync::wire::Record::Update(c) => format!("update {}", short(&c.key())),
+                statesync::wire::Record::BulkState(c) => format!("bulk {}", short(&c.key())),
+                statesync::wire::Record::Delete(k) => format!("delete {}", short(k)),
+                other => format!("{other:?}"),
+            };
+            self.note(format!("node{} sends s{stream:?} {what}", i + 1));
         }
     }
 
@@ -418,6 +445,15 @@ impl Sim {
                 }
             }
             Ev::Kernel { node, epoch, ev } => {
+                if self.log_all {
+                    let (what, c) = match &ev {
+                        LocalEvent::New(c) => ("new", c),
+                        LocalEvent::Update(c) => ("update", c),
+                        LocalEvent::Destroy(c) => ("destroy", c),
+                    };
+                    let k = short(&c.key());
+                    self.note(format!("node{} kernel echo {what} {k}", node + 1));
+                }
                 if self.nodes[node].alive && self.nodes[node].epoch == epoch {
                     self.nodes[node].engine.handle(now, Input::Local(ev));
                     self.drain(node);
@@ -599,9 +635,32 @@ impl Sim {
 
     pub fn check_converged(&self, what: &str) {
         if let Err(e) = self.converged() {
+            let states: Vec<String> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let s = n.engine.status(self.now);
+                    format!(
+                        "node{}: ready={} pending={} bulk={:?} timer={:?} peers={:?}",
+                        i + 1,
+                        s.ready,
+                        s.pending,
+                        s.bulk,
+                        n.engine
+                            .poll_timeout()
+                            .map(|(t, k)| (t.duration_since(self.start), k)),
+                        s.peers
+                            .iter()
+                            .map(|p| (p.node, p.heard, p.applied, p.buffered))
+                            .collect::<Vec<_>>()
+                    )
+                })
+                .collect();
             panic!(
-                "seed {:#x}: {what}: {e}\nrecent events:\n{}",
+                "seed {:#x}: {what}: {e}\n{}\nrecent events:\n{}",
                 self.seed,
+                states.join("\n"),
                 self.recent()
             );
         }
