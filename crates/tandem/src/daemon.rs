@@ -131,13 +131,49 @@ impl Daemon {
         Ok(d)
     }
 
+    /// Awaits `work` while still receiving adverts and link changes and sending this node's
+    /// adverts: a slow kernel operation must neither let a master fall silent nor make a
+    /// backup miss the master and take over.
+    async fn serving_carp<T>(&mut self, work: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(work);
+        loop {
+            self.execute().await;
+            let deadline = self.engine.poll_timeout().map(|(t, _)| t);
+            let sleep = async {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                r = &mut work => {
+                    self.execute().await;
+                    return r;
+                }
+                _ = sleep => self.engine.handle_timeout(Instant::now()),
+                Some(ev) = self.ev_rx.recv() => self.on_event(ev),
+            }
+        }
+    }
+
     /// Validates and renders the ruleset of `cfg` when this node manages its firewall.
-    async fn prepare_firewall(&self, cfg: &Config) -> anyhow::Result<Option<firewall::Ruleset>> {
+    async fn prepare_firewall(
+        &mut self,
+        cfg: &Config,
+    ) -> anyhow::Result<Option<firewall::Ruleset>> {
         if !cfg.firewall.managed {
             return Ok(None);
         }
         let ctx = ruleset::context(cfg, &self.netlink).await;
-        ruleset::prepare(cfg, &ctx).map(Some)
+        // Rendering 10k rules is real CPU work: on the blocking pool, CARP served meanwhile.
+        let cfg = cfg.clone();
+        self.serving_carp(async move {
+            tokio::task::spawn_blocking(move || ruleset::prepare(&cfg, &ctx).map(Some))
+                .await
+                .context("the ruleset thread died")?
+        })
+        .await
     }
 
     async fn apply_firewall(
@@ -146,7 +182,12 @@ impl Daemon {
         ruleset: Option<&firewall::Ruleset>,
     ) -> anyhow::Result<()> {
         let result = match ruleset {
-            Some(r) => ruleset::apply(cfg, &self.netlink, r).await,
+            Some(r) => {
+                // nft takes about a second for 10k rules: CARP must not wait for it.
+                let (cfg, netlink, r) = (cfg.clone(), self.netlink.clone(), r.clone());
+                self.serving_carp(async move { ruleset::apply(&cfg, &netlink, &r).await })
+                    .await
+            }
             // Switched off: our table goes, every other table stays.
             None if self.firewall_applied => linux::nft::apply(&format!(
                 "table {t} {{}}\ndelete table {t}\n",
@@ -291,7 +332,14 @@ impl Daemon {
     /// Re-reads the config file and applies it; a config that fails validation (or that the
     /// kernel refuses) changes nothing and the error names the problem.
     async fn reload(&mut self) -> anyhow::Result<String> {
-        let new = crate::configsync::load_running(&self.cfg.own_file)?;
+        let own = self.cfg.own_file.clone();
+        let new = self
+            .serving_carp(async move {
+                tokio::task::spawn_blocking(move || crate::configsync::load_running(&own))
+                    .await
+                    .context("the config thread died")?
+            })
+            .await?;
         self.activate(new).await
     }
 

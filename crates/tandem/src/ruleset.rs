@@ -75,12 +75,17 @@ pub async fn apply(
     netlink: &Netlink,
     ruleset: &firewall::Ruleset,
 ) -> anyhow::Result<()> {
-    linux::nft::apply(&ruleset.nft).with_context(|| {
-        format!(
-            "{}: the kernel refused the ruleset; the previous one stays in force",
-            cfg.file.display()
-        )
-    })?;
+    let script = ruleset.nft.clone();
+    // A blocking child process: off the async thread, so the daemon keeps serving CARP.
+    tokio::task::spawn_blocking(move || linux::nft::apply(&script))
+        .await
+        .context("the nft apply thread died")?
+        .with_context(|| {
+            format!(
+                "{}: the kernel refused the ruleset; the previous one stays in force",
+                cfg.file.display()
+            )
+        })?;
     let mut routes = Vec::new();
     for r in &ruleset.routes {
         let link = netlink

@@ -349,3 +349,55 @@ fn three_nodes_converge_to_one_master() {
     assert_eq!(nodes[2].state(7), "BACKUP");
     assert_eq!(nodes[0].state(7), "MASTER");
 }
+
+/// `n` distinct pass rules on lan (each a port), as TOML.
+fn many_rules(n: usize) -> String {
+    let mut s = String::with_capacity(n * 90);
+    for i in 0..n {
+        s += &format!(
+            "[[rules]]\ninterface = \"lan\"\naction = \"pass\"\nprotocol = \"tcp\"\ndestination_port = {}\n\n",
+            1024 + i % 60000
+        );
+    }
+    s
+}
+
+#[test]
+fn a_slow_ruleset_reload_on_the_master_does_not_cost_it_the_vips() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab =
+        Lab::new("a_slow_ruleset_reload_on_the_master_does_not_cost_it_the_vips").expect("lab");
+    let sw = lab.switch("lan").expect("switch");
+    let h1 = lab.host("fw1").expect("fw1");
+    let h2 = lab.host("fw2").expect("fw2");
+    lab.connect(&h1, "eth0", &sw, &["192.0.2.2/24"])
+        .expect("connect");
+    lab.connect(&h2, "eth0", &sw, &["192.0.2.3/24"])
+        .expect("connect");
+    let small = many_rules(1);
+    let c1 = write_config_extra(&lab, "fw1", 0, true, "s3cret", LAN, &vip7(), &small);
+    let c2 = write_config_extra(&lab, "fw2", 100, true, "s3cret", LAN, &vip7(), &small);
+    let fw1 = Node::start(&h1, c1.clone());
+    let fw2 = Node::start(&h2, c2);
+    fw1.expect_state(7, "MASTER", ELECTION);
+    fw2.expect_state(7, "BACKUP", ELECTION);
+    // 20k rules: parsing, rendering and loading them takes longer than fw2's master-down
+    // interval (3.4 s). The daemon must keep advertising all the while.
+    let text = std::fs::read_to_string(&c1).expect("read config") + &many_rules(20_000);
+    std::fs::write(&c1, text).expect("write config");
+    let started = std::time::Instant::now();
+    let (ok, out, err) = fw1.cli(&["reload"]);
+    let took = started.elapsed();
+    assert!(ok, "reload failed: {out}{err}");
+    eprintln!("reload of 20k rules took {took:?}");
+    assert_eq!(fw2.state(7), "BACKUP", "fw2 took over during fw1's reload");
+    assert_eq!(fw1.state(7), "MASTER");
+    let t = &fw2.vip(7)["last_transition"];
+    assert_eq!(
+        t["reason"], "startup",
+        "fw2 changed state during the reload: {t}"
+    );
+    assert_eq!(fw1.status()["firewall"]["rules"], 20_001);
+}
