@@ -312,6 +312,45 @@ fn takeover_updates_flow_back() {
     sim.check_converged("after takeover");
 }
 
+/// The daemon on node 2 restarts while its kernel keeps its table (a daemon upgrade). Node 1
+/// changed conns meanwhile, and node 2's kernel gained a conn of its own that nobody heard of.
+/// After the restart node 2 holds node 1's newer versions (its stale dump does not win), node 1
+/// is not regressed by node 2's dump, and node 2's new conn reaches node 1.
+#[test]
+fn daemon_restart_with_kernel_kept() {
+    for seed in 0..4u64 {
+        let mut sim = Sim::new(seed, 2, NetConfig::default(), defaults);
+        sim.run_for(SEC);
+        let mut keys = Vec::new();
+        for _ in 0..100 {
+            let c = random_conn(&mut sim.rng);
+            keys.push(c.key());
+            sim.open(0, c);
+        }
+        let own = random_conn(&mut sim.rng);
+        sim.open(1, own);
+        sim.run_for(SEC);
+        sim.check_converged("before the restart");
+        sim.crash(1, false);
+        for k in keys.iter().take(40) {
+            sim.change(k, |c| c.mark = 4242);
+        }
+        // A conn through node 2 while its daemon was away: the kernel has it, no event was
+        // seen.
+        let fresh = random_conn(&mut sim.rng);
+        let fk = fresh.key();
+        sim.live.insert(fk, (1, fresh.clone()));
+        sim.nodes[1].kernel.insert(fk, fresh);
+        sim.run_for(100 * MS);
+        sim.restart(1);
+        sim.run_for(5 * SEC);
+        sim.check_converged("after the daemon restart");
+        assert_eq!(sim.nodes[1].ready_log.len(), 1);
+        let c1 = sim.nodes[0].engine.status(sim.now).counters;
+        assert_eq!(c1.peer_restarts, 1, "{c1:#?}");
+    }
+}
+
 #[test]
 fn regression_seeds() {
     // Seeds that once failed, kept as named cases.
