@@ -351,6 +351,51 @@ fn daemon_restart_with_kernel_kept() {
     }
 }
 
+/// A partition longer than the sender's history: the receiver is told GONE, raises
+/// GapUnrepairable, resyncs the sender's own conns, and deletes it missed take effect.
+#[test]
+fn lost_history_falls_back_to_a_resync() {
+    let mut sim = Sim::new(5, 2, NetConfig::default(), small_history);
+    sim.run_for(SEC);
+    for _ in 0..100 {
+        let c = random_conn(&mut sim.rng);
+        sim.open(0, c);
+    }
+    sim.run_for(SEC);
+    sim.check_converged("before the partition");
+    sim.partition(0, 1);
+    let keys: Vec<ConnKey> = sim.live.keys().copied().collect();
+    for (i, k) in keys.iter().enumerate() {
+        if i % 3 == 0 {
+            sim.close(k);
+        } else {
+            sim.change(k, |c| c.mark = 7);
+        }
+        // One flush each: far more datagrams than the history of 16 keeps.
+        sim.run_for(25 * MS);
+    }
+    for _ in 0..50 {
+        let c = random_conn(&mut sim.rng);
+        sim.open(0, c);
+        sim.run_for(MS);
+    }
+    sim.heal();
+    sim.run_for(5 * SEC);
+    sim.check_converged("after the resync");
+    let n2 = &sim.nodes[1];
+    assert!(
+        n2.alarms
+            .iter()
+            .any(|a| matches!(a, Alarm::GapUnrepairable { .. })),
+        "{:?}",
+        n2.alarms
+    );
+    let st = n2.engine.status(sim.now);
+    assert_eq!(st.bulk.phase, BulkPhase::Done);
+    assert!(st.counters.bulk_swept > 0, "{:#?}", st.counters);
+    assert!(sim.nodes[0].engine.status(sim.now).counters.gone_sent > 0);
+}
+
 #[test]
 fn regression_seeds() {
     // Seeds that once failed, kept as named cases.
