@@ -311,7 +311,7 @@ fn bulk_is_paced() {
     let mut c1 = cfg(1);
     c1.burst = 4;
     let mut a = Node::new(now, c1);
-    for i in 0..20_000 {
+    for i in 0..12_000 {
         a.local(now, LocalEvent::New(conn(i)));
     }
     // Let the live announcements drain first.
@@ -351,7 +351,8 @@ fn bulk_is_paced() {
         per_tick.iter().filter(|n| **n == 4).count() > 40,
         "{per_tick:?}"
     );
-    assert!(a.r.status(now).queue_depth > 10_000);
+    let st = a.r.status(now);
+    assert!(st.serving.is_some() && st.queue_depth > 0, "{st:?}");
 }
 
 #[test]
