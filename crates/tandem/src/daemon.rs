@@ -138,13 +138,7 @@ impl Daemon {
         tokio::pin!(work);
         loop {
             self.execute().await;
-            let deadline = self.engine.poll_timeout().map(|(t, _)| t);
-            let sleep = async {
-                match deadline {
-                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = sleep_until(self.engine.poll_timeout().map(|(t, _)| t));
             tokio::select! {
                 biased;
                 r = &mut work => {
@@ -503,13 +497,7 @@ impl Daemon {
         let mut state_notices = self.state_notices.take();
         loop {
             self.execute().await;
-            let deadline = self.engine.poll_timeout().map(|(t, _)| t);
-            let sleep = async {
-                match deadline {
-                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = sleep_until(self.engine.poll_timeout().map(|(t, _)| t));
             tokio::select! {
                 biased;
                 _ = term.recv() => { info!("SIGTERM: bowing out"); break; }
@@ -608,32 +596,10 @@ impl Daemon {
                 Action::AddAddresses { iface, vhid } => {
                     // The states must be in the kernel before the VIP answers.
                     self.flush_states().await;
-                    for a in self.addresses(iface, vhid.get()) {
-                        if let Err(e) = self
-                            .netlink
-                            .add_address(iface, a.addr(), a.prefix_len())
-                            .await
-                        {
-                            error!(
-                                "vhid={vhid} cannot add VIP {a} on {}: {e}",
-                                self.name(iface)
-                            );
-                        }
-                    }
+                    self.set_vip_addresses(iface, vhid, true).await;
                 }
                 Action::RemoveAddresses { iface, vhid } => {
-                    for a in self.addresses(iface, vhid.get()) {
-                        if let Err(e) = self
-                            .netlink
-                            .del_address(iface, a.addr(), a.prefix_len())
-                            .await
-                        {
-                            error!(
-                                "vhid={vhid} cannot remove VIP {a} from {}: {e}",
-                                self.name(iface)
-                            );
-                        }
-                    }
+                    self.set_vip_addresses(iface, vhid, false).await;
                 }
                 Action::Announce { iface, vhid } => {
                     let Some(mac) = self.ifaces.get(&iface).map(|i| i.mac) else {
@@ -695,6 +661,28 @@ impl Daemon {
                         .collect();
                     info!("demotion {from} -> {to} ({})", why.join(", "));
                 }
+            }
+        }
+    }
+
+    /// Adds (or removes) every address of a vhid; a failure is logged and the rest go on.
+    async fn set_vip_addresses(&self, iface: IfaceId, vhid: carp::Vhid, present: bool) {
+        for a in self.addresses(iface, vhid.get()) {
+            let r = if present {
+                self.netlink
+                    .add_address(iface, a.addr(), a.prefix_len())
+                    .await
+            } else {
+                self.netlink
+                    .del_address(iface, a.addr(), a.prefix_len())
+                    .await
+            };
+            if let Err(e) = r {
+                error!(
+                    "vhid={vhid} cannot {} VIP {a} on {}: {e}",
+                    if present { "add" } else { "remove" },
+                    self.name(iface)
+                );
             }
         }
     }
@@ -928,6 +916,14 @@ impl Daemon {
             config_sync: self.sync.as_ref().map(|g| g.status(&self.cfg)),
             state_sync: None,
         }
+    }
+}
+
+/// Sleeps until an engine's next deadline, or forever when it has none (for `select!`).
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -162,27 +162,9 @@ fingerprint = "{fingerprint}"
 /// fw1 with fw2's fingerprint pinned, as an operator would do it.
 fn cluster(name: &str, o: &Opts<'_>) -> Cluster {
     let mut lab = Lab::new(name).expect("lab");
-    let lan = lab.switch("lan").expect("lan");
-    let wan = lab.switch("wan").expect("wan");
-    let h1 = lab.host("fw1").expect("fw1");
-    let h2 = lab.host("fw2").expect("fw2");
-    lab.connect(&h1, "eth0", &lan, &["192.0.2.2/24"])
-        .expect("c");
-    lab.connect(&h2, "ens5", &lan, &["192.0.2.3/24"])
-        .expect("c");
-    lab.connect(&h1, "eth1", &wan, &["198.51.100.2/24"])
-        .expect("c");
-    lab.connect(&h2, "ens6", &wan, &["198.51.100.3/24"])
-        .expect("c");
-    lab.link(
-        &h1,
-        "eth2",
-        &["203.0.113.1/24"],
-        &h2,
-        "ens7",
-        &["203.0.113.2/24"],
-    )
-    .expect("sync link");
+    let Standard {
+        fw1: h1, fw2: h2, ..
+    } = standard(&mut lab, true);
     let c2 = lab.dir().join("fw2.toml");
     std::fs::write(&c2, fw2_config(&lab, o.drift, o.fw2_areas)).expect("write");
     let fw2 = Node::start(&h2, c2);

@@ -178,25 +178,14 @@ fn losing_one_link_moves_every_vip() {
         return;
     }
     let mut lab = Lab::new("losing_one_link_moves_every_vip").expect("lab");
-    let lan = lab.switch("lan").expect("switch");
-    let wan = lab.switch("wan").expect("switch");
-    let client = lab.host("client").expect("client");
-    let server = lab.host("server").expect("server");
-    let h1 = lab.host("fw1").expect("fw1");
-    let h2 = lab.host("fw2").expect("fw2");
-    lab.connect(&client, "eth0", &lan, &["192.0.2.10/24"])
-        .expect("connect");
-    lab.connect(&server, "eth0", &wan, &["198.51.100.10/24"])
-        .expect("connect");
-    lab.connect(&h1, "eth0", &lan, &["192.0.2.2/24"])
-        .expect("connect");
-    lab.connect(&h1, "eth1", &wan, &["198.51.100.2/24"])
-        .expect("connect");
     // fw2 names its devices differently: logical names are what the VIPs refer to.
-    lab.connect(&h2, "ens5", &lan, &["192.0.2.3/24"])
-        .expect("connect");
-    lab.connect(&h2, "ens6", &wan, &["198.51.100.3/24"])
-        .expect("connect");
+    let Standard {
+        lan,
+        server,
+        fw1: h1,
+        fw2: h2,
+        ..
+    } = standard(&mut lab, false);
     let vips = [
         VipSpec {
             vhid: 7,

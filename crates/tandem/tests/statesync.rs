@@ -88,33 +88,13 @@ translation = "198.51.100.1"
 
 fn cluster(test: &str, statesync: bool) -> Cluster {
     let mut lab = Lab::new(test).expect("lab");
-    let lan = lab.switch("lan").expect("switch");
-    let wan = lab.switch("wan").expect("switch");
-    let client = lab.host("client").expect("host");
-    let server = lab.host("server").expect("host");
-    let h1 = lab.host("fw1").expect("host");
-    let h2 = lab.host("fw2").expect("host");
-    lab.connect(&client, "eth0", &lan, &["192.0.2.10/24"])
-        .expect("connect");
-    lab.connect(&server, "eth0", &wan, &["198.51.100.10/24"])
-        .expect("connect");
-    lab.connect(&h1, "eth0", &lan, &["192.0.2.2/24"])
-        .expect("connect");
-    lab.connect(&h1, "eth1", &wan, &["198.51.100.2/24"])
-        .expect("connect");
-    lab.connect(&h2, "ens5", &lan, &["192.0.2.3/24"])
-        .expect("connect");
-    lab.connect(&h2, "ens6", &wan, &["198.51.100.3/24"])
-        .expect("connect");
-    lab.link(
-        &h1,
-        "eth2",
-        &["203.0.113.1/24"],
-        &h2,
-        "ens7",
-        &["203.0.113.2/24"],
-    )
-    .expect("sync link");
+    let Standard {
+        client,
+        server,
+        fw1: h1,
+        fw2: h2,
+        ..
+    } = standard(&mut lab, true);
     client
         .run(&["ip", "route", "add", "default", "via", "192.0.2.1"])
         .expect("client route");
@@ -214,6 +194,39 @@ fn broken(flows: &[Value], silence: f64) -> Vec<String> {
         .collect()
 }
 
+/// fw1's three links (lan, wan, sync) down or up: the node is cut off as by a dead switch port.
+fn fw1_links(c: &Cluster, up: bool) {
+    for dev in ["eth0", "eth1", "eth2"] {
+        c.fw[0].host.set_link(dev, up).expect("set link");
+    }
+}
+
+/// fw1 drops off the network and fw2 becomes master of both VIPs.
+fn fail_over_to_fw2(c: &Cluster) {
+    fw1_links(c, false);
+    for v in [1, 2] {
+        c.fw[1].expect_state(v, "MASTER", TAKEOVER);
+    }
+}
+
+/// Every flow is alive and made progress since the mark.
+fn assert_all_alive(what: &str, flows: &[Value], log: &str) {
+    let dead = broken(flows, 2.0);
+    assert!(
+        dead.is_empty(),
+        "{what}: {} of {} flows broke: {:?}\nlog of the node now master:\n{log}",
+        dead.len(),
+        flows.len(),
+        &dead[..dead.len().min(10)],
+    );
+    for f in flows {
+        assert!(
+            f["echoed_after_mark"].as_u64().unwrap_or(0) > 0,
+            "{what}: flow made no progress: {f}"
+        );
+    }
+}
+
 fn conntrack_count(h: &Host) -> usize {
     h.run(&["conntrack", "-L"])
         .map(|s| s.lines().filter(|l| l.contains("dport=7000")).count())
@@ -244,29 +257,9 @@ fn established_connections_survive_the_master_dying() {
         c.fw[1].log()
     );
     t.mark();
-    for dev in ["eth0", "eth1", "eth2"] {
-        c.fw[0].host.set_link(dev, false).expect("link down");
-    }
-    for v in [1, 2] {
-        c.fw[1].expect_state(v, "MASTER", TAKEOVER);
-    }
+    fail_over_to_fw2(&c);
     std::thread::sleep(Duration::from_secs(5));
-    let flows = t.report();
-    let dead = broken(&flows, 2.0);
-    assert!(
-        dead.is_empty(),
-        "{} of {} flows broke on failover: {:?}\nfw2 log:\n{}",
-        dead.len(),
-        flows.len(),
-        &dead[..dead.len().min(10)],
-        c.fw[1].log()
-    );
-    for f in &flows {
-        assert!(
-            f["echoed_after_mark"].as_u64().unwrap_or(0) > 0,
-            "flow made no progress after failover: {f}"
-        );
-    }
+    assert_all_alive("failover", &t.report(), &c.fw[1].log());
 }
 
 #[test]
@@ -290,12 +283,7 @@ fn without_state_sync_the_same_failover_breaks_connections() {
         "fw2 learned states without sync"
     );
     t.mark();
-    for dev in ["eth0", "eth1", "eth2"] {
-        c.fw[0].host.set_link(dev, false).expect("link down");
-    }
-    for v in [1, 2] {
-        c.fw[1].expect_state(v, "MASTER", TAKEOVER);
-    }
+    fail_over_to_fw2(&c);
     std::thread::sleep(Duration::from_secs(5));
     let flows = t.report();
     let tcp_dead = broken(&flows, 2.0)
@@ -327,12 +315,7 @@ fn failback_waits_for_the_bulk_sync_and_keeps_every_connection() {
     assert!(lab::wait_until(Duration::from_secs(10), || {
         conntrack_count(&c.fw[1].host) >= CONNS + UDP_FLOWS
     }));
-    for dev in ["eth0", "eth1", "eth2"] {
-        c.fw[0].host.set_link(dev, false).expect("link down");
-    }
-    for v in [1, 2] {
-        c.fw[1].expect_state(v, "MASTER", TAKEOVER);
-    }
+    fail_over_to_fw2(&c);
     // Connections opened while fw1 is away exist only on fw2: fw1 must fetch them.
     let mut new = Traffic::start(&c);
     std::thread::sleep(Duration::from_secs(2));
@@ -343,9 +326,7 @@ fn failback_waits_for_the_bulk_sync_and_keeps_every_connection() {
     let log_before = c.fw[0].log().len();
     old.mark();
     new.mark();
-    for dev in ["eth0", "eth1", "eth2"] {
-        c.fw[0].host.set_link(dev, true).expect("link up");
-    }
+    fw1_links(&c, true);
     for v in [1, 2] {
         c.fw[0].expect_state(v, "MASTER", ELECTION);
     }
@@ -360,21 +341,11 @@ fn failback_waits_for_the_bulk_sync_and_keeps_every_connection() {
         "fw1 took the VIPs back before its bulk sync:\n{log}"
     );
     for (name, t) in [("old", &mut old), ("new", &mut new)] {
-        let flows = t.report();
-        let dead = broken(&flows, 2.0);
-        assert!(
-            dead.is_empty(),
-            "{name}: {} flows broke on failback: {:?}\nfw1 log:\n{}",
-            dead.len(),
-            &dead[..dead.len().min(10)],
-            c.fw[0].log()
+        assert_all_alive(
+            &format!("failback, {name} flows"),
+            &t.report(),
+            &c.fw[0].log(),
         );
-        for f in &flows {
-            assert!(
-                f["echoed_after_mark"].as_u64().unwrap_or(0) > 0,
-                "{name}: flow made no progress after failback: {f}"
-            );
-        }
     }
 }
 

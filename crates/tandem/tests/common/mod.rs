@@ -1,7 +1,7 @@
 //! Shared harness for the namespace tests: tandem nodes as real processes in lab hosts.
 #![allow(dead_code)]
 
-use lab::{Host, Lab, Process};
+use lab::{Host, Lab, Process, Switch};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -203,5 +203,57 @@ impl Node {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+}
+
+/// The standard cluster's wiring (design.md): a lan and a wan switch; fw1 on them as eth0
+/// (192.0.2.2) and eth1 (198.51.100.2), fw2 with other device names, ens5 (192.0.2.3) and ens6
+/// (198.51.100.3), so only logical names can match them; a client (192.0.2.10) on lan and a
+/// server (198.51.100.10) on wan; with `sync_link`, fw1 eth2 (203.0.113.1) to fw2 ens7
+/// (203.0.113.2).
+pub struct Standard {
+    pub lan: Switch,
+    pub wan: Switch,
+    pub client: Host,
+    pub server: Host,
+    pub fw1: Host,
+    pub fw2: Host,
+}
+
+pub fn standard(lab: &mut Lab, sync_link: bool) -> Standard {
+    let lan = lab.switch("lan").expect("lan switch");
+    let wan = lab.switch("wan").expect("wan switch");
+    let client = lab.host("client").expect("client");
+    let server = lab.host("server").expect("server");
+    let fw1 = lab.host("fw1").expect("fw1");
+    let fw2 = lab.host("fw2").expect("fw2");
+    for (host, dev, sw, addr) in [
+        (&client, "eth0", &lan, "192.0.2.10/24"),
+        (&server, "eth0", &wan, "198.51.100.10/24"),
+        (&fw1, "eth0", &lan, "192.0.2.2/24"),
+        (&fw1, "eth1", &wan, "198.51.100.2/24"),
+        (&fw2, "ens5", &lan, "192.0.2.3/24"),
+        (&fw2, "ens6", &wan, "198.51.100.3/24"),
+    ] {
+        lab.connect(host, dev, sw, &[addr]).expect("connect");
+    }
+    if sync_link {
+        lab.link(
+            &fw1,
+            "eth2",
+            &["203.0.113.1/24"],
+            &fw2,
+            "ens7",
+            &["203.0.113.2/24"],
+        )
+        .expect("sync link");
+    }
+    Standard {
+        lan,
+        wan,
+        client,
+        server,
+        fw1,
+        fw2,
     }
 }
