@@ -6,7 +6,7 @@
 
 use crate::config::StateSyncSettings;
 use anyhow::Context;
-use linux::conntrack::{Conntrack, EventItem, EventKind, Events, Groups, Op};
+use linux::conntrack::{Conntrack, ConntrackError, EventItem, EventKind, Events, Groups, Op};
 use serde::{Deserialize, Serialize};
 use statesync::{Action, Alarm, Dest, Input, LocalEvent, Replicator, SealKey};
 use std::net::{IpAddr, SocketAddr};
@@ -47,6 +47,12 @@ pub struct StateSyncStatus {
     pub last_alarm: Option<String>,
     pub last_error: Option<String>,
 }
+
+/// Datagrams read in one go after the first (whatever the socket already holds): their
+/// installs reach the kernel as one batch instead of one blocking call per datagram.
+const MAX_DRAIN: usize = 64;
+/// Conntrack events decoded ahead of the state sync task.
+const EVENT_QUEUE: usize = 65_536;
 
 pub struct Handle {
     pub commands: mpsc::Sender<Command>,
@@ -163,6 +169,9 @@ pub async fn start(
         .await
         .context("conntrack thread")?
         .context("opening ctnetlink")?;
+    let own_portid = ct.portid();
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    tokio::spawn(read_events(events, own_portid, ev_tx));
     let peers: Vec<SocketAddr> = settings
         .peers
         .iter()
@@ -183,7 +192,6 @@ pub async fn start(
         engine,
         sock,
         ct: Some(ct),
-        own_portid: 0,
         peers,
         status: StateSyncStatus {
             enabled: true,
@@ -199,11 +207,39 @@ pub async fn start(
         },
         notices: note_tx,
     };
-    tokio::spawn(task.run(events, ctl_rx));
+    tokio::spawn(task.run(ev_rx, ctl_rx));
     Ok(Handle {
         commands: ctl_tx,
         notices: note_rx,
     })
+}
+
+/// Reads conntrack events on a task of its own, so the kernel's event queue keeps draining
+/// while the state sync task waits for a batch install on the blocking pool (a bulk sync of
+/// 100k states used to overrun a 32 MiB event buffer with the echoes of its own installs, and
+/// the re-dump that follows an overrun stalled it for ~150 ms). Our own installs come back as
+/// events carrying our request socket's port id; they are dropped here (the engine would
+/// recognise them, but they need not even get that far).
+async fn read_events(
+    mut events: Events,
+    own_portid: u32,
+    tx: mpsc::Sender<Result<EventItem, ConntrackError>>,
+) {
+    loop {
+        let item = events.next().await;
+        let failed = item.is_err();
+        if let Ok(EventItem::Event(ev)) = &item {
+            if own_portid != 0 && ev.portid == own_portid {
+                continue;
+            }
+        }
+        if tx.send(item).await.is_err() {
+            return;
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 fn bind(local: IpAddr, port: u16, device: &str) -> anyhow::Result<UdpSocket> {
@@ -230,61 +266,56 @@ struct Task {
     sock: UdpSocket,
     /// Taken while a blocking kernel call runs on the blocking pool.
     ct: Option<Conntrack>,
-    own_portid: u32,
     peers: Vec<SocketAddr>,
     status: StateSyncStatus,
     notices: mpsc::Sender<Notice>,
 }
 
 impl Task {
-    async fn run(mut self, mut events: Events, mut ctl: mpsc::Receiver<Command>) {
-        self.own_portid = self.ct.as_ref().map_or(0, Conntrack::portid);
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Result<EventItem, ConntrackError>>,
+        mut ctl: mpsc::Receiver<Command>,
+    ) {
         let now = Instant::now();
         for p in self.peers.clone() {
             self.engine.handle(now, Input::PeerUp(p));
         }
-        self.dump().await;
+        // The first dump comes when the engine asks for it (Action::RequestDump, at start).
         let mut buf = vec![0u8; 65_536];
         loop {
             self.execute().await;
-            let deadline = self.engine.poll_timeout().map(|(t, _)| t);
-            let sleep = async {
-                match deadline {
-                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = crate::daemon::sleep_until(self.engine.poll_timeout().map(|(t, _)| t));
             tokio::select! {
                 r = self.sock.recv_from(&mut buf) => match r {
-                    Ok((n, from)) => self.engine.handle(
-                        Instant::now(),
-                        Input::Datagram { from, bytes: buf[..n].to_vec() },
-                    ),
+                    Ok((n, from)) => {
+                        self.engine.handle(
+                            Instant::now(),
+                            Input::Datagram { from, bytes: buf[..n].to_vec() },
+                        );
+                        self.drain_socket(&mut buf, MAX_DRAIN);
+                    }
                     Err(e) => debug!("statesync receive: {e}"),
                 },
-                ev = events.next() => match ev {
-                    Ok(EventItem::Event(ev)) => {
-                        // Our own installs come back as events; the engine would recognise
-                        // them, but they need not even get that far.
-                        if ev.portid != self.own_portid || self.own_portid == 0 {
-                            let local = match ev.kind {
-                                EventKind::New => LocalEvent::New(ev.conn),
-                                EventKind::Update => LocalEvent::Update(ev.conn),
-                                EventKind::Destroy => LocalEvent::Destroy(ev.conn),
-                            };
-                            self.engine.handle(Instant::now(), Input::Local(local));
-                        }
+                ev = events.recv() => match ev {
+                    Some(Ok(EventItem::Event(ev))) => {
+                        let local = match ev.kind {
+                            EventKind::New => LocalEvent::New(ev.conn),
+                            EventKind::Update => LocalEvent::Update(ev.conn),
+                            EventKind::Destroy => LocalEvent::Destroy(ev.conn),
+                        };
+                        self.engine.handle(Instant::now(), Input::Local(local));
                     }
-                    Ok(EventItem::Overrun) => {
+                    Some(Ok(EventItem::Overrun)) => {
                         self.status.overruns += 1;
                         warn!("conntrack events overran the receive buffer; dumping the table again");
                         self.dump().await;
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         self.status.last_error = Some(format!("conntrack events: {e}"));
                         error!("conntrack events: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
+                    None => return,
                 },
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
                 cmd = ctl.recv() => match cmd {
@@ -294,7 +325,7 @@ impl Task {
                         let _ = reply.send(s);
                     }
                     Some(Command::Flush(reply)) => {
-                        self.drain_socket(&mut buf);
+                        self.drain_socket(&mut buf, usize::MAX);
                         self.execute().await;
                         let _ = reply.send(());
                     }
@@ -305,8 +336,14 @@ impl Task {
         }
     }
 
-    fn drain_socket(&mut self, buf: &mut [u8]) {
-        while let Ok((n, from)) = self.sock.try_recv_from(buf) {
+    /// Hands the engine up to `max` datagrams the socket already holds.
+    fn drain_socket(&mut self, buf: &mut [u8], max: usize) {
+        let mut left = max;
+        while left > 0 {
+            let Ok((n, from)) = self.sock.try_recv_from(buf) else {
+                break;
+            };
+            left -= 1;
             self.engine.handle(
                 Instant::now(),
                 Input::Datagram {
@@ -354,21 +391,46 @@ impl Task {
         }
     }
 
+    async fn send(&mut self, to: Dest, bytes: &[u8]) {
+        let targets = match to {
+            Dest::All => self.peers.clone(),
+            Dest::Peer(p) => vec![p],
+        };
+        for t in targets {
+            if let Err(e) = self.sock.send_to(bytes, t).await {
+                debug!("statesync send to {t}: {e}");
+            }
+        }
+    }
+
     async fn execute(&mut self) {
-        while let Some(action) = self.engine.poll_action() {
-            match action {
-                Action::Send { to, bytes } => {
-                    let targets = match to {
-                        Dest::All => self.peers.clone(),
-                        Dest::Peer(p) => vec![p],
-                    };
-                    for t in targets {
-                        if let Err(e) = self.sock.send_to(&bytes, t).await {
-                            debug!("statesync send to {t}: {e}");
-                        }
-                    }
+        let mut sends = std::collections::VecDeque::new();
+        let mut actions = std::collections::VecDeque::new();
+        loop {
+            for a in std::iter::from_fn(|| self.engine.poll_action()) {
+                match a {
+                    Action::Send { to, bytes } => sends.push_back((to, bytes)),
+                    other => actions.push_back(other),
                 }
-                Action::Install(conns) => {
+            }
+            // Datagrams go first: a peer waiting for us (a bulk request, a probe's answer, a
+            // NACK) is not kept waiting behind kernel work queued before it (the start-up dump
+            // alone takes 10-30 ms: the kernel walks the whole, all-namespace conntrack hash).
+            if let Some((to, bytes)) = sends.pop_front() {
+                self.send(to, &bytes).await;
+                continue;
+            }
+            let Some(action) = actions.pop_front() else {
+                return;
+            };
+            match action {
+                Action::Send { to, bytes } => self.send(to, &bytes).await,
+                Action::Install(mut conns) => {
+                    // Consecutive batches (one per datagram) go to the kernel as one.
+                    while let Some(Action::Install(more)) = actions.front_mut() {
+                        conns.append(more);
+                        actions.pop_front();
+                    }
                     let n = conns.len() as u64;
                     let failed = self
                         .kernel(move |ct| {
@@ -385,7 +447,11 @@ impl Task {
                     self.status.installed += n - failed.len() as u64;
                     self.note_errors("install", failed);
                 }
-                Action::Remove(keys) => {
+                Action::Remove(mut keys) => {
+                    while let Some(Action::Remove(more)) = actions.front_mut() {
+                        keys.append(more);
+                        actions.pop_front();
+                    }
                     let n = keys.len() as u64;
                     let failed = self
                         .kernel(move |ct| {
