@@ -10,30 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Whether the tests can run here; panics in CI when they cannot.
 fn runnable() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false);
-    let tools = [("nft", "--version"), ("ip", "-V")].iter().all(|(t, v)| {
-        Command::new(t)
-            .arg(v)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if root && tools {
-        return true;
-    }
-    assert!(
-        !ci,
-        "CI=true but the nft checks cannot run (root: {root}, nft and ip found: {tools})"
-    );
-    eprintln!("skipping nft checks: need root and the nft and ip tools");
-    false
+    common::runnable("nft checks", &[("nft", "--version"), ("ip", "-V")])
 }
 
 /// A network namespace deleted on drop (also on panic).

@@ -3,37 +3,17 @@
 //! TCP packet without state is dropped). Needs root, ip, nft and python3; skipped without them
 //! unless CI == "true".
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn runnable() -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false);
-    let tools = [("nft", "--version"), ("ip", "-V"), ("python3", "--version")]
-        .iter()
-        .all(|(t, v)| {
-            Command::new(t)
-                .arg(v)
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    if root && tools {
-        return true;
-    }
-    assert!(
-        !ci,
-        "CI=true but the traffic test cannot run (root: {root}, tools: {tools})"
-    );
-    eprintln!("skipping traffic test: need root, ip, nft and python3");
-    false
+    common::runnable(
+        "traffic test",
+        &[("nft", "--version"), ("ip", "-V"), ("python3", "--version")],
+    )
 }
 
 /// The namespaces and background processes of one test; all removed on drop.

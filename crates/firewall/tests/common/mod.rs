@@ -104,6 +104,37 @@ pub fn render_case(name: &str, text: &str) -> firewall::Ruleset {
     })
 }
 
+/// Whether a namespace test can run here: root, and every `(tool, version flag)` in `tools`
+/// answers. Panics in CI (CI == "true") when it cannot; elsewhere prints why and returns false.
+/// `what` names the test(s) in those messages.
+pub fn runnable(what: &str, tools: &[(&str, &str)]) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    let found = tools.iter().all(|(t, v)| {
+        std::process::Command::new(t)
+            .arg(v)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    if root && found {
+        return true;
+    }
+    let names: Vec<&str> = tools.iter().map(|(t, _)| *t).collect();
+    assert!(
+        !ci,
+        "CI=true but the {what} cannot run (root: {root}, {names:?} found: {found})"
+    );
+    eprintln!("skipping {what}: need root and {names:?}");
+    false
+}
+
 pub fn routes_text(r: &firewall::Ruleset) -> String {
     r.routes
         .iter()
