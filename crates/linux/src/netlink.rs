@@ -11,7 +11,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressProto
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::AsyncSocket;
-use rtnetlink::{AddressMessageBuilder, Handle, MulticastGroup};
+use rtnetlink::{AddressMessageBuilder, Handle, LinkGetRequest, MulticastGroup};
 
 use crate::addrs::{nodad_header_flag, AddressInfo, TANDEM_ADDR_PROTO};
 use crate::error::{rtnl_to_io, LinuxError};
@@ -89,57 +89,30 @@ impl Netlink {
 
     /// Looks a link up by name.
     pub async fn link(&self, name: &str) -> Result<LinkInfo, LinuxError> {
-        let mut links = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_owned())
-            .execute();
-        let not_found = |source: io::Error| LinuxError::NoSuchInterface {
-            ifname: name.to_owned(),
-            source,
-        };
-        match links.try_next().await {
-            Ok(Some(msg)) => Ok(LinkInfo::from_message(&msg)),
-            Ok(None) => Err(not_found(io::Error::from_raw_os_error(libc::ENODEV))),
-            Err(e) => {
-                let source = rtnl_to_io(e);
-                if source.raw_os_error() == Some(libc::ENODEV) {
-                    Err(not_found(source))
-                } else {
-                    Err(LinuxError::Netlink {
-                        op: "get link",
-                        target: name.to_owned(),
-                        source,
-                    })
-                }
-            }
-        }
+        let req = self.handle.link().get().match_name(name.to_owned());
+        get_link(
+            req,
+            || name.to_owned(),
+            |source| LinuxError::NoSuchInterface {
+                ifname: name.to_owned(),
+                source,
+            },
+        )
+        .await
     }
 
     /// Looks a link up by index.
     pub async fn link_by_index(&self, index: u32) -> Result<LinkInfo, LinuxError> {
-        let mut links = self.handle.link().get().match_index(index).execute();
-        let not_found = |source: io::Error| LinuxError::NoSuchIfindex {
-            ifindex: index,
-            source,
-        };
-        match links.try_next().await {
-            Ok(Some(msg)) => Ok(LinkInfo::from_message(&msg)),
-            Ok(None) => Err(not_found(io::Error::from_raw_os_error(libc::ENODEV))),
-            Err(e) => {
-                let source = rtnl_to_io(e);
-                if source.raw_os_error() == Some(libc::ENODEV) {
-                    Err(not_found(source))
-                } else {
-                    Err(LinuxError::Netlink {
-                        op: "get link",
-                        target: format!("ifindex {index}"),
-                        source,
-                    })
-                }
-            }
-        }
+        let req = self.handle.link().get().match_index(index);
+        get_link(
+            req,
+            || format!("ifindex {index}"),
+            |source| LinuxError::NoSuchIfindex {
+                ifindex: index,
+                source,
+            },
+        )
+        .await
     }
 
     /// Every link of the namespace.
@@ -245,6 +218,32 @@ impl Netlink {
                 target: format!("ifindex {ifindex}"),
                 source: rtnl_to_io(e),
             })
+    }
+}
+
+/// Runs a request for one link: its info; `not_found` when there is no such link (no answer or
+/// ENODEV); any other failure as a "get link" error on `target`.
+async fn get_link(
+    req: LinkGetRequest,
+    target: impl FnOnce() -> String,
+    not_found: impl FnOnce(io::Error) -> LinuxError,
+) -> Result<LinkInfo, LinuxError> {
+    let mut links = req.execute();
+    match links.try_next().await {
+        Ok(Some(msg)) => Ok(LinkInfo::from_message(&msg)),
+        Ok(None) => Err(not_found(io::Error::from_raw_os_error(libc::ENODEV))),
+        Err(e) => {
+            let source = rtnl_to_io(e);
+            if source.raw_os_error() == Some(libc::ENODEV) {
+                Err(not_found(source))
+            } else {
+                Err(LinuxError::Netlink {
+                    op: "get link",
+                    target: target(),
+                    source,
+                })
+            }
+        }
     }
 }
 
