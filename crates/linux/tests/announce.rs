@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{enter, ip, join};
-use lab::{require_netns, wait_until, Lab};
+use lab::{require_netns, wait_until};
 use linux::announce::{garp_frame, unsolicited_na_frame};
 use nix::sys::socket::MsgFlags;
 
@@ -74,18 +74,11 @@ fn garp_and_unsolicited_na_reach_the_peer_byte_exact() {
         return;
     }
     let with_tcpdump = tcpdump_available();
-    let mut lab = Lab::new("linux_garp_na").expect("lab");
-    let a = lab.host("a").expect("host a");
-    let b = lab.host("b").expect("host b");
-    lab.link(
-        &a,
-        "eth0",
+    let (_lab, a, b) = common::two_hosts(
+        "linux_garp_na",
         &["192.0.2.1/24", "2001:db8::1/64"],
-        &b,
-        "eth0",
         &["192.0.2.2/24", "2001:db8::2/64"],
-    )
-    .expect("veth");
+    );
     assert!(wait_until(Duration::from_secs(5), || a.has_carrier("eth0")
         && b.has_carrier("eth0")));
     let (ns_a, ns_b) = (a.ns().to_owned(), b.ns().to_owned());
@@ -215,18 +208,11 @@ fn na_carries_the_router_flag_when_the_interface_forwards_ipv6() {
     if !require_netns() {
         return;
     }
-    let mut lab = Lab::new("linux_na_router_flag").expect("lab");
-    let a = lab.host("a").expect("host a");
-    let b = lab.host("b").expect("host b");
-    lab.link(
-        &a,
-        "eth0",
+    let (_lab, a, b) = common::two_hosts(
+        "linux_na_router_flag",
         &["2001:db8::1/64"],
-        &b,
-        "eth0",
         &["2001:db8::2/64"],
-    )
-    .expect("veth");
+    );
     assert!(wait_until(Duration::from_secs(5), || a.has_carrier("eth0")
         && b.has_carrier("eth0")));
     let (ns_a, ns_b) = (a.ns().to_owned(), b.ns().to_owned());

@@ -24,18 +24,11 @@ async fn recv_timeout(s: &CarpSocket, d: Duration) -> Option<Result<ReceivedAdve
 }
 
 fn two_hosts(test: &str) -> (Lab, String, String) {
-    let mut lab = Lab::new(test).expect("lab");
-    let a = lab.host("a").expect("host a");
-    let b = lab.host("b").expect("host b");
-    lab.link(
-        &a,
-        "eth0",
+    let (lab, a, b) = common::two_hosts(
+        test,
         &["192.0.2.1/24", "2001:db8::1/64"],
-        &b,
-        "eth0",
         &["192.0.2.2/24", "2001:db8::2/64"],
-    )
-    .expect("veth a-b");
+    );
     let (a, b) = (a.ns().to_owned(), b.ns().to_owned());
     (lab, a, b)
 }
@@ -173,10 +166,7 @@ fn source_address_is_never_a_vip_and_missing_ipv4_is_a_clear_error() {
     if !require_netns() {
         return;
     }
-    let mut lab = Lab::new("linux_source_never_vip").expect("lab");
-    let a = lab.host("a").expect("host a");
-    let b = lab.host("b").expect("host b");
-    lab.link(&a, "eth0", &[], &b, "eth0", &[]).expect("veth");
+    let (_lab, a, _b) = common::two_hosts("linux_source_never_vip", &[], &[]);
     let ns = a.ns().to_owned();
     let ns2 = ns.clone();
     block_in_ns(&ns, move || async move {
@@ -224,11 +214,7 @@ fn opening_outside_a_runtime_is_an_error_not_a_panic() {
     if !require_netns() {
         return;
     }
-    let mut lab = Lab::new("linux_open_outside_runtime").expect("lab");
-    let a = lab.host("a").expect("host a");
-    let b = lab.host("b").expect("host b");
-    lab.link(&a, "eth0", &["192.0.2.1/24"], &b, "eth0", &[])
-        .expect("veth");
+    let (_lab, a, _b) = common::two_hosts("linux_open_outside_runtime", &["192.0.2.1/24"], &[]);
     let ns = a.ns().to_owned();
     join(std::thread::spawn(move || {
         common::enter(&ns);

@@ -495,11 +495,11 @@ fn events_for_traffic_cli_and_own_writes() {
     if !require_netns() {
         return;
     }
-    let mut lab = Lab::new("linux_conntrack_events").expect("lab");
-    let a = lab.host("a").expect("host a");
-    let b = lab.host("b").expect("host b");
-    lab.link(&a, "eth0", &["192.0.2.1/24"], &b, "eth0", &["192.0.2.2/24"])
-        .expect("veth");
+    let (_lab, a, _b) = common::two_hosts(
+        "linux_conntrack_events",
+        &["192.0.2.1/24"],
+        &["192.0.2.2/24"],
+    );
     assert!(lab::wait_until(Duration::from_secs(5), || a.has_carrier("eth0")));
     sysctls(&a);
     assert_eq!(

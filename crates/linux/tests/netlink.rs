@@ -15,18 +15,11 @@ fn link_lookup_and_address_add_del_seen_by_ip() {
     if !require_netns() {
         return;
     }
-    let mut lab = Lab::new("linux_netlink_addresses").expect("lab");
-    let a = lab.host("a").expect("host a");
-    let b = lab.host("b").expect("host b");
-    lab.link(
-        &a,
-        "eth0",
+    let (_lab, a, _b) = common::two_hosts(
+        "linux_netlink_addresses",
         &["192.0.2.1/24", "2001:db8::1/64"],
-        &b,
-        "eth0",
         &["192.0.2.2/24"],
-    )
-    .expect("veth");
+    );
     let mac = parse_mac(&a.mac("eth0").expect("mac"));
     assert!(lab::wait_until(Duration::from_secs(5), || a.has_carrier("eth0")));
     let ns = a.ns().to_owned();
@@ -130,11 +123,8 @@ fn link_watcher_reports_admin_down_up_carrier_loss_and_removal() {
     if !require_netns() {
         return;
     }
-    let mut lab = Lab::new("linux_link_watcher").expect("lab");
-    let a = lab.host("a").expect("host a");
-    let b = lab.host("b").expect("host b");
-    lab.link(&a, "eth0", &["192.0.2.1/24"], &b, "eth0", &["192.0.2.2/24"])
-        .expect("veth");
+    let (_lab, a, b) =
+        common::two_hosts("linux_link_watcher", &["192.0.2.1/24"], &["192.0.2.2/24"]);
     let (ns_a, ns_b) = (a.ns().to_owned(), b.ns().to_owned());
     block_in_ns(&ns_a.clone(), move || async move {
         let mut w = LinkWatcher::new().await.expect("watcher");

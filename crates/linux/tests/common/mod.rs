@@ -8,6 +8,7 @@ use std::fs::File;
 use std::future::Future;
 use std::thread::JoinHandle;
 
+use lab::{Host, Lab};
 use nix::sched::{setns, CloneFlags};
 
 /// Moves the calling thread into network namespace `ns` (made by `ip netns add`).
@@ -85,6 +86,17 @@ pub fn ip(ns: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A lab for `test` with hosts "a" and "b" joined by a veth pair, `eth0` on both sides, with
+/// addresses `a_addrs` on a's side and `b_addrs` on b's.
+pub fn two_hosts(test: &str, a_addrs: &[&str], b_addrs: &[&str]) -> (Lab, Host, Host) {
+    let mut lab = Lab::new(test).expect("lab");
+    let a = lab.host("a").expect("host a");
+    let b = lab.host("b").expect("host b");
+    lab.link(&a, "eth0", a_addrs, &b, "eth0", b_addrs)
+        .expect("veth a-b");
+    (lab, a, b)
 }
 
 /// Parses "aa:bb:cc:dd:ee:ff".
