@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 
 use lab::{Host, Lab};
 use nix::sched::{setns, CloneFlags};
+use tokio::runtime::Builder;
 
 /// Moves the calling thread into network namespace `ns` (made by `ip netns add`).
 pub fn enter(ns: &str) {
@@ -26,15 +27,7 @@ where
     Fut: Future<Output = T>,
     T: Send + 'static,
 {
-    let ns = ns.to_owned();
-    std::thread::spawn(move || {
-        enter(&ns);
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime")
-            .block_on(f())
-    })
+    spawn_in_ns_with(ns, Builder::new_current_thread, f)
 }
 
 /// As [`spawn_in_ns`] but on a multi-thread runtime (the task driving `f` runs on the calling
@@ -45,11 +38,29 @@ where
     Fut: Future<Output = T>,
     T: Send + 'static,
 {
+    spawn_in_ns_with(
+        ns,
+        || {
+            let mut b = Builder::new_multi_thread();
+            b.worker_threads(2);
+            b
+        },
+        f,
+    )
+}
+
+/// Runs `f` on a new thread inside `ns` with the runtime `runtime()` builds (on that thread,
+/// after entering `ns`).
+fn spawn_in_ns_with<T, Fut, F>(ns: &str, runtime: fn() -> Builder, f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
     let ns = ns.to_owned();
     std::thread::spawn(move || {
         enter(&ns);
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+        runtime()
             .enable_all()
             .build()
             .expect("tokio runtime")
