@@ -254,6 +254,13 @@ fn expect(what: &str, got: Outcome, want: Outcome, fw: &Node) {
     );
 }
 
+/// The packet count of the rule commented `needle` in `chain` of the tandem table on `fw`.
+fn counter(fw: &Node, chain: &str, needle: &str) -> u64 {
+    fw.host
+        .nft_counter("inet tandem", chain, needle)
+        .expect("counter")
+}
+
 fn line_of(path: &Path, needle: &str) -> usize {
     let text = std::fs::read_to_string(path).expect("read config");
     text.lines()
@@ -348,10 +355,7 @@ fn rules_pass_block_and_reject_real_traffic() {
         &fw,
     );
     // Block: by a block rule, and by default (ports and hosts outside the aliases, inbound).
-    let blocked_before = fw
-        .host
-        .nft_counter("inet tandem", "forward", "blocked port")
-        .expect("counter");
+    let blocked_before = counter(&fw, "forward", "blocked port");
     expect(
         "tcp 82 blocked by rule",
         c.probe_tcp(SERVER, 82, T),
@@ -359,16 +363,10 @@ fn rules_pass_block_and_reject_real_traffic() {
         &fw,
     );
     assert!(
-        fw.host
-            .nft_counter("inet tandem", "forward", "blocked port")
-            .expect("counter")
-            > blocked_before,
+        counter(&fw, "forward", "blocked port") > blocked_before,
         "the block rule's counter did not rise"
     );
-    let default_before = fw
-        .host
-        .nft_counter("inet tandem", "forward", "default block")
-        .expect("counter");
+    let default_before = counter(&fw, "forward", "default block");
     expect(
         "tcp 8081 (not in the port alias)",
         c.probe_tcp(SERVER, 8081, T),
@@ -400,10 +398,7 @@ fn rules_pass_block_and_reject_real_traffic() {
         &fw,
     );
     assert!(
-        fw.host
-            .nft_counter("inet tandem", "forward", "default block")
-            .expect("counter")
-            >= default_before + 5,
+        counter(&fw, "forward", "default block") >= default_before + 5,
         "the default block counter did not count the drops"
     );
     // Passing traffic did reach the server, blocked traffic did not.
@@ -471,26 +466,26 @@ fn outbound_nat_port_forward_and_stateful_drop() {
 
     // Stateful: a mid-stream TCP segment (ACK, no connection) of a flow a pass rule allows is
     // dropped by the default block; a SYN of the same flow is passed.
-    let counter = || {
-        fw.host
-            .nft_counter("inet tandem", "forward", "default block")
-            .expect("counter")
-    };
-    let before = counter();
+    let default_block = || counter(&fw, "forward", "default block");
+    let before = default_block();
     net.client
         .send_tcp_segment("192.0.2.10", SERVER, 40001, 80, 0x10)
         .expect("send ACK");
     assert!(
-        lab::wait_until(Duration::from_secs(2), || counter() == before + 1),
+        lab::wait_until(Duration::from_secs(2), || default_block() == before + 1),
         "mid-stream ACK not dropped by the default block (counter {} -> {})",
         before,
-        counter()
+        default_block()
     );
     net.client
         .send_tcp_segment("192.0.2.10", SERVER, 40002, 80, 0x02)
         .expect("send SYN");
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(counter(), before + 1, "a SYN of a passed flow was dropped");
+    assert_eq!(
+        default_block(),
+        before + 1,
+        "a SYN of a passed flow was dropped"
+    );
 }
 
 #[test]
@@ -749,11 +744,7 @@ fn failover_keeps_rules_and_nat_on_the_new_master() {
         Outcome::from("198.51.100.1"),
         &fw1,
     );
-    let via = |fw: &Node| {
-        fw.host
-            .nft_counter("inet tandem", "postrouting", "outbound NAT 1")
-            .expect("counter")
-    };
+    let via = |fw: &Node| counter(fw, "postrouting", "outbound NAT 1");
     assert!(via(&fw1) > 0);
     assert_eq!(via(&fw2), 0);
 
