@@ -8,6 +8,7 @@ mod common;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::process::Command;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{enter, ip, join};
@@ -66,6 +67,26 @@ fn capture(
         }
     }
     got
+}
+
+/// Captures, on a thread inside `ns`, up to `want` frames from the virtual MAC arriving on eth0
+/// (for 10 s at most); returns once the capture socket is bound.
+fn capture_vmac(ns: String, want: usize) -> JoinHandle<Vec<Vec<u8>>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let capturer = std::thread::spawn(move || {
+        enter(&ns);
+        capture(
+            "eth0",
+            ready_tx,
+            Duration::from_secs(10),
+            |f| f.len() >= 12 && f[6..12] == VMAC,
+            want,
+        )
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("capture ready");
+    capturer
 }
 
 #[test]
@@ -129,21 +150,7 @@ fn garp_and_unsolicited_na_reach_the_peer_byte_exact() {
         );
     }
 
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let ns_b2 = ns_b.clone();
-    let capturer = std::thread::spawn(move || {
-        enter(&ns_b2);
-        capture(
-            "eth0",
-            ready_tx,
-            Duration::from_secs(10),
-            |f| f.len() >= 12 && f[6..12] == VMAC,
-            2,
-        )
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("capture ready");
+    let capturer = capture_vmac(ns_b.clone(), 2);
 
     let sender = std::thread::spawn(move || {
         enter(&ns_a);
@@ -218,20 +225,7 @@ fn na_carries_the_router_flag_when_the_interface_forwards_ipv6() {
     let (ns_a, ns_b) = (a.ns().to_owned(), b.ns().to_owned());
     let vip6: Ipv6Addr = "2001:db8::100".parse().expect("literal");
 
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let capturer = std::thread::spawn(move || {
-        enter(&ns_b);
-        capture(
-            "eth0",
-            ready_tx,
-            Duration::from_secs(10),
-            |f| f.len() >= 12 && f[6..12] == VMAC,
-            1,
-        )
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("capture ready");
+    let capturer = capture_vmac(ns_b, 1);
     let ns = ns_a.clone();
     join(std::thread::spawn(move || {
         enter(&ns);
