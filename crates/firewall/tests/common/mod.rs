@@ -84,24 +84,14 @@ pub fn readme_example() -> String {
 /// Render a golden config, panicking with file:line messages on errors.
 pub fn render_case(name: &str, text: &str) -> firewall::Ruleset {
     let file = format!("{name}.toml");
-    let areas = firewall::parse_areas(text).unwrap_or_else(|e| {
-        panic!(
-            "{}",
-            e.iter()
-                .map(|e| e.located(&file, text))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
-    firewall::render(&areas, &context(text)).unwrap_or_else(|e| {
-        panic!(
-            "{}",
-            e.iter()
-                .map(|e| e.located(&file, text))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })
+    let located = |e: Vec<firewall::ConfigError>| {
+        e.iter()
+            .map(|e| e.located(&file, text))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let areas = firewall::parse_areas(text).unwrap_or_else(|e| panic!("{}", located(e)));
+    firewall::render(&areas, &context(text)).unwrap_or_else(|e| panic!("{}", located(e)))
 }
 
 /// Whether a namespace test can run here: root, and every `(tool, version flag)` in `tools`
