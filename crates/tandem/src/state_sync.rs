@@ -220,13 +220,40 @@ pub async fn start(
 /// the re-dump that follows an overrun stalled it for ~150 ms). Our own installs come back as
 /// events carrying our request socket's port id; they are dropped here (the engine would
 /// recognise them, but they need not even get that far).
+///
+/// An overrun is passed on only once the socket's queue has been read empty. The kernel
+/// reports ENOBUFS once and then drops further events *silently* until the queue has been
+/// emptied (netlink's NETLINK_S_CONGESTED): a dump taken before that point misses the conns
+/// whose events are dropped after it started, and they stayed unknown until the next periodic
+/// dump (30 s; a burst of 200k new conns on fw1 reached fw2 after ~26-30 s). Once the queue
+/// is empty, any further loss is reported again, and the dump that follows covers everything
+/// lost so far.
 async fn read_events(
     mut events: Events,
     own_portid: u32,
     tx: mpsc::Sender<Result<EventItem, ConntrackError>>,
 ) {
+    let mut overrun = false;
     loop {
-        let item = events.next().await;
+        let item = if overrun {
+            // `Events::next` only awaits the socket's readiness: cancelling it loses nothing.
+            match tokio::time::timeout(Duration::ZERO, events.next()).await {
+                Ok(item) => item,
+                Err(_) => {
+                    overrun = false;
+                    if tx.send(Ok(EventItem::Overrun)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            events.next().await
+        };
+        if matches!(item, Ok(EventItem::Overrun)) {
+            overrun = true;
+            continue;
+        }
         let failed = item.is_err();
         if let Ok(EventItem::Event(ev)) = &item {
             if own_portid != 0 && ev.portid == own_portid {
