@@ -888,6 +888,26 @@ pub(crate) struct BuildOpts {
     pub(crate) tcp_be_liberal: bool,
 }
 
+/// A TCP conn's CTA_PROTOINFO (state, window scale and flags), with BE_LIBERAL added when the
+/// options ask for it: TCP window edges are not in ctnetlink, so injected entries need it.
+fn put_tcp_protoinfo(b: &mut MsgBuf, c: &Conn, opts: BuildOpts, full_mask: bool) {
+    if let (
+        Some(t),
+        L4::Ports {
+            proto: PortProto::Tcp,
+            ..
+        },
+    ) = (&c.tcp, c.orig.l4)
+    {
+        let extra = if opts.tcp_be_liberal {
+            tcp_flags::BE_LIBERAL
+        } else {
+            0
+        };
+        b.tcp(t, extra, full_mask);
+    }
+}
+
 /// `IPCTNL_MSG_CT_NEW` with `NLM_F_CREATE|NLM_F_EXCL` (plus `extra_flags`): a new entry with
 /// tuples, status, timeout, mark, protoinfo, NAT, seq-adjust, helper, zone, labels, master.
 ///
@@ -928,22 +948,8 @@ pub(crate) fn build_create(
     if c.mark != 0 {
         b.put_be32(CTA_MARK, c.mark);
     }
-    if let (
-        Some(t),
-        L4::Ports {
-            proto: PortProto::Tcp,
-            ..
-        },
-    ) = (&c.tcp, c.orig.l4)
-    {
-        let extra = if opts.tcp_be_liberal {
-            tcp_flags::BE_LIBERAL
-        } else {
-            0
-        };
-        // The kernel zeroes the TCP state before applying this: mask = flags is exact.
-        b.tcp(t, extra, false);
-    }
+    // The kernel zeroes the TCP state before applying a create's protoinfo: mask = flags is exact.
+    put_tcp_protoinfo(b, c, opts, false);
     if let Some(r) = &nat.src {
         b.nat(CTA_NAT_SRC, r);
     }
@@ -1009,21 +1015,7 @@ pub(crate) fn build_update(
         b.put_be32(CTA_TIMEOUT, t);
     }
     b.put_be32(CTA_MARK, c.mark);
-    if let (
-        Some(t),
-        L4::Ports {
-            proto: PortProto::Tcp,
-            ..
-        },
-    ) = (&c.tcp, c.orig.l4)
-    {
-        let extra = if opts.tcp_be_liberal {
-            tcp_flags::BE_LIBERAL
-        } else {
-            0
-        };
-        b.tcp(t, extra, true);
-    }
+    put_tcp_protoinfo(b, c, opts, true);
     if let Some(s) = &c.seq_adj_orig {
         b.seqadj(CTA_SEQ_ADJ_ORIG, s);
     }
