@@ -3,20 +3,20 @@
 //! each peer; a peer validates and activates them all or nothing, keeps the previous
 //! generations, detects local drift, and answers with the result.
 //!
-//! Pure bookkeeping lives in [`area`], [`book`] and [`rpc`] (no I/O, no clock reads: times
-//! are passed in). The I/O is in [`tls`] (certificates, pinning), [`server`] (HTTPS XML-RPC
-//! server handing calls to the daemon loop through a channel), [`client`] and [`push`] (the
-//! primary's per-peer push task with retry and heartbeat).
+//! This crate is the pure half: the areas ([`area`]), the bookkeeping of generations, drift
+//! and push schedules ([`book`]), every XML-RPC call and answer encoded and decoded
+//! ([`rpc`]), the peer's decision on a push over its store ([`peer`]), and the shared
+//! credentials ([`auth`]). No I/O, no clock reads: times are passed in. The network half
+//! (TLS, the HTTPS server, the client and the primary's push tasks) is the crate
+//! `configsync-net`.
 
 #![forbid(unsafe_code)]
 
 pub mod area;
+pub mod auth;
 pub mod book;
-pub mod client;
-pub mod push;
+pub mod peer;
 pub mod rpc;
-pub mod server;
-pub mod tls;
 
 pub use area::Area;
 

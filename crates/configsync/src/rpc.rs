@@ -42,8 +42,101 @@ pub mod code {
     pub const INTERNAL: i32 = 500;
 }
 
-pub fn fault(code: i32, msg: impl Into<String>) -> Fault {
-    Fault::new(code, msg.into())
+/// Why a node refused a call: the typed form of an XML-RPC fault. The code carries the kind
+/// across the wire, the message is for people; nothing is ever parsed back out of a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Malformed call or parameters (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// This node does not take that call (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such method (404).
+    #[error("{0}")]
+    UnknownMethod(String),
+    /// The peer's synced areas were changed locally and its policy is refuse (409).
+    #[error("{0}")]
+    Drift(String),
+    /// The push is older than what the peer runs (410); its generation is in a heartbeat.
+    #[error("{0}")]
+    Stale(String),
+    /// The pushed areas failed validation or activation (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// Protocol or config schema versions differ (426).
+    #[error("{0}")]
+    Version(String),
+    /// Anything else, and fault codes this version does not know (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Refusal {
+    pub fn code(&self) -> i32 {
+        match self {
+            Refusal::BadRequest(_) => code::BAD_REQUEST,
+            Refusal::Forbidden(_) => code::FORBIDDEN,
+            Refusal::UnknownMethod(_) => code::UNKNOWN_METHOD,
+            Refusal::Drift(_) => code::DRIFT,
+            Refusal::Stale(_) => code::STALE,
+            Refusal::Invalid(_) => code::INVALID,
+            Refusal::Version(_) => code::VERSION,
+            Refusal::Internal(_) => code::INTERNAL,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::BadRequest(m)
+            | Refusal::Forbidden(m)
+            | Refusal::UnknownMethod(m)
+            | Refusal::Drift(m)
+            | Refusal::Stale(m)
+            | Refusal::Invalid(m)
+            | Refusal::Version(m)
+            | Refusal::Internal(m) => m,
+        }
+    }
+
+    /// The name of the kind, for counters and status (`bad-request`, `drift`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::BadRequest(_) => "bad-request",
+            Refusal::Forbidden(_) => "forbidden",
+            Refusal::UnknownMethod(_) => "unknown-method",
+            Refusal::Drift(_) => "drift",
+            Refusal::Stale(_) => "stale",
+            Refusal::Invalid(_) => "invalid",
+            Refusal::Version(_) => "version",
+            Refusal::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether the caller sent something this node cannot read (counted as a refused call).
+    pub fn is_bad_call(&self) -> bool {
+        matches!(self, Refusal::BadRequest(_) | Refusal::UnknownMethod(_))
+    }
+
+    pub fn to_fault(&self) -> Fault {
+        Fault::new(self.code(), self.message().to_string())
+    }
+
+    /// The refusal a fault stands for (by its code; an unknown code is `Internal`).
+    pub fn from_fault(code: i32, message: impl Into<String>) -> Refusal {
+        let m = message.into();
+        match code {
+            code::BAD_REQUEST => Refusal::BadRequest(m),
+            code::FORBIDDEN => Refusal::Forbidden(m),
+            code::UNKNOWN_METHOD => Refusal::UnknownMethod(m),
+            code::DRIFT => Refusal::Drift(m),
+            code::STALE => Refusal::Stale(m),
+            code::INVALID => Refusal::Invalid(m),
+            code::VERSION => Refusal::Version(m),
+            code::INTERNAL => Refusal::Internal(m),
+            other => Refusal::Internal(format!("fault {other}: {m}")),
+        }
+    }
 }
 
 /// Who sends a push or heartbeat.
@@ -89,11 +182,11 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn bad(method: &str, msg: impl std::fmt::Display) -> Fault {
-    fault(code::BAD_REQUEST, format!("{method}: {msg}"))
+fn bad(method: &str, msg: impl std::fmt::Display) -> Refusal {
+    Refusal::BadRequest(format!("{method}: {msg}"))
 }
 
-fn arity(method: &str, params: &[Value], names: &[&str]) -> Result<(), Fault> {
+fn arity(method: &str, params: &[Value], names: &[&str]) -> Result<(), Refusal> {
     if params.len() != names.len() {
         return Err(bad(
             method,
@@ -112,7 +205,7 @@ fn arity(method: &str, params: &[Value], names: &[&str]) -> Result<(), Fault> {
     Ok(())
 }
 
-fn int(method: &str, what: &str, v: &Value) -> Result<i64, Fault> {
+fn int(method: &str, what: &str, v: &Value) -> Result<i64, Refusal> {
     match v {
         Value::Integer(i) => Ok(i64::from(*i)),
         Value::Long(i) => Ok(*i),
@@ -123,7 +216,7 @@ fn int(method: &str, what: &str, v: &Value) -> Result<i64, Fault> {
     }
 }
 
-fn generation(method: &str, v: &Value) -> Result<u64, Fault> {
+fn generation(method: &str, v: &Value) -> Result<u64, Refusal> {
     let g = int(method, "generation", v)?;
     if g < 1 {
         return Err(bad(
@@ -134,7 +227,7 @@ fn generation(method: &str, v: &Value) -> Result<u64, Fault> {
     u64::try_from(g).map_err(|_| bad(method, "generation out of range"))
 }
 
-fn string<'a>(method: &str, what: &str, v: &'a Value) -> Result<&'a str, Fault> {
+fn string<'a>(method: &str, what: &str, v: &'a Value) -> Result<&'a str, Refusal> {
     match v {
         Value::String(s) => Ok(s),
         other => Err(bad(
@@ -149,12 +242,12 @@ fn member<'a>(
     what: &str,
     m: &'a BTreeMap<String, Value>,
     key: &str,
-) -> Result<&'a Value, Fault> {
+) -> Result<&'a Value, Refusal> {
     m.get(key)
         .ok_or_else(|| bad(method, format!("{what} lacks the member `{key}`")))
 }
 
-fn source(method: &str, v: &Value) -> Result<Source, Fault> {
+fn source(method: &str, v: &Value) -> Result<Source, Refusal> {
     let Value::Struct(m) = v else {
         return Err(bad(
             method,
@@ -164,7 +257,7 @@ fn source(method: &str, v: &Value) -> Result<Source, Fault> {
             ),
         ));
     };
-    let num = |key: &str| -> Result<u32, Fault> {
+    let num = |key: &str| -> Result<u32, Refusal> {
         let n = int(
             method,
             &format!("source.{key}"),
@@ -190,7 +283,7 @@ fn source(method: &str, v: &Value) -> Result<Source, Fault> {
 }
 
 /// Decodes a call; unknown methods and bad parameters are faults that say what is wrong.
-pub fn decode(method: &str, params: &[Value]) -> Result<Call, Fault> {
+pub fn decode(method: &str, params: &[Value]) -> Result<Call, Refusal> {
     match method {
         VERSION => arity(method, params, &[]).map(|()| Call::Version),
         STATUS => arity(method, params, &[]).map(|()| Call::Status),
@@ -245,13 +338,10 @@ pub fn decode(method: &str, params: &[Value]) -> Result<Call, Fault> {
                 force,
             }))
         }
-        other => Err(fault(
-            code::UNKNOWN_METHOD,
-            format!(
-                "unknown method {other:?} (this node has: {})",
-                METHODS.join(", ")
-            ),
-        )),
+        other => Err(Refusal::UnknownMethod(format!(
+            "unknown method {other:?} (this node has: {})",
+            METHODS.join(", ")
+        ))),
     }
 }
 
@@ -336,8 +426,8 @@ pub fn to_json(v: &Value) -> serde_json::Value {
     }
 }
 
-/// A struct of string/int members, built from pairs.
-pub fn record(members: &[(&str, Value)]) -> Value {
+/// A struct built from pairs.
+fn record(members: &[(&str, Value)]) -> Value {
     Value::Struct(
         members
             .iter()
@@ -346,7 +436,7 @@ pub fn record(members: &[(&str, Value)]) -> Value {
     )
 }
 
-pub fn int_value(n: u64) -> Value {
+fn int_value(n: u64) -> Value {
     gen_value(n)
 }
 
@@ -372,28 +462,193 @@ fn get_str(v: &Value, key: &str) -> Result<String, String> {
     }
 }
 
-/// Reads a `tandem.version` answer.
-pub fn read_version(v: &Value) -> Result<PeerVersion, String> {
-    Ok(PeerVersion {
-        software: get_str(v, "software")?,
-        protocol: u32::try_from(get_u64(v, "protocol")?).map_err(|e| e.to_string())?,
-        schema: u32::try_from(get_u64(v, "schema")?).map_err(|e| e.to_string())?,
-        node: get_str(v, "node")?,
-    })
+fn get_bool(v: &Value, key: &str) -> Result<bool, String> {
+    match get(v, key)? {
+        Value::Boolean(b) => Ok(*b),
+        other => Err(format!("`{key}` is a {}, not a boolean", kind(other))),
+    }
 }
 
-/// Reads a `tandem.heartbeat` answer: the peer's generation and drift (None when in sync).
-pub fn read_heartbeat(v: &Value) -> Result<(u64, Option<String>), String> {
-    let drift = get_str(v, "drift")?;
-    Ok((
-        get_u64(v, "generation")?,
-        (!drift.is_empty()).then_some(drift),
-    ))
+fn get_strs(v: &Value, key: &str) -> Result<Vec<String>, String> {
+    match get(v, key)? {
+        Value::Array(a) => a
+            .iter()
+            .map(|x| match x {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(format!("`{key}` holds a {}, not a string", kind(other))),
+            })
+            .collect(),
+        other => Err(format!("`{key}` is a {}, not an array", kind(other))),
+    }
 }
 
-/// Reads a `tandem.apply_areas` answer: its message.
-pub fn read_apply(v: &Value) -> Result<String, String> {
-    get_str(v, "message")
+fn strs(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| Value::String(s.clone())).collect())
+}
+
+// ---- answers: each encoded and read here, nowhere else -----------------------------------------
+
+/// The answer of `tandem.version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionAnswer {
+    pub software: String,
+    pub protocol: u32,
+    pub schema: u32,
+    pub node: String,
+    /// `primary` or `peer`.
+    pub role: String,
+    pub capabilities: Vec<String>,
+    /// Primary: the areas it pushes. Peer: the areas it holds from the primary.
+    pub areas: Vec<String>,
+}
+
+impl VersionAnswer {
+    pub fn encode(&self) -> Value {
+        record(&[
+            ("software", Value::String(self.software.clone())),
+            ("protocol", int_value(self.protocol.into())),
+            ("schema", int_value(self.schema.into())),
+            ("node", Value::String(self.node.clone())),
+            ("role", Value::String(self.role.clone())),
+            ("capabilities", strs(&self.capabilities)),
+            ("areas", strs(&self.areas)),
+        ])
+    }
+
+    pub fn decode(v: &Value) -> Result<VersionAnswer, String> {
+        let num = |k: &str| -> Result<u32, String> {
+            u32::try_from(get_u64(v, k)?).map_err(|_| format!("`{k}` out of range"))
+        };
+        Ok(VersionAnswer {
+            software: get_str(v, "software")?,
+            protocol: num("protocol")?,
+            schema: num("schema")?,
+            node: get_str(v, "node")?,
+            role: get_str(v, "role")?,
+            capabilities: get_strs(v, "capabilities")?,
+            areas: get_strs(v, "areas")?,
+        })
+    }
+
+    /// What the primary keeps of it.
+    pub fn peer_version(&self) -> PeerVersion {
+        PeerVersion {
+            software: self.software.clone(),
+            protocol: self.protocol,
+            schema: self.schema,
+            node: self.node.clone(),
+        }
+    }
+}
+
+/// The answer of `tandem.heartbeat`: the peer's generation and drift (None when in sync).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatAnswer {
+    pub node: String,
+    pub generation: u64,
+    pub drift: Option<String>,
+}
+
+impl HeartbeatAnswer {
+    pub fn encode(&self) -> Value {
+        record(&[
+            ("node", Value::String(self.node.clone())),
+            ("generation", int_value(self.generation)),
+            (
+                "drift",
+                Value::String(self.drift.clone().unwrap_or_default()),
+            ),
+        ])
+    }
+
+    pub fn decode(v: &Value) -> Result<HeartbeatAnswer, String> {
+        let drift = get_str(v, "drift")?;
+        Ok(HeartbeatAnswer {
+            node: get_str(v, "node")?,
+            generation: get_u64(v, "generation")?,
+            drift: (!drift.is_empty()).then_some(drift),
+        })
+    }
+}
+
+/// The answer of `tandem.apply_areas` when the peer did not refuse it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyAnswer {
+    /// False when the peer already ran that generation.
+    pub applied: bool,
+    pub generation: u64,
+    pub node: String,
+    pub message: String,
+}
+
+impl ApplyAnswer {
+    pub fn encode(&self) -> Value {
+        record(&[
+            ("applied", Value::Boolean(self.applied)),
+            ("generation", int_value(self.generation)),
+            ("node", Value::String(self.node.clone())),
+            ("message", Value::String(self.message.clone())),
+        ])
+    }
+
+    pub fn decode(v: &Value) -> Result<ApplyAnswer, String> {
+        Ok(ApplyAnswer {
+            applied: get_bool(v, "applied")?,
+            generation: get_u64(v, "generation")?,
+            node: get_str(v, "node")?,
+            message: get_str(v, "message")?,
+        })
+    }
+}
+
+/// One area in the answer of `tandem.get_areas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AreaText {
+    pub hash: String,
+    /// `own file`, `synced`, `local edit`, `edited copy`.
+    pub origin: String,
+    pub text: String,
+}
+
+/// The answer of `tandem.get_areas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AreasAnswer {
+    pub node: String,
+    pub role: String,
+    pub generation: u64,
+    pub source: String,
+    pub areas: BTreeMap<Area, AreaText>,
+}
+
+impl AreasAnswer {
+    pub fn encode(&self) -> Value {
+        let areas = self
+            .areas
+            .iter()
+            .map(|(a, t)| {
+                (
+                    a.as_str().to_string(),
+                    record(&[
+                        ("hash", Value::String(t.hash.clone())),
+                        ("origin", Value::String(t.origin.clone())),
+                        ("text", Value::String(t.text.clone())),
+                    ]),
+                )
+            })
+            .collect();
+        record(&[
+            ("node", Value::String(self.node.clone())),
+            ("role", Value::String(self.role.clone())),
+            ("generation", int_value(self.generation)),
+            ("source", Value::String(self.source.clone())),
+            ("areas", Value::Struct(areas)),
+        ])
+    }
+}
+
+/// The answer of `tandem.reload`.
+pub fn reload_answer(message: &str) -> Value {
+    record(&[("message", Value::String(message.to_string()))])
 }
 
 #[cfg(test)]
@@ -438,7 +693,7 @@ mod tests {
         let e = f(APPLY_AREAS, vec![]);
         assert_eq!(e.code(), code::BAD_REQUEST);
         assert_eq!(
-            e.string(),
+            e.message(),
             "tandem.apply_areas: takes 4 parameter(s) (generation, areas, source, force), got 0"
         );
         let mut ok = apply_params(&ApplyArgs {
@@ -449,31 +704,31 @@ mod tests {
         });
         ok[0] = Value::Integer(0);
         assert!(f(APPLY_AREAS, ok.clone())
-            .string()
+            .message()
             .contains("generation must be 1 or more, not 0"));
         ok[0] = Value::Integer(1);
         let mut areas = BTreeMap::new();
         areas.insert("users".to_string(), Value::String(String::new()));
         ok[1] = Value::Struct(areas);
         assert!(f(APPLY_AREAS, ok.clone())
-            .string()
+            .message()
             .contains("unknown area \"users\""));
         ok[1] = Value::Struct(BTreeMap::new());
         ok[2] = Value::String("fw1".into());
         assert!(f(APPLY_AREAS, ok.clone())
-            .string()
+            .message()
             .contains("source must be a struct"));
         ok[2] = source_value(&src());
         ok[3] = Value::Integer(1);
         assert!(f(APPLY_AREAS, ok)
-            .string()
+            .message()
             .contains("force must be a boolean"));
         let e = f("system.exec", vec![]);
         assert_eq!(e.code(), code::UNKNOWN_METHOD);
-        assert!(e.string().contains("tandem.version"));
+        assert!(e.message().contains("tandem.version"));
         assert_eq!(decode(VERSION, &[]), Ok(Call::Version));
         assert!(f(STATUS, vec![Value::Integer(1)])
-            .string()
+            .message()
             .contains("takes 0"));
     }
 
@@ -490,22 +745,54 @@ mod tests {
     }
 
     #[test]
-    fn answers_are_read_with_clear_errors() {
-        let v = record(&[
-            ("software", Value::String("0.1.0".into())),
-            ("protocol", Value::Integer(1)),
-            ("schema", Value::Integer(1)),
-            ("node", Value::String("fw2".into())),
-        ]);
-        assert_eq!(read_version(&v).expect("version").node, "fw2");
+    fn answers_round_trip_and_bad_ones_are_named() {
+        let v = VersionAnswer {
+            software: "0.1.0".into(),
+            protocol: 1,
+            schema: 1,
+            node: "fw2".into(),
+            role: "peer".into(),
+            capabilities: vec!["apply_areas".into()],
+            areas: vec!["rules".into()],
+        };
+        assert_eq!(VersionAnswer::decode(&v.encode()), Ok(v.clone()));
         assert_eq!(
-            read_heartbeat(&v).expect_err("no drift"),
+            HeartbeatAnswer::decode(&v.encode()).expect_err("no drift"),
             "answer lacks `drift`"
         );
-        let hb = record(&[
-            ("generation", Value::Integer(3)),
-            ("drift", Value::String(String::new())),
-        ]);
-        assert_eq!(read_heartbeat(&hb), Ok((3, None)));
+        let hb = HeartbeatAnswer {
+            node: "fw2".into(),
+            generation: 3,
+            drift: None,
+        };
+        assert_eq!(HeartbeatAnswer::decode(&hb.encode()), Ok(hb));
+        let ap = ApplyAnswer {
+            applied: true,
+            generation: 5_000_000_000,
+            node: "fw2".into(),
+            message: "ok".into(),
+        };
+        assert_eq!(ApplyAnswer::decode(&ap.encode()), Ok(ap));
+    }
+
+    #[test]
+    fn refusals_travel_as_fault_codes() {
+        for r in [
+            Refusal::BadRequest("b".into()),
+            Refusal::Forbidden("f".into()),
+            Refusal::UnknownMethod("u".into()),
+            Refusal::Drift("d".into()),
+            Refusal::Stale("s".into()),
+            Refusal::Invalid("i".into()),
+            Refusal::Version("v".into()),
+            Refusal::Internal("x".into()),
+        ] {
+            let f = r.to_fault();
+            assert_eq!(Refusal::from_fault(f.code(), f.string()), r);
+        }
+        assert_eq!(
+            Refusal::from_fault(499, "odd"),
+            Refusal::Internal("fault 499: odd".into())
+        );
     }
 }

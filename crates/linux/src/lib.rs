@@ -19,10 +19,11 @@ mod error;
 pub mod netlink;
 pub mod nft;
 pub mod routes;
+pub mod sched;
 pub mod sysctl;
 
 pub use addrs::{AddressInfo, TANDEM_ADDR_PROTO};
 pub use announce::{gratuitous_arp, unsolicited_na};
 pub use carp_socket::{CarpSocket, ReceivedAdvert};
 pub use error::{DecodeError, Family, LinuxError};
-pub use netlink::{LinkEvent, LinkInfo, LinkWatcher, Netlink};
+pub use netlink::{LinkEvent, LinkInfo, LinkWatcher, Netlink, Released};

@@ -191,6 +191,30 @@ impl Netlink {
         }
     }
 
+    /// Removes `addr/prefix` from the interface only if Tandem added it (it carries
+    /// [`TANDEM_ADDR_PROTO`]): an address someone else configured, equal to a VIP by mistake or
+    /// added by hand, is never taken away. Says what it found.
+    pub async fn release_address(
+        &self,
+        ifindex: u32,
+        addr: IpAddr,
+    ) -> Result<Released, LinuxError> {
+        let present = self
+            .address_details(ifindex)
+            .await?
+            .into_iter()
+            .find(|a| a.addr == addr);
+        match present {
+            None => Ok(Released::NotPresent),
+            Some(a) if !a.tandem => Ok(Released::NotOurs { prefix: a.prefix }),
+            Some(a) => {
+                // With the prefix the kernel has (the config's may have been edited since).
+                self.del_address(ifindex, addr, a.prefix).await?;
+                Ok(Released::Removed)
+            }
+        }
+    }
+
     /// The addresses of an interface with their prefix lengths (both families, kernel order).
     pub async fn addresses(&self, ifindex: u32) -> Result<Vec<(IpAddr, u8)>, LinuxError> {
         Ok(self
@@ -260,6 +284,18 @@ async fn dump_links(handle: &Handle) -> Result<Vec<LinkInfo>, LinuxError> {
             target: "all links".into(),
             source: rtnl_to_io(e),
         })
+}
+
+/// What [`Netlink::release_address`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    Removed,
+    /// The address was not on the interface.
+    NotPresent,
+    /// The address is there but Tandem did not add it: left alone.
+    NotOurs {
+        prefix: u8,
+    },
 }
 
 /// A link changed (RTM_NEWLINK) or went away (RTM_DELLINK, reported with `up == false`).

@@ -635,11 +635,9 @@ fn drift_case(policy: &str) {
     assert_eq!(backups.len(), 1, "{backups:?}");
     let kept = std::fs::read_to_string(&backups[0]).expect("backup");
     assert!(kept.contains("local-edit-on-fw2"), "{kept}");
-    assert!(
-        c.fw2.log().contains("overwrote local changes to rules"),
-        "{}",
-        c.fw2.log()
-    );
+    c.wait("fw2 logs the overwrite", || {
+        c.fw2.log().contains("overwrote local changes to rules")
+    });
     c.wait_in_sync();
     assert_eq!(c.fw2.status()["config_sync"]["drift"], Value::Null);
 }

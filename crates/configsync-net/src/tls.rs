@@ -2,7 +2,7 @@
 //! state dir), its SHA-256 fingerprint, and how a primary checks a peer: the certificate
 //! pinned by fingerprint, or signed by a cluster CA.
 
-use crate::area::hex;
+use configsync::area::hex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
@@ -163,7 +163,7 @@ pub fn server_config(id: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsErro
 }
 
 /// How a peer's certificate is checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trust {
     /// Exactly this certificate (SHA-256 of its DER).
     Pinned([u8; 32]),

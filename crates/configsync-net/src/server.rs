@@ -2,9 +2,10 @@
 //! authentication compared in constant time, calls decoded here and handed to the daemon loop
 //! through a channel (like the control socket), answers encoded back.
 
-use crate::rpc::{self, code, Call};
 use bytes::Bytes;
-use dxr::{Fault, FaultResponse, MethodCall, MethodResponse, Value};
+use configsync::auth::Credentials;
+use configsync::rpc::{Call, Refusal};
+use dxr::{FaultResponse, MethodCall, MethodResponse, Value};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming as Body;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -14,7 +15,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
@@ -23,93 +23,6 @@ use tokio_rustls::TlsAcceptor;
 pub const MAX_BODY: usize = 64 << 20;
 /// How long a client may take to send its request body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The credentials a node accepts (and sends as a primary).
-#[derive(Clone, Default)]
-pub struct Credentials {
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub token: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<secret>"))
-            .field("token", &self.token.as_ref().map(|_| "<secret>"))
-            .finish()
-    }
-}
-
-fn digest(b: &[u8]) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, b);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(d.as_ref());
-    out
-}
-
-/// Equal in constant time (both sides hashed first, so lengths leak nothing either).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    digest(a).ct_eq(&digest(b)).into()
-}
-
-impl Credentials {
-    /// The `Authorization` header a client sends: Basic when a user and password are set,
-    /// else Bearer with the token.
-    pub fn header(&self) -> Option<String> {
-        use base64::Engine as _;
-        match (&self.user, &self.password, &self.token) {
-            (Some(u), Some(p), _) => Some(format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
-            )),
-            (_, _, Some(t)) => Some(format!("Bearer {t}")),
-            _ => None,
-        }
-    }
-
-    /// Checks an `Authorization` header; the error says why (for the log, not the client).
-    pub fn check(&self, header: Option<&[u8]>) -> Result<(), &'static str> {
-        use base64::Engine as _;
-        let Some(h) = header else {
-            return Err("no credentials");
-        };
-        let h = std::str::from_utf8(h).map_err(|_| "unreadable Authorization header")?;
-        if let Some(b64) = h.strip_prefix("Basic ") {
-            let (Some(user), Some(password)) = (&self.user, &self.password) else {
-                return Err("Basic credentials, but this node takes a token");
-            };
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .map_err(|_| "bad Basic credentials encoding")?;
-            let colon = raw
-                .iter()
-                .position(|b| *b == b':')
-                .ok_or("bad Basic credentials (no ':')")?;
-            let (u, p) = (&raw[..colon], &raw[colon + 1..]);
-            // Both compared, always, so timing does not tell which one was wrong.
-            let ok_user = same(u, user.as_bytes());
-            let ok_password = same(p, password.as_bytes());
-            if ok_user & ok_password {
-                Ok(())
-            } else {
-                Err("wrong user or password")
-            }
-        } else if let Some(t) = h.strip_prefix("Bearer ") {
-            let Some(token) = &self.token else {
-                return Err("a token, but this node takes a user and password");
-            };
-            if same(t.trim().as_bytes(), token.as_bytes()) {
-                Ok(())
-            } else {
-                Err("wrong token")
-            }
-        } else {
-            Err("unknown authorization scheme")
-        }
-    }
-}
 
 /// What the server counts, for status: calls answered and calls refused by reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -125,7 +38,7 @@ pub struct Counters {
 pub struct Incoming {
     pub call: Call,
     pub peer: SocketAddr,
-    pub reply: oneshot::Sender<Result<Value, Fault>>,
+    pub reply: oneshot::Sender<Result<Value, Refusal>>,
 }
 
 struct Shared {
@@ -226,14 +139,17 @@ fn xml(body: String) -> Response<Full<Bytes>> {
 }
 
 /// The XML of an answer.
-pub fn encode(answer: Result<Value, Fault>) -> String {
+pub fn encode(answer: Result<Value, Refusal>) -> String {
     let body = match answer {
         Ok(value) => MethodResponse { value }.to_xml(),
-        Err(fault) => FaultResponse { fault }.to_xml(),
+        Err(r) => FaultResponse {
+            fault: r.to_fault(),
+        }
+        .to_xml(),
     };
     let body = body.unwrap_or_else(|e| {
         FaultResponse {
-            fault: rpc::fault(code::INTERNAL, format!("cannot encode the answer: {e}")),
+            fault: Refusal::Internal(format!("cannot encode the answer: {e}")).to_fault(),
         }
         .to_xml()
         .unwrap_or_default()
@@ -277,14 +193,13 @@ async fn handle(req: Request<Body>, peer: SocketAddr, s: &Shared) -> Response<Fu
         }
     };
     let answer = match std::str::from_utf8(&body) {
-        Err(_) => Err(rpc::fault(code::BAD_REQUEST, "the request is not UTF-8")),
+        Err(_) => Err(Refusal::BadRequest("the request is not UTF-8".into())),
         Ok(text) => match MethodCall::from_xml(text) {
             // dxr's error repeats the whole input; the fault names the problem instead.
-            Err(_) => Err(rpc::fault(
-                code::BAD_REQUEST,
-                "malformed XML-RPC request (expected <methodCall> with <methodName> and typed <params>)",
+            Err(_) => Err(Refusal::BadRequest(
+                "malformed XML-RPC request (expected <methodCall> with <methodName> and typed <params>)".into(),
             )),
-            Ok(call) => match rpc::decode(&call.name, &call.params) {
+            Ok(call) => match configsync::rpc::decode(&call.name, &call.params) {
                 Err(f) => Err(f),
                 Ok(call) => {
                     let (tx, rx) = oneshot::channel();
@@ -297,9 +212,9 @@ async fn handle(req: Request<Body>, peer: SocketAddr, s: &Shared) -> Response<Fu
                         })
                         .await;
                     match sent {
-                        Err(_) => Err(rpc::fault(code::INTERNAL, "the daemon is shutting down")),
+                        Err(_) => Err(Refusal::Internal("the daemon is shutting down".into())),
                         Ok(()) => rx.await.unwrap_or_else(|_| {
-                            Err(rpc::fault(code::INTERNAL, "the daemon dropped the call"))
+                            Err(Refusal::Internal("the daemon dropped the call".into()))
                         }),
                     }
                 }
@@ -307,8 +222,8 @@ async fn handle(req: Request<Body>, peer: SocketAddr, s: &Shared) -> Response<Fu
         },
     };
     match &answer {
-        Err(f) if f.code() == code::BAD_REQUEST || f.code() == code::UNKNOWN_METHOD => {
-            s.reject(peer, "bad-request", f.string());
+        Err(r) if r.is_bad_call() => {
+            s.reject(peer, "bad-request", r.message());
         }
         _ => {
             if let Ok(mut c) = s.counters.lock() {
@@ -317,44 +232,4 @@ async fn handle(req: Request<Body>, peer: SocketAddr, s: &Shared) -> Response<Fu
         }
     }
     xml(encode(answer))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_and_bearer_are_checked() {
-        let c = Credentials {
-            user: Some("sync".into()),
-            password: Some("pw".into()),
-            token: None,
-        };
-        let h = c.header().expect("header");
-        assert_eq!(c.check(Some(h.as_bytes())), Ok(()));
-        let wrong = Credentials {
-            password: Some("px".into()),
-            ..c.clone()
-        };
-        assert_eq!(
-            c.check(wrong.header().as_deref().map(str::as_bytes)),
-            Err("wrong user or password")
-        );
-        assert_eq!(c.check(None), Err("no credentials"));
-        assert_eq!(
-            c.check(Some(b"Bearer abc")),
-            Err("a token, but this node takes a user and password")
-        );
-        assert_eq!(
-            c.check(Some(b"Basic !!!")),
-            Err("bad Basic credentials encoding")
-        );
-        let t = Credentials {
-            token: Some("tok".into()),
-            ..Default::default()
-        };
-        assert_eq!(t.check(Some(b"Bearer tok")), Ok(()));
-        assert_eq!(t.check(Some(b"Bearer tok2")), Err("wrong token"));
-        assert!(!format!("{c:?}").contains("pw"));
-    }
 }

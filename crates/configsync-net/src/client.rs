@@ -1,8 +1,9 @@
 //! The XML-RPC client a primary uses to reach a peer: one HTTPS connection per call, the
 //! peer's certificate checked by [`crate::tls::Trust`], credentials in the Authorization header.
 
-use crate::server::Credentials;
 use bytes::Bytes;
+use configsync::auth::Credentials;
+use configsync::rpc::Refusal;
 use dxr::{FaultResponse, MethodCall, MethodResponse, Value};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
@@ -24,9 +25,9 @@ pub enum CallError {
     Auth,
     #[error("HTTP {0}: {1}")]
     Http(u16, String),
-    /// An XML-RPC fault.
-    #[error("fault {code}: {message}")]
-    Fault { code: i32, message: String },
+    /// The peer refused the call (an XML-RPC fault).
+    #[error("{0}")]
+    Refused(Refusal),
     /// The answer could not be read.
     #[error("bad answer: {0}")]
     BadAnswer(String),
@@ -193,10 +194,10 @@ impl Client {
         if text.contains("<fault>") {
             let f = FaultResponse::from_xml(&text)
                 .map_err(|_| CallError::BadAnswer("unreadable fault".into()))?;
-            return Err(CallError::Fault {
-                code: f.fault.code(),
-                message: f.fault.string().to_string(),
-            });
+            return Err(CallError::Refused(Refusal::from_fault(
+                f.fault.code(),
+                f.fault.string(),
+            )));
         }
         MethodResponse::from_xml(&text)
             .map(|r| r.value)

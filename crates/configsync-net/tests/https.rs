@@ -1,10 +1,11 @@
 //! The XML-RPC server and client over real TLS on loopback: pinning, authentication, faults,
 //! and the server's counters.
 
-use configsync::client::{CallError, Client, Url};
-use configsync::rpc::{self, code, Call};
-use configsync::server::{self, Counters, Credentials, Incoming};
-use configsync::tls::{self, Trust};
+use configsync::auth::Credentials;
+use configsync::rpc::{self, code, Call, Refusal, VersionAnswer};
+use configsync_net::client::{CallError, Client, Url};
+use configsync_net::server::{self, Counters, Incoming};
+use configsync_net::tls::{self, Trust};
 use dxr::Value;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -44,17 +45,21 @@ async fn server() -> Server {
     tokio::spawn(async move {
         while let Some(i) = rx.recv().await {
             let answer = match i.call {
-                Call::Version => Ok(rpc::record(&[
-                    ("node", Value::String("fw2".into())),
-                    ("software", Value::String("0.1.0".into())),
-                    ("protocol", Value::Integer(1)),
-                    ("schema", Value::Integer(1)),
-                ])),
-                Call::Apply(a) => Err(rpc::fault(
-                    code::INVALID,
-                    format!("rejected generation {}", a.generation),
-                )),
-                _ => Err(rpc::fault(code::INTERNAL, "not in this test")),
+                Call::Version => Ok(VersionAnswer {
+                    node: "fw2".into(),
+                    software: "0.1.0".into(),
+                    protocol: 1,
+                    schema: 1,
+                    role: "peer".into(),
+                    capabilities: vec![],
+                    areas: vec![],
+                }
+                .encode()),
+                Call::Apply(a) => Err(Refusal::Invalid(format!(
+                    "rejected generation {}",
+                    a.generation
+                ))),
+                _ => Err(Refusal::Internal("not in this test".into())),
             };
             let _ = i.reply.send(answer);
         }
@@ -81,7 +86,7 @@ async fn pinned_authenticated_calls_work_and_everything_else_is_refused() {
     let s = server().await;
     let good = client(&s, &s.fingerprint, "right");
     let v = good.call(rpc::VERSION, vec![]).await.expect("version");
-    assert_eq!(rpc::read_version(&v).expect("read").node, "fw2");
+    assert_eq!(VersionAnswer::decode(&v).expect("read").node, "fw2");
 
     // A fault comes back as one, with its code and message.
     let mut areas = std::collections::BTreeMap::new();
@@ -99,21 +104,20 @@ async fn pinned_authenticated_calls_work_and_everything_else_is_refused() {
     };
     assert_eq!(
         good.call(rpc::APPLY_AREAS, rpc::apply_params(&apply)).await,
-        Err(CallError::Fault {
-            code: code::INVALID,
-            message: "rejected generation 3".into()
-        })
+        Err(CallError::Refused(Refusal::Invalid(
+            "rejected generation 3".into()
+        )))
     );
     // Bad parameters never reach the daemon: the server answers the fault itself.
     match good.call(rpc::APPLY_AREAS, vec![Value::Integer(1)]).await {
-        Err(CallError::Fault { code: c, message }) => {
-            assert_eq!(c, code::BAD_REQUEST);
-            assert!(message.contains("takes 4 parameter(s)"), "{message}");
+        Err(CallError::Refused(r)) => {
+            assert_eq!(r.code(), code::BAD_REQUEST);
+            assert!(r.message().contains("takes 4 parameter(s)"), "{r}");
         }
         other => panic!("{other:?}"),
     }
     match good.call("system.shell", vec![]).await {
-        Err(CallError::Fault { code: c, .. }) => assert_eq!(c, code::UNKNOWN_METHOD),
+        Err(CallError::Refused(r)) => assert_eq!(r.code(), code::UNKNOWN_METHOD),
         other => panic!("{other:?}"),
     }
 

@@ -1,4 +1,4 @@
-//! The CARP engine as the daemon holds it: every call that drives it can be written to a JSONL
+//! The CARP engine as the CARP thread holds it: every call that drives it can be written to a JSONL
 //! trace (`tandem run --record FILE`), which `carp::trace::replay` turns back into the same
 //! actions: a field problem becomes a deterministic test.
 

@@ -3,10 +3,12 @@
 //! between (so a peer learns the primary's generation, and the primary learns the peer's
 //! generation and drift).
 
-use crate::area::Area;
-use crate::book::{Backoff, Failure, PeerTracker, Step};
 use crate::client::{CallError, Client};
-use crate::rpc::{self, code, ApplyArgs, Source};
+use configsync::area::Area;
+use configsync::book::{Backoff, Failure, PeerTracker, Step};
+use configsync::rpc::{
+    self, ApplyAnswer, ApplyArgs, HeartbeatAnswer, Refusal, Source, VersionAnswer,
+};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,26 +47,27 @@ fn failure(e: CallError) -> Failure {
         CallError::Auth => Failure::Auth("HTTP 401: the peer refused our credentials".into()),
         CallError::Http(c, s) => Failure::Error(format!("HTTP {c}: {s}")),
         CallError::BadAnswer(s) => Failure::Error(s),
-        CallError::Fault { code, message } => match code {
-            code::DRIFT => Failure::Drift(message),
-            code::INVALID => Failure::Rejected(message),
-            code::VERSION => Failure::Version(message),
-            code::STALE => Failure::Stale(stale_generation(&message).unwrap_or(0)),
-            _ => Failure::Error(format!("fault {code}: {message}")),
+        CallError::Refused(r) => match r {
+            Refusal::Drift(m) => Failure::Drift(m),
+            Refusal::Invalid(m) => Failure::Rejected(m),
+            Refusal::Version(m) => Failure::Version(m),
+            // The generation the peer holds is asked with a heartbeat (see `push`).
+            Refusal::Stale(_) => Failure::Stale(0),
+            other => Failure::Error(format!("fault {}: {}", other.code(), other.message())),
         },
     }
 }
 
-/// The peer's generation from a stale-push fault ("... has generation N ...").
-pub fn stale_generation(message: &str) -> Option<u64> {
-    let rest = message.split("has generation ").nth(1)?;
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
-}
-
 impl PeerTask {
+    async fn heartbeat(&self, generation: u64) -> Result<HeartbeatAnswer, Failure> {
+        let v = self
+            .client
+            .call(rpc::HEARTBEAT, rpc::heartbeat_params(&self.me, generation))
+            .await
+            .map_err(failure)?;
+        HeartbeatAnswer::decode(&v).map_err(Failure::Error)
+    }
+
     /// Runs until the payload channel closes.
     pub async fn run(
         self,
@@ -95,9 +98,11 @@ impl PeerTask {
                 }
                 Step::Version => {
                     let r = self.client.call(rpc::VERSION, vec![]).await;
-                    let r = r
-                        .map_err(failure)
-                        .and_then(|v| rpc::read_version(&v).map_err(Failure::Error));
+                    let r = r.map_err(failure).and_then(|v| {
+                        VersionAnswer::decode(&v)
+                            .map(|a| a.peer_version())
+                            .map_err(Failure::Error)
+                    });
                     t.on_version(Instant::now(), (self.me.protocol, self.me.schema), r);
                 }
                 Step::Push => {
@@ -107,19 +112,31 @@ impl PeerTask {
                         source: self.me.clone(),
                         force,
                     };
-                    let r = self
+                    let mut r = self
                         .client
                         .call(rpc::APPLY_AREAS, rpc::apply_params(&args))
                         .await
                         .map_err(failure)
-                        .and_then(|v| rpc::read_apply(&v).map_err(Failure::Error));
-                    if let Err(Failure::Stale(g)) = &r {
-                        let _ = events
-                            .send(PushEvent::Stale {
-                                peer: self.name.clone(),
-                                generation: *g,
-                            })
-                            .await;
+                        .and_then(|v| {
+                            ApplyAnswer::decode(&v)
+                                .map(|a| a.message)
+                                .map_err(Failure::Error)
+                        });
+                    if let Err(Failure::Stale(_)) = &r {
+                        // The refusal says stale; the peer's generation comes typed, from a
+                        // heartbeat, never out of the refusal's text.
+                        match self.heartbeat(p.generation).await {
+                            Ok(hb) => {
+                                r = Err(Failure::Stale(hb.generation));
+                                let _ = events
+                                    .send(PushEvent::Stale {
+                                        peer: self.name.clone(),
+                                        generation: hb.generation,
+                                    })
+                                    .await;
+                            }
+                            Err(f) => r = Err(f),
+                        }
                     }
                     if r.is_ok() {
                         force = false;
@@ -128,14 +145,9 @@ impl PeerTask {
                 }
                 Step::Heartbeat => {
                     let r = self
-                        .client
-                        .call(
-                            rpc::HEARTBEAT,
-                            rpc::heartbeat_params(&self.me, p.generation),
-                        )
+                        .heartbeat(p.generation)
                         .await
-                        .map_err(failure)
-                        .and_then(|v| rpc::read_heartbeat(&v).map_err(Failure::Error));
+                        .map(|hb| (hb.generation, hb.drift));
                     t.on_heartbeat(Instant::now(), p.generation, r);
                 }
             }
@@ -165,22 +177,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn faults_map_to_failures() {
+    fn refusals_map_to_failures_by_kind() {
         assert_eq!(
-            failure(CallError::Fault {
-                code: code::STALE,
-                message:
-                    "stale push: this node has generation 12 (from fw1); the push is generation 3"
-                        .into()
-            }),
-            Failure::Stale(12)
+            failure(CallError::Refused(Refusal::Stale(
+                "whatever it says".into()
+            ))),
+            Failure::Stale(0)
         );
         assert!(matches!(
-            failure(CallError::Fault {
-                code: code::INVALID,
-                message: "x".into()
-            }),
+            failure(CallError::Refused(Refusal::Invalid("x".into()))),
             Failure::Rejected(_)
+        ));
+        assert!(matches!(
+            failure(CallError::Refused(Refusal::Drift("x".into()))),
+            Failure::Drift(_)
         ));
         assert!(matches!(failure(CallError::Auth), Failure::Auth(_)));
     }

@@ -1,0 +1,625 @@
+//! The CARP thread's loop: the engine, its sockets, timers and link events, and the actions it
+//! asks for. All decisions are the engine's (crate `carp`); this carries them out.
+
+use super::addresses::{self, AddrOp, Deferred};
+use super::record::Engine;
+use super::{
+    source_name, CarpStatus, Command, Demotion, Event, Options, Routers, Transition, VipStatus,
+};
+use crate::config::Vip;
+use carp::{Action, Family, IfaceId, Input, Key, RejectReason, RouterConfig};
+use linux::carp_socket::CarpSocket;
+use linux::netlink::{LinkWatcher, Netlink};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+/// Nice value of the CARP thread: picked before busy threads when the CPUs are loaded.
+const CARP_NICE: i32 = -10;
+
+/// One interface that carries VIPs.
+struct Iface {
+    logical: String,
+    device: String,
+    mac: [u8; 6],
+    up: bool,
+    v4: Option<Arc<CarpSocket>>,
+    v6: Option<Arc<CarpSocket>>,
+}
+
+struct Advert {
+    iface: IfaceId,
+    src: IpAddr,
+    ttl: u8,
+    payload: Vec<u8>,
+}
+
+struct Carp {
+    engine: Engine,
+    netlink: Netlink,
+    ifaces: BTreeMap<IfaceId, Iface>,
+    /// CARP sockets not open yet, as (interface, family).
+    pending: Vec<(IfaceId, Family)>,
+    vips: HashMap<(IfaceId, u8), Vip>,
+    /// The engine's routers as configured, to tell on converge which ones changed.
+    routers: HashMap<(IfaceId, u8), RouterConfig>,
+    adverts: mpsc::Sender<Advert>,
+    /// (iface, vhid, reason) -> rejections seen, to keep a flood of bad adverts out of the log.
+    reject_log: HashMap<(IfaceId, Option<u8>, RejectReason), u64>,
+    transitions: HashMap<(IfaceId, u8), (carp::State, carp::State, carp::Reason, Instant)>,
+    events: mpsc::UnboundedSender<Event>,
+    deferred: Deferred,
+}
+
+/// Sleeps until an engine's next deadline, or forever when it has none (for `select!`).
+pub async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The thread's body: its own current-thread runtime, then the loop until shut down.
+pub fn run(
+    opts: Options,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<Event>,
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) {
+    if let Err(e) = linux::sched::set_current_thread_nice(CARP_NICE) {
+        warn!("cannot raise the CARP thread's priority (nice {CARP_NICE}): {e}");
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(format!("cannot start the CARP runtime: {e}")));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let netlink = match Netlink::new().await {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot open rtnetlink: {e}")));
+                return;
+            }
+        };
+        // Watch before reading any link's state, so no change falls between the two.
+        let watcher = match LinkWatcher::new().await {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot watch links over rtnetlink: {e}")));
+                return;
+            }
+        };
+        let engine = match Engine::new(opts.seed, opts.record.as_deref()) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = ready.send(Err(format!("{e:#}")));
+                return;
+            }
+        };
+        let (adv_tx, adv_rx) = mpsc::channel(1024);
+        let carp = Carp {
+            engine,
+            netlink,
+            ifaces: BTreeMap::new(),
+            pending: Vec::new(),
+            vips: HashMap::new(),
+            routers: HashMap::new(),
+            adverts: adv_tx,
+            reject_log: HashMap::new(),
+            transitions: HashMap::new(),
+            events,
+            deferred: Deferred::new(opts.barrier),
+        };
+        let _ = ready.send(Ok(()));
+        carp.run(commands, adv_rx, watcher).await;
+    });
+}
+
+impl Carp {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut adverts: mpsc::Receiver<Advert>,
+        mut watcher: LinkWatcher,
+    ) {
+        let mut retry = tokio::time::interval(Duration::from_secs(1));
+        let mut watching = true;
+        loop {
+            self.execute().await;
+            let sleep = sleep_until(self.engine.poll_timeout().map(|(t, _)| t));
+            tokio::select! {
+                biased;
+                _ = sleep => self.engine.handle_timeout(Instant::now()),
+                Some(a) = adverts.recv() => self.engine.handle(
+                    Instant::now(),
+                    Input::Advert { iface: a.iface, src: a.src, ttl: a.ttl, payload: a.payload },
+                ),
+                () = self.deferred.ready() => {
+                    let ops = self.deferred.take();
+                    self.carry_out(ops).await;
+                }
+                ev = watcher.next(), if watching => match ev {
+                    Ok(ev) => self.on_link(ev.index, ev.up),
+                    Err(e) => {
+                        error!("link watcher failed: {e}; link changes are no longer seen");
+                        watching = false;
+                    }
+                },
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Converge { routers, reply }) => {
+                        let r = self.converge(&routers).await;
+                        let _ = reply.send(r);
+                    }
+                    Some(Command::Demote { source, value }) => {
+                        self.engine.handle(Instant::now(), Input::Demote { source, value });
+                    }
+                    Some(Command::Status(reply)) => {
+                        let _ = reply.send(self.status());
+                    }
+                    Some(Command::Shutdown(reply)) => {
+                        self.shutdown().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => {
+                        // The daemon is gone without a shutdown: still bow out.
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                _ = retry.tick(), if !self.pending.is_empty() => {
+                    let _ = self.open_pending(false);
+                }
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        self.engine.handle(Instant::now(), Input::Shutdown);
+        self.deferred.cancel_adds();
+        self.execute().await;
+        let ops = self.deferred.take();
+        self.carry_out(ops).await;
+    }
+
+    fn on_link(&mut self, index: u32, up: bool) {
+        let Some(iface) = self.ifaces.get_mut(&index) else {
+            return;
+        };
+        // The kernel reports every change of a link; only up/down matters here.
+        if iface.up == up {
+            return;
+        }
+        iface.up = up;
+        self.engine
+            .handle(Instant::now(), Input::Link { iface: index, up });
+    }
+
+    fn name(&self, iface: IfaceId) -> String {
+        self.ifaces
+            .get(&iface)
+            .map_or_else(|| format!("ifindex {iface}"), |i| i.logical.clone())
+    }
+
+    /// See [`Command::Converge`].
+    async fn converge(&mut self, r: &Routers) -> Result<String, String> {
+        let now = Instant::now();
+        let key = Key::from_passphrase(&r.passphrase);
+        // Resolve every device first, so a missing one changes nothing.
+        let mut links = BTreeMap::new();
+        for vip in &r.vips {
+            if links.contains_key(&vip.device) {
+                continue;
+            }
+            let link = self.netlink.link(&vip.device).await.map_err(|e| {
+                format!(
+                    "interface {:?} (device {}) of vhid {}: {e}",
+                    vip.interface, vip.device, vip.vhid
+                )
+            })?;
+            links.insert(vip.device.clone(), link);
+        }
+        let mut wanted: HashMap<(IfaceId, u8), (Vip, RouterConfig)> = HashMap::new();
+        for vip in &r.vips {
+            let Some(link) = links.get(&vip.device) else {
+                continue;
+            };
+            let rc = RouterConfig {
+                iface: link.index,
+                vhid: vip.vhid,
+                advbase: vip.advbase,
+                advskew: r.advskew,
+                preempt: r.preempt,
+                addresses: vip.addresses.iter().map(|a| a.addr()).collect(),
+                key: key.clone(),
+            };
+            wanted.insert((link.index, vip.vhid.get()), (vip.clone(), rc));
+        }
+
+        let mut leaving: Vec<(IfaceId, u8)> = self
+            .routers
+            .iter()
+            .filter(|(k, rc)| wanted.get(k).is_none_or(|(_, w)| w != *rc))
+            .map(|(k, _)| *k)
+            .collect();
+        leaving.sort_unstable();
+        for (iface, vhid) in &leaving {
+            if let Some(v) = carp::Vhid::new(*vhid) {
+                let vip = self.vips.get(&(*iface, *vhid));
+                info!(
+                    "vhid={vhid} iface={}: VIP {} leaves",
+                    self.name(*iface),
+                    vip.map(addr_list).unwrap_or_default()
+                );
+                self.engine.remove_router(*iface, v);
+            }
+        }
+        // The bow-out adverts and address removals need the old VIP table.
+        self.execute().await;
+        for k in &leaving {
+            self.routers.remove(k);
+            self.vips.remove(k);
+        }
+
+        let first = self.routers.is_empty() && self.ifaces.is_empty();
+        for vip in &r.vips {
+            let Some(link) = links.get(&vip.device) else {
+                continue;
+            };
+            let id: IfaceId = link.index;
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.ifaces.entry(id) {
+                addresses::prepare_interface(&self.netlink, id, &vip.device).await?;
+                slot.insert(Iface {
+                    logical: vip.interface.clone(),
+                    device: vip.device.clone(),
+                    mac: link.mac,
+                    up: link.up,
+                    v4: None,
+                    v6: None,
+                });
+                self.engine.handle(
+                    now,
+                    Input::Link {
+                        iface: id,
+                        up: link.up,
+                    },
+                );
+                info!(
+                    "interface {} (device {}) is {}",
+                    vip.interface,
+                    vip.device,
+                    if link.up { "up" } else { "down" }
+                );
+            }
+            for family in vip.addresses.iter().map(|a| Family::of(&a.addr())) {
+                let open = self.ifaces.get(&id).is_some_and(|i| match family {
+                    Family::V4 => i.v4.is_some(),
+                    Family::V6 => i.v6.is_some(),
+                });
+                if !open && !self.pending.contains(&(id, family)) {
+                    self.pending.push((id, family));
+                }
+            }
+        }
+        self.open_pending(first)?;
+
+        let mut joining: Vec<_> = wanted
+            .into_iter()
+            .filter(|(k, _)| !self.routers.contains_key(k))
+            .collect();
+        joining.sort_by_key(|(k, _)| *k);
+        for (k, (vip, rc)) in joining {
+            if !first {
+                info!(
+                    "vhid={} iface={}: VIP {} joins",
+                    vip.vhid,
+                    vip.interface,
+                    addr_list(&vip)
+                );
+            }
+            self.engine.add_router(now, rc.clone());
+            self.vips.insert(k, vip);
+            self.routers.insert(k, rc);
+        }
+        Ok(format!(
+            "{} VIPs on {} interfaces",
+            self.vips.len(),
+            self.vips
+                .keys()
+                .map(|(i, _)| *i)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+        ))
+    }
+
+    /// Opens the CARP sockets still missing. An IPv6 link-local address appears only once the
+    /// link has carrier, so that case is retried every second; any other failure is retried
+    /// too, except at start, where it is the error.
+    fn open_pending(&mut self, starting: bool) -> Result<(), String> {
+        let mut fatal = None;
+        for (id, family) in std::mem::take(&mut self.pending) {
+            let Some(iface) = self.ifaces.get_mut(&id) else {
+                continue;
+            };
+            let opened = match family {
+                Family::V4 => CarpSocket::open_v4(&iface.device),
+                Family::V6 => CarpSocket::open_v6(&iface.device),
+            };
+            match opened {
+                Ok(sock) => {
+                    let sock = Arc::new(sock);
+                    if !starting {
+                        info!(
+                            "{} ({}): {family:?} CARP socket open",
+                            iface.logical, iface.device
+                        );
+                    }
+                    self.engine.set_local_address(id, sock.local_addr());
+                    tokio::spawn(receive(
+                        id,
+                        iface.device.clone(),
+                        sock.clone(),
+                        self.adverts.clone(),
+                    ));
+                    match family {
+                        Family::V4 => iface.v4 = Some(sock),
+                        Family::V6 => iface.v6 = Some(sock),
+                    }
+                }
+                Err(linux::LinuxError::NoLinkLocalAddress { .. }) => {
+                    if starting {
+                        warn!(
+                            "{} ({}) has no IPv6 link-local address yet; IPv6 CARP starts when it has one",
+                            iface.logical, iface.device
+                        );
+                    }
+                    self.pending.push((id, family));
+                }
+                Err(e) if starting => {
+                    fatal.get_or_insert(format!(
+                        "cannot open the {family:?} CARP socket on {} ({}): {e}",
+                        iface.logical, iface.device
+                    ));
+                    self.pending.push((id, family));
+                }
+                Err(e) => {
+                    debug!(
+                        "{}: still cannot open {family:?} CARP socket: {e}",
+                        iface.device
+                    );
+                    self.pending.push((id, family));
+                }
+            }
+        }
+        fatal.map_or(Ok(()), Err)
+    }
+
+    /// Carries out every pending action, in order; results that matter go back to the engine.
+    async fn execute(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                Action::Send {
+                    iface,
+                    vhid,
+                    family,
+                    payload,
+                } => {
+                    let sock = self.ifaces.get(&iface).and_then(|i| match family {
+                        Family::V4 => i.v4.clone(),
+                        Family::V6 => i.v6.clone(),
+                    });
+                    let ok = match sock {
+                        Some(s) => match s.send(&payload).await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                warn!(
+                                    "vhid={vhid} iface={} advert not sent: {e}",
+                                    self.name(iface)
+                                );
+                                false
+                            }
+                        },
+                        None => false,
+                    };
+                    self.engine
+                        .handle(Instant::now(), Input::SendResult { iface, vhid, ok });
+                }
+                Action::AddAddresses { iface, vhid } => {
+                    let ops = self.deferred.push(AddrOp::Add(iface, vhid));
+                    self.carry_out(ops).await;
+                }
+                Action::RemoveAddresses { iface, vhid } => {
+                    let ops = self.deferred.push(AddrOp::Remove(iface, vhid));
+                    self.carry_out(ops).await;
+                }
+                Action::Announce { iface, vhid } => {
+                    let ops = self.deferred.push(AddrOp::Announce(iface, vhid));
+                    self.carry_out(ops).await;
+                }
+                Action::Transition {
+                    iface,
+                    vhid,
+                    from,
+                    to,
+                    reason,
+                } => {
+                    info!(
+                        "vhid={vhid} iface={} {from} -> {to} reason={reason}",
+                        self.name(iface)
+                    );
+                    self.transitions
+                        .insert((iface, vhid.get()), (from, to, reason, Instant::now()));
+                    let _ = self.events.send(Event::Transition {
+                        vhid: vhid.get(),
+                        interface: self.name(iface),
+                        from,
+                        to,
+                        reason: reason.to_string(),
+                    });
+                }
+                Action::Rejected {
+                    iface,
+                    vhid,
+                    src,
+                    reason,
+                } => {
+                    let seen = self
+                        .reject_log
+                        .entry((iface, vhid.map(|v| v.get()), reason))
+                        .or_default();
+                    *seen += 1;
+                    let n = *seen;
+                    // The first one, then every 60th: a misconfigured peer sends one a second.
+                    if n % 60 == 1 {
+                        let v = vhid.map_or_else(|| "?".to_string(), |v| v.to_string());
+                        warn!(
+                            "vhid={v} iface={} advert from {src} rejected reason={reason} (seen {n} times)",
+                            self.name(iface)
+                        );
+                    }
+                }
+                Action::DemotionChanged { from, to } => {
+                    let why: Vec<String> = self
+                        .engine
+                        .demotions()
+                        .map(|(s, v)| format!("{}+{v}", source_name(s, |i| self.name(i))))
+                        .collect();
+                    info!("demotion {from} -> {to} ({})", why.join(", "));
+                }
+            }
+        }
+    }
+
+    /// Carries out address operations the barrier no longer holds back, in order.
+    async fn carry_out(&mut self, ops: Vec<AddrOp>) {
+        for op in ops {
+            let (iface, vhid) = op.target();
+            let addrs = self
+                .vips
+                .get(&(iface, vhid.get()))
+                .map(|v| v.addresses.clone())
+                .unwrap_or_default();
+            let name = self.name(iface);
+            match op {
+                AddrOp::Add(..) => {
+                    addresses::add(&self.netlink, iface, &name, vhid, &addrs).await;
+                }
+                AddrOp::Remove(..) => {
+                    addresses::release(&self.netlink, iface, &name, vhid, &addrs).await;
+                }
+                AddrOp::Announce(..) => {
+                    let Some(mac) = self.ifaces.get(&iface).map(|i| i.mac) else {
+                        continue;
+                    };
+                    addresses::announce(iface, &name, mac, vhid, &addrs);
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> CarpStatus {
+        let reason_map = |m: &BTreeMap<RejectReason, u64>| {
+            m.iter()
+                .map(|(k, v)| (k.as_str().to_string(), *v))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let mut vips: Vec<VipStatus> = self
+            .engine
+            .status()
+            .into_iter()
+            .map(|r| {
+                let vip = self.vips.get(&(r.iface, r.vhid.get()));
+                VipStatus {
+                    vhid: r.vhid.get(),
+                    interface: self.name(r.iface),
+                    device: self
+                        .ifaces
+                        .get(&r.iface)
+                        .map(|i| i.device.clone())
+                        .unwrap_or_default(),
+                    addresses: vip
+                        .map(|v| v.addresses.iter().map(ToString::to_string).collect())
+                        .unwrap_or_default(),
+                    state: r.state.to_string(),
+                    advbase: r.advbase.0,
+                    advskew: r.advertised_skew.0,
+                    configured_advskew: r.advskew.0,
+                    preempt: r.preempt,
+                    last_master: r.last_master.map(|a| a.to_string()),
+                    last_transition: self.transitions.get(&(r.iface, r.vhid.get())).map(
+                        |(from, to, reason, at)| Transition {
+                            from: from.to_string(),
+                            to: to.to_string(),
+                            reason: reason.to_string(),
+                            seconds_ago: at.elapsed().as_secs_f64(),
+                        },
+                    ),
+                    adverts_sent: r.counters.adverts_sent,
+                    adverts_received: r.counters.adverts_received,
+                    adverts_rejected: reason_map(&r.counters.rejected),
+                    send_errors: r.counters.send_errors,
+                }
+            })
+            .collect();
+        vips.sort_by(|a, b| (&a.interface, a.vhid).cmp(&(&b.interface, b.vhid)));
+        CarpStatus {
+            demotion: self.engine.demotion(),
+            demotions: self
+                .engine
+                .demotions()
+                .map(|(s, v)| Demotion {
+                    source: source_name(s, |i| self.name(i)),
+                    value: v,
+                })
+                .collect(),
+            vips,
+            rejected: reason_map(self.engine.node_rejected()),
+        }
+    }
+}
+
+fn addr_list(v: &Vip) -> String {
+    v.addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Reads adverts from one socket forever and hands them to the loop.
+async fn receive(iface: IfaceId, device: String, sock: Arc<CarpSocket>, tx: mpsc::Sender<Advert>) {
+    let mut failures = 0u32;
+    loop {
+        match sock.recv().await {
+            Ok(a) => {
+                failures = 0;
+                let ev = Advert {
+                    iface,
+                    src: a.src,
+                    ttl: a.ttl,
+                    payload: a.payload,
+                };
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                debug!("CARP receive on {device}: {e}");
+                if failures > 100 {
+                    // Something is persistently wrong with the socket; don't spin.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}

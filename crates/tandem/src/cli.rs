@@ -1,0 +1,237 @@
+//! The command line: `tandem run` starts the daemon; every other command either works on the
+//! config file alone (`check`, `ruleset`) or asks the running daemon over its control socket.
+
+use crate::config;
+use crate::config_sync;
+use crate::control::{self, Reply, Request};
+use crate::daemon;
+use crate::firewall_apply;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "High-availability cluster daemon for Linux firewalls"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How a command finds the running daemon.
+#[derive(clap::Args)]
+struct Target {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The daemon's control socket, when the config file cannot tell (it is being edited).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+impl Target {
+    /// The socket: `--socket`, else the config's `[node] control_socket`, read with as little
+    /// as possible so that a config half edited still works.
+    fn socket(&self) -> anyhow::Result<PathBuf> {
+        match &self.socket {
+            Some(s) => Ok(s.clone()),
+            None => config::control_socket(&self.config).map_err(anyhow::Error::msg),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Write every input of the CARP engine to this JSONL trace (for replay in tests).
+        #[arg(long)]
+        record: Option<PathBuf>,
+    },
+    /// Ask the running daemon for every VIP's state.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a config without running anything.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Ask the running daemon to re-read its config and apply it (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the nftables ruleset (and routes) this config gives on this node, changing nothing.
+    Ruleset {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Config sync: what runs and where it came from, rollback, push.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the running config (secrets hidden) and where each area came from.
+    Show {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// On a peer: run the synced areas of an earlier generation again (default: the previous).
+    Rollback {
+        #[command(flatten)]
+        target: Target,
+        /// The generation to go back to.
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// On the primary: push the current generation to every peer now.
+    Push {
+        #[command(flatten)]
+        target: Target,
+        /// Overwrite local changes (drift) on the peers; they keep a backup.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
+    runtime()?.block_on(control::call(socket, req))
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config, record } => {
+            let (cfg, own) = config_sync::load_running(&config)?;
+            // The daemon's own work (config sync's TLS, state sync, reloads) on two threads;
+            // CARP has a thread of its own.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            rt.block_on(async {
+                let d = daemon::Daemon::start(cfg, own, daemon::Options { record }).await?;
+                d.run().await
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { target, json } => match call(&target.socket()?, &Request::Status)? {
+            Reply::Status(s) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&s)?);
+                } else {
+                    print!("{}", crate::status::render(&s));
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Reply::Error(e) => anyhow::bail!("daemon: {e}"),
+            Reply::Done(m) => anyhow::bail!("unexpected reply: {m}"),
+        },
+        Command::Reload { target } => match call(&target.socket()?, &Request::Reload)? {
+            Reply::Done(msg) => {
+                println!("{msg}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Reply::Error(e) => {
+                eprintln!("tandem: reload refused, the running config is unchanged:\n{e}");
+                Ok(ExitCode::FAILURE)
+            }
+            Reply::Status(_) => anyhow::bail!("daemon answered reload with a status"),
+        },
+        Command::Config(cmd) => {
+            let (target, req) = match cmd {
+                ConfigCommand::Show { target } => (target, Request::ConfigShow),
+                ConfigCommand::Rollback { target, to } => (target, Request::ConfigRollback { to }),
+                ConfigCommand::Push { target, force } => (target, Request::ConfigPush { force }),
+            };
+            match call(&target.socket()?, &req)? {
+                Reply::Done(text) => {
+                    print!("{text}");
+                    if !text.ends_with('\n') {
+                        println!();
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Reply::Error(e) => {
+                    eprintln!("tandem: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Reply::Status(_) => anyhow::bail!("unexpected status reply"),
+            }
+        }
+        Command::Ruleset { config } => ruleset(&config),
+        Command::Check { config } => check(&config),
+    }
+}
+
+/// Prints what the node would apply; a node that does not manage its firewall says so.
+fn ruleset(path: &Path) -> anyhow::Result<ExitCode> {
+    // On a config sync peer: with the synced areas it runs.
+    let (cfg, _) = config_sync::load_running(path)?;
+    if !cfg.firewall.managed {
+        println!(
+            "# node {} does not manage its firewall: {} has no firewall areas and no [firewall] enabled = true, so tandem applies no ruleset and leaves nftables alone",
+            cfg.node.name,
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rs = runtime()?.block_on(async {
+        let netlink = linux::netlink::Netlink::new().await?;
+        let own = firewall_apply::own_addresses(&cfg, &netlink).await;
+        firewall::render(&cfg.areas, &firewall_apply::context(&cfg, &own))
+            .map_err(|e| anyhow::Error::from(cfg.locate(e)))
+    })?;
+    print!("{}", rs.nft);
+    for r in &rs.routes {
+        println!(
+            "# route {} via {} dev {} ({})",
+            r.destination, r.gateway, r.device, r.gateway_name
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Validates a config: the file, then (where its devices exist) the VIPs and the ruleset
+/// against this node's real addresses.
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = config::load(path)?;
+    runtime()?.block_on(async {
+        let netlink = linux::netlink::Netlink::new().await?;
+        let own = firewall_apply::own_addresses(&cfg, &netlink).await;
+        firewall_apply::prepare(&cfg, &own).map(|_| ())?;
+        anyhow::Ok(())
+    })?;
+    for (logical, dev) in &cfg.interfaces {
+        if !Path::new("/sys/class/net").join(dev).exists() {
+            eprintln!("note: interface {logical:?}: device {dev} does not exist here (not checked against its addresses)");
+        }
+    }
+    println!(
+        "{}: OK (node {}, {} VIPs on {} interfaces)",
+        path.display(),
+        cfg.node.name,
+        cfg.vips.len(),
+        cfg.interfaces.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

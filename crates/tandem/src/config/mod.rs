@@ -1,0 +1,298 @@
+//! The config pipeline: a file is parsed once into a spanned tree ([`document`]), each owner
+//! deserializes its tables from it ([`raw`]), and they become one typed [`Config`] here, with
+//! every problem reported as `FILE:LINE:COL: message` ([`error`]).
+//!
+//! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
+//! `[sync]`) never sync; the synced areas are `vips` (here) and the firewall crate's areas. A
+//! config sync peer composes its running config from its own file and the synced areas in its
+//! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
+
+pub mod document;
+pub mod error;
+pub mod node;
+pub mod raw;
+pub mod secret;
+pub mod statesync;
+pub mod sync;
+pub mod vips;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use node::{Carp, FirewallSettings, Node};
+pub use raw::ParsedFile;
+pub use statesync::StateSyncSettings;
+pub use sync::{Role, SyncSettings};
+pub use vips::Vip;
+
+use configsync::book::{Origin, SyncedMeta};
+use configsync::Area;
+use document::Sources;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A node's running configuration, typed and checked.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The files its values came from (to place errors found later, e.g. by the kernel).
+    pub sources: Sources,
+    /// The node's own config file: what a reload re-reads.
+    pub own_file: PathBuf,
+    pub node: Node,
+    /// Logical name -> device.
+    pub interfaces: BTreeMap<String, String>,
+    pub carp: Carp,
+    pub vips: Vec<Vip>,
+    pub firewall: FirewallSettings,
+    /// Connection state sync over the sync link; None without `[statesync]`.
+    pub statesync: Option<StateSyncSettings>,
+    /// Config sync; None without `[sync]`.
+    pub sync: Option<SyncSettings>,
+    /// The synced firewall areas (aliases, rules, nat, gateways, routes).
+    pub areas: firewall::Areas,
+    /// The running config as plain TOML (area texts and hashes, `config show`).
+    pub plain: toml::Table,
+    /// On a config sync peer: where each running area came from.
+    pub provenance: Option<Provenance>,
+    /// Where synced areas lie in the files composed in, to name them in errors.
+    pub area_notes: Vec<AreaNote>,
+}
+
+/// A synced area's place in a file composed into a config, and what to say about it in an
+/// error found there: `(area rules: synced from fw1, generation 5, ...)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AreaNote {
+    pub file: PathBuf,
+    pub lines: (usize, usize),
+    pub note: String,
+}
+
+/// Appends the note of the area an error lies in, if any.
+pub fn annotate(mut e: ConfigErrors, notes: &[AreaNote]) -> ConfigErrors {
+    for err in &mut e.0 {
+        if let Some(n) = notes
+            .iter()
+            .find(|n| n.file == err.file && (n.lines.0..=n.lines.1).contains(&err.line))
+        {
+            err.message = format!("{} ({})", err.message, n.note);
+        }
+    }
+    e
+}
+
+/// Where a peer's running areas came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    pub meta: SyncedMeta,
+    pub areas: Vec<RunningArea>,
+}
+
+/// One area as it runs on a peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningArea {
+    pub area: Area,
+    pub origin: Origin,
+    pub items: usize,
+    pub hash: String,
+    pub drift: Option<configsync::area::AreaDiff>,
+}
+
+/// Collects located errors while a config is built.
+pub struct Errors<'a> {
+    sources: &'a Sources,
+    own_file: &'a Path,
+    pub list: Vec<ConfigError>,
+}
+
+impl<'a> Errors<'a> {
+    pub fn new(sources: &'a Sources, own_file: &'a Path) -> Errors<'a> {
+        Errors {
+            sources,
+            own_file,
+            list: Vec::new(),
+        }
+    }
+
+    pub fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.list.push(self.sources.error(Some(span), message));
+    }
+
+    /// A problem of the file as a whole (a missing table).
+    pub fn whole(&mut self, message: impl Into<String>) {
+        self.list
+            .push(ConfigError::unlocated(self.own_file, message.into()));
+    }
+
+    pub fn has(&self, f: impl Fn(&str) -> bool) -> bool {
+        self.list.iter().any(|e| f(&e.message))
+    }
+
+    /// A path as written in a config file: relative to the folder of the file that says it.
+    pub fn resolve(&self, p: &Spanned<String>) -> PathBuf {
+        let path = Path::new(p.get_ref());
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        let file = self.sources.file_of(&p.span()).unwrap_or(self.own_file);
+        file.parent()
+            .map_or_else(|| path.to_path_buf(), |dir| dir.join(path))
+    }
+
+    fn finish(self) -> Result<(), ConfigErrors> {
+        if self.list.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(self.list))
+        }
+    }
+}
+
+impl Config {
+    /// Types and checks a parsed (or composed) file.
+    pub fn build(parsed: ParsedFile, own_file: &Path) -> Result<Config, ConfigErrors> {
+        let ParsedFile {
+            sources,
+            raw,
+            plain,
+            ..
+        } = parsed;
+        let mut errs = Errors::new(&sources, own_file);
+        let node = node::node(&mut errs, raw.node.as_ref());
+        let interfaces = node::interfaces(&mut errs, &raw.interfaces);
+        let carp = node::carp(&mut errs, raw.carp.as_ref());
+        let vips = vips::vips(&mut errs, &raw.vips, &interfaces, carp.advbase);
+        let statesync = raw
+            .statesync
+            .as_ref()
+            .map(|s| statesync::statesync(&mut errs, &interfaces, s));
+        let vip_addrs: Vec<(std::net::IpAddr, u8)> = vips
+            .iter()
+            .flat_map(|v| v.addresses.iter().map(|a| (a.addr(), v.vhid.get())))
+            .collect();
+        let sync = raw
+            .sync
+            .as_ref()
+            .map(|s| sync::sync(&mut errs, s, &vip_addrs));
+        let firewall = node::firewall(raw.firewall.as_ref(), &raw.areas);
+        errs.finish()?;
+        Ok(Config {
+            sources,
+            own_file: own_file.to_path_buf(),
+            node,
+            interfaces,
+            carp,
+            vips,
+            firewall,
+            statesync,
+            sync,
+            areas: raw.areas,
+            plain,
+            provenance: None,
+            area_notes: Vec::new(),
+        })
+    }
+
+    /// Places errors of the firewall crate (spans into this config's files).
+    pub fn locate(&self, errors: Vec<firewall::ConfigError>) -> ConfigErrors {
+        annotate(
+            ConfigErrors(
+                errors
+                    .into_iter()
+                    .map(|e| self.sources.error(e.span, e.message))
+                    .collect(),
+            ),
+            &self.area_notes,
+        )
+    }
+
+    /// Checks the VIPs against the node's own addresses per logical interface (as the kernel
+    /// has them): see [`vips::check_against_node`].
+    /// Returns the notes (legitimate but unusual VIPs).
+    pub fn check_vips(
+        &self,
+        own: &BTreeMap<String, Vec<IpNet>>,
+    ) -> Result<Vec<String>, ConfigErrors> {
+        let mut errs = Errors::new(&self.sources, &self.own_file);
+        let notes = vips::check_against_node(&mut errs, &self.vips, own);
+        errs.finish()
+            .map(|()| notes)
+            .map_err(|e| annotate(e, &self.area_notes))
+    }
+
+    /// The file this config is read from, for messages.
+    pub fn file(&self) -> &Path {
+        &self.own_file
+    }
+}
+
+/// Reads, parses and checks a node's own config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    Config::build(ParsedFile::read(path)?, path)
+}
+
+/// The control socket named by a config file, read with as little as possible: a full parse,
+/// else (the file is being edited and has a syntax error elsewhere) a scan of its `[node]`
+/// table for `control_socket = "..."`. Status must work while the file is half written.
+pub fn control_socket(path: &Path) -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    let resolve = |s: &str| {
+        let p = Path::new(s);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            path.parent().map_or_else(|| p.to_path_buf(), |d| d.join(p))
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct Top {
+        node: Option<NodeOnly>,
+    }
+    #[derive(serde::Deserialize)]
+    struct NodeOnly {
+        control_socket: Option<String>,
+    }
+    if let Ok(top) = toml::from_str::<Top>(&text) {
+        return top
+            .node
+            .and_then(|n| n.control_socket)
+            .map(|s| resolve(&s))
+            .ok_or_else(|| format!("{}: [node] has no control_socket", path.display()));
+    }
+    let mut in_node = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            in_node = t.trim_start_matches('[').trim_start().starts_with("node") && {
+                let inner = t.trim_matches(|c| c == '[' || c == ']').trim();
+                inner == "node"
+            };
+            continue;
+        }
+        if !in_node {
+            continue;
+        }
+        let Some(rest) = t.strip_prefix("control_socket") else {
+            continue;
+        };
+        let Some(value) = rest.trim_start().strip_prefix('=') else {
+            continue;
+        };
+        // A single TOML value on the line: parse just that.
+        #[derive(serde::Deserialize)]
+        struct One {
+            v: String,
+        }
+        if let Ok(one) = toml::from_str::<One>(&format!("v = {}", value.trim())) {
+            return Ok(resolve(&one.v));
+        }
+    }
+    Err(format!(
+        "{}: cannot find [node] control_socket (the file does not parse; give the socket with --socket)",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests;

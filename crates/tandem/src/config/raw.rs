@@ -1,0 +1,187 @@
+//! A config file as written: each owner's tables deserialized from the one parse of the file
+//! (spans kept), not yet checked. Composition works on these: a peer's running config takes
+//! some synced areas from another file, as data.
+
+use super::document::{self, Sources, Tree};
+use super::error::{ConfigError, ConfigErrors};
+use super::node::{RawCarp, RawFirewall, RawNode};
+use super::statesync::RawStateSync;
+use super::sync::RawSync;
+use super::vips::RawVip;
+use configsync::Area;
+use std::collections::BTreeMap;
+use std::path::Path;
+use toml::Spanned;
+
+/// The node-local tables: never synced.
+pub const NODE_TABLES: [&str; 6] = [
+    "node",
+    "interfaces",
+    "carp",
+    "firewall",
+    "statesync",
+    "sync",
+];
+
+/// The synced areas the firewall crate owns (every area but `vips`).
+fn firewall_keys() -> Vec<&'static str> {
+    Area::ALL
+        .into_iter()
+        .filter(|a| *a != Area::Vips)
+        .map(Area::as_str)
+        .collect()
+}
+
+/// Every table of a config file, as written.
+#[derive(Debug, Clone, Default)]
+pub struct RawFile {
+    pub node: Option<Spanned<RawNode>>,
+    pub interfaces: BTreeMap<String, Spanned<String>>,
+    pub carp: Option<Spanned<RawCarp>>,
+    pub firewall: Option<RawFirewall>,
+    pub statesync: Option<Spanned<RawStateSync>>,
+    pub sync: Option<Spanned<RawSync>>,
+    /// The synced area `vips`.
+    pub vips: Vec<Spanned<RawVip>>,
+    /// The synced areas of the firewall crate.
+    pub areas: firewall::Areas,
+}
+
+impl RawFile {
+    /// Puts `from`'s version of a synced area in place of this file's.
+    pub fn take_area(&mut self, area: Area, from: &RawFile) {
+        match area {
+            Area::Vips => self.vips.clone_from(&from.vips),
+            Area::Aliases => self.areas.aliases.clone_from(&from.areas.aliases),
+            Area::Rules => self.areas.rules.clone_from(&from.areas.rules),
+            Area::Nat => self.areas.nat.clone_from(&from.areas.nat),
+            Area::Gateways => self.areas.gateways.clone_from(&from.areas.gateways),
+            Area::Routes => self.areas.routes.clone_from(&from.areas.routes),
+        }
+    }
+
+    /// Deserializes every table; `extra` are top-level keys that are not tables of a config
+    /// but may be there (a stored areas file lists its areas).
+    fn take(tree: &Tree<'_>, extra: &[&str]) -> (RawFile, Vec<ConfigError>) {
+        fn ok<T>(errors: &mut Vec<ConfigError>, r: Result<Option<T>, ConfigError>) -> Option<T> {
+            r.unwrap_or_else(|e| {
+                errors.push(e);
+                None
+            })
+        }
+        let mut errors = Vec::new();
+        let e = &mut errors;
+        let fw = firewall_keys();
+        let raw = RawFile {
+            node: ok(e, tree.get("node")),
+            interfaces: ok(e, tree.get("interfaces")).unwrap_or_default(),
+            carp: ok(e, tree.get("carp")),
+            firewall: ok(e, tree.get("firewall")),
+            statesync: ok(e, tree.get("statesync")),
+            sync: ok(e, tree.get("sync")),
+            vips: ok(e, tree.get("vips")).unwrap_or_default(),
+            areas: ok(e, tree.get_table(&fw).map(Some)).unwrap_or_default(),
+        };
+        for (key, span) in tree.keys() {
+            if !NODE_TABLES.contains(&key) && Area::parse(key).is_none() && !extra.contains(&key) {
+                errors.push(tree.error(
+                    Some(span),
+                    format!(
+                        "unknown table `{key}` (node tables: {}; synced areas: {})",
+                        NODE_TABLES.join(", "),
+                        Area::names()
+                    ),
+                ));
+            }
+        }
+        (raw, errors)
+    }
+}
+
+/// What is taken from a file's tree while it is parsed.
+struct Taken {
+    raw: RawFile,
+    errors: Vec<ConfigError>,
+    plain: toml::Table,
+    area_lines: Vec<(Area, usize, usize)>,
+}
+
+impl Taken {
+    fn from(t: &Tree<'_>, extra: &[&str]) -> Taken {
+        let (raw, errors) = RawFile::take(t, extra);
+        Taken {
+            raw,
+            errors,
+            plain: t.plain(),
+            area_lines: Area::ALL
+                .into_iter()
+                .filter_map(|a| t.lines_of(a.as_str()).map(|(f, l)| (a, f, l)))
+                .collect(),
+        }
+    }
+}
+
+/// One file parsed: where its values came from, its tables, and its plain TOML (what areas are
+/// hashed and compared as).
+#[derive(Debug, Clone)]
+pub struct ParsedFile {
+    pub sources: Sources,
+    pub raw: RawFile,
+    pub plain: toml::Table,
+    /// Lines of each synced area in the file (to name the area of an error found later).
+    area_lines: Vec<(Area, usize, usize)>,
+}
+
+impl ParsedFile {
+    fn from(r: Result<(Sources, Taken), ConfigErrors>) -> Result<ParsedFile, ConfigErrors> {
+        let (sources, t) = r?;
+        if !t.errors.is_empty() {
+            return Err(ConfigErrors(t.errors));
+        }
+        Ok(ParsedFile {
+            sources,
+            raw: t.raw,
+            plain: t.plain,
+            area_lines: t.area_lines,
+        })
+    }
+
+    /// Where each synced area lies in this file (not in files composed in).
+    pub fn area_lines(&self) -> &[(Area, usize, usize)] {
+        &self.area_lines
+    }
+
+    /// Reads and parses a config file (one parse; every owner's tables taken from it).
+    pub fn read(path: &Path) -> Result<ParsedFile, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError::unlocated(
+                path,
+                format!("cannot read config: {e}"),
+            )])
+        })?;
+        ParsedFile::parse(path, text)
+    }
+
+    /// Parses a config file's text.
+    pub fn parse(path: &Path, text: String) -> Result<ParsedFile, ConfigErrors> {
+        ParsedFile::from(document::parse(path, text, |t| Taken::from(t, &[])))
+    }
+
+    /// Parses a stored areas file (config sync's state dir), given its text.
+    pub fn parse_stored(path: &Path, text: String) -> Result<ParsedFile, ConfigErrors> {
+        ParsedFile::from(document::parse(path, text, |t| {
+            Taken::from(t, &[configsync::peer::HELD_KEY])
+        }))
+    }
+
+    /// This file with `area` taken from `from` (tables, plain values and their sources).
+    pub fn take_area(&mut self, area: Area, from: &ParsedFile) {
+        self.raw.take_area(area, &from.raw);
+        let key = area.as_str();
+        self.plain.remove(key);
+        if let Some(v) = from.plain.get(key) {
+            self.plain.insert(key.to_string(), v.clone());
+        }
+        self.sources.merge(&from.sources);
+    }
+}

@@ -1,0 +1,197 @@
+//! The synced area `vips` (`[[vips]]`), and the checks of a node's VIPs against the addresses
+//! its interfaces really have.
+
+use super::node::{ranged, MAX_ADVBASE};
+use super::Errors;
+use carp::{Advbase, Vhid};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::ops::Range;
+use toml::Spanned;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVip {
+    vhid: Spanned<i64>,
+    interface: Spanned<String>,
+    addresses: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    advbase: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vip {
+    pub vhid: Vhid,
+    /// Logical interface name.
+    pub interface: String,
+    /// Device on this node.
+    pub device: String,
+    pub addresses: Vec<IpNet>,
+    pub advbase: Advbase,
+    /// Where each address is written (same order), to place errors found later.
+    pub spans: Vec<Range<usize>>,
+}
+
+pub fn vips(
+    errs: &mut Errors<'_>,
+    raw: &[Spanned<RawVip>],
+    interfaces: &BTreeMap<String, String>,
+    advbase: Advbase,
+) -> Vec<Vip> {
+    let mut vips = Vec::new();
+    let mut seen: BTreeSet<(String, u8)> = BTreeSet::new();
+    let mut owner: BTreeMap<IpAddr, u8> = BTreeMap::new();
+    for v in raw {
+        let rv = v.get_ref();
+        let vhid = ranged(errs, &rv.vhid, "vips.vhid", 1, 255).and_then(Vhid::new);
+        let logical = rv.interface.get_ref().clone();
+        let device = match interfaces.get(&logical) {
+            Some(d) => d.clone(),
+            None => {
+                let known: Vec<&str> = interfaces.keys().map(String::as_str).collect();
+                errs.at(
+                    rv.interface.span(),
+                    format!(
+                        "unknown interface {logical:?} (the [interfaces] table has: {})",
+                        if known.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                String::new()
+            }
+        };
+        if let Some(vh) = vhid {
+            if !seen.insert((logical.clone(), vh.get())) {
+                errs.at(
+                    rv.vhid.span(),
+                    format!("vhid {vh} is used twice on interface {logical:?}"),
+                );
+            }
+        }
+        let mut addresses = Vec::new();
+        let mut spans = Vec::new();
+        if rv.addresses.get_ref().is_empty() {
+            errs.at(rv.addresses.span(), "a VIP needs at least one address");
+        }
+        for a in rv.addresses.get_ref() {
+            match a.get_ref().parse::<IpNet>() {
+                Ok(net) => {
+                    if let Some(prev) = owner.insert(net.addr(), vhid.map_or(0, Vhid::get)) {
+                        errs.at(
+                            a.span(),
+                            format!("address {} is already a VIP of vhid {prev}", net.addr()),
+                        );
+                    }
+                    addresses.push(net);
+                    spans.push(a.span());
+                }
+                Err(_) => errs.at(
+                    a.span(),
+                    format!(
+                        "{:?} is not an address with prefix length, like \"192.0.2.1/24\" or \"2001:db8::1/64\"",
+                        a.get_ref()
+                    ),
+                ),
+            }
+        }
+        let vip_advbase = match &rv.advbase {
+            Some(b) => ranged(errs, b, "vips.advbase", 1, MAX_ADVBASE.into()).map(Advbase),
+            None => Some(advbase),
+        }
+        .unwrap_or(advbase);
+        if let Some(vhid) = vhid {
+            vips.push(Vip {
+                vhid,
+                interface: logical,
+                device,
+                addresses,
+                advbase: vip_advbase,
+                spans,
+            });
+        }
+    }
+    vips
+}
+
+fn is_link_local(a: &IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// Checks every VIP against the node's own addresses on its interface (not VIPs, not
+/// link-local), as the kernel has them; `own` maps a logical interface to its addresses, and
+/// interfaces not in it (no such device here) are not checked.
+///
+/// - A VIP must not be one of them: releasing the VIP would take the node's own address away.
+/// - An IPv4 VIP must lie in one of their subnets: no neighbour on the link routes to a VIP
+///   outside them, and CARP needs an address of the node in the subnet to advertise from.
+/// - An IPv6 VIP too, when the interface has global IPv6 addresses of its own. One without any
+///   (a router that uses only link-local addresses, whose global prefix lives on the VIP
+///   alone; CARP advertises from the link-local address) is legitimate: a note, not an error.
+///   So is an IPv6 link-local VIP.
+///
+/// Returns the notes.
+pub fn check_against_node(
+    errs: &mut Errors<'_>,
+    vips: &[Vip],
+    own: &BTreeMap<String, Vec<IpNet>>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for v in vips {
+        let Some(addrs) = own.get(&v.interface) else {
+            continue;
+        };
+        for (a, span) in v.addresses.iter().zip(&v.spans) {
+            let ip = a.addr();
+            if let Some(mine) = addrs.iter().find(|n| n.addr() == ip) {
+                errs.at(
+                    span.clone(),
+                    format!(
+                        "{ip} is this node's own address on {} ({}, {mine}): a VIP must be an address no node has of its own (releasing the VIP would remove it)",
+                        v.interface, v.device
+                    ),
+                );
+                continue;
+            }
+            if is_link_local(&ip) || addrs.iter().any(|n| n.contains(&ip)) {
+                continue;
+            }
+            let same_family: Vec<String> = addrs
+                .iter()
+                .filter(|n| n.addr().is_ipv4() == ip.is_ipv4())
+                .map(|n| n.trunc().to_string())
+                .collect();
+            if ip.is_ipv6() && same_family.is_empty() {
+                notes.push(format!(
+                    "VIP {a} on {} ({}): the interface has no global IPv6 address of its own, so {} lives on the VIP alone (fine for a router that uses link-local addresses)",
+                    v.interface,
+                    v.device,
+                    a.trunc()
+                ));
+                continue;
+            }
+            errs.at(
+                span.clone(),
+                format!(
+                    "VIP {ip} is outside every subnet of {} ({}): {}; add an address in its subnet to {} first, or give the VIP an address in one of those",
+                    v.interface,
+                    v.device,
+                    if same_family.is_empty() {
+                        "it has no IPv4 address".to_string()
+                    } else {
+                        format!("it has {}", same_family.join(", "))
+                    },
+                    v.device
+                ),
+            );
+        }
+    }
+    notes
+}

@@ -1,0 +1,260 @@
+//! A peer's sync state on disk, in its state dir (`sync.state_dir`):
+//! `synced.toml` (the synced areas as running; an operator may edit it, which is reported as
+//! drift), `pushed.toml` (the same as last pushed, untouched), `synced.json` (generation,
+//! source, time, per-area hashes), `history/gen-N.toml` (the last [`HISTORY`] generations,
+//! for `tandem config rollback`), `backups/` (drifted areas kept before an overwrite) and
+//! `incoming.toml` (the last candidate's synced areas, where validation errors point).
+//! Files are written whole (to a temporary name, then renamed) and readable by root only.
+
+use super::status::rfc3339;
+use crate::config::{ConfigErrors, ParsedFile};
+use configsync::area::Area;
+use configsync::book::SyncedMeta;
+use configsync::peer::{Plan, Store, HELD_KEY};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Generations a peer keeps for rollback.
+pub const HISTORY: usize = 10;
+
+/// Writes a file whole and readable by root only: to a temporary name, then renamed.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Creates a directory (and its parents) readable by root only.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Areas as one TOML document, each under a header comment, and the list of the areas it
+/// holds (empty ones too) under [`HELD_KEY`].
+pub fn areas_file(title: &str, meta: &SyncedMeta, texts: &BTreeMap<Area, String>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# {title}");
+    let _ = writeln!(
+        s,
+        "# generation {} from {} at {}",
+        meta.generation,
+        meta.source,
+        rfc3339(meta.time)
+    );
+    let held: Vec<String> = texts.keys().map(|a| format!("{:?}", a.as_str())).collect();
+    let _ = writeln!(s, "{HELD_KEY} = [{}]", held.join(", "));
+    for (a, text) in texts {
+        let rec = meta.areas.get(a);
+        let _ = writeln!(
+            s,
+            "\n# ---- area {a}: generation {} ----",
+            rec.map_or(0, |r| r.generation)
+        );
+        if text.is_empty() {
+            let _ = writeln!(s, "# (empty: no {a})");
+        } else {
+            s.push_str(text);
+        }
+    }
+    s
+}
+
+/// The state dir of a peer, with the files it read kept parsed: a push re-parses only what
+/// changed on disk (10k rules are about 1 MB of TOML).
+pub struct FileStore {
+    pub dir: PathBuf,
+    parsed: BTreeMap<PathBuf, (String, ParsedFile)>,
+}
+
+impl FileStore {
+    pub fn new(dir: &Path) -> FileStore {
+        FileStore {
+            dir: dir.to_path_buf(),
+            parsed: BTreeMap::new(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn history_path(&self, generation: u64) -> PathBuf {
+        self.dir
+            .join("history")
+            .join(format!("gen-{generation:08}.toml"))
+    }
+
+    /// A stored areas file, parsed (an absent file is empty); from the cache when its text is
+    /// what was last seen.
+    pub fn parsed(&mut self, path: &Path) -> Result<ParsedFile, ConfigErrors> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(ConfigErrors(vec![crate::config::ConfigError::unlocated(
+                    path,
+                    format!("cannot read: {e}"),
+                )]))
+            }
+        };
+        if let Some((t, p)) = self.parsed.get(path) {
+            if *t == text {
+                return Ok(p.clone());
+            }
+        }
+        let p = ParsedFile::parse_stored(path, text.clone())?;
+        self.parsed.insert(path.to_path_buf(), (text, p.clone()));
+        Ok(p)
+    }
+
+    /// Writes the candidate's synced areas to `incoming.toml` and parses them from there, so
+    /// that errors point at a file the operator can open.
+    pub fn incoming(&mut self, plan: &Plan) -> Result<ParsedFile, ConfigErrors> {
+        let path = self.path("incoming.toml");
+        let text = areas_file(
+            &format!(
+                "candidate: {} (its errors point here; it runs once accepted)",
+                plan.what
+            ),
+            &plan.meta,
+            &plan.stored,
+        );
+        let unwritable = |e: std::io::Error| {
+            ConfigErrors(vec![crate::config::ConfigError::unlocated(
+                &path,
+                format!("cannot write: {e}"),
+            )])
+        };
+        private_dir(&self.dir).map_err(unwritable)?;
+        write_private(&path, &text).map_err(unwritable)?;
+        let p = ParsedFile::parse_stored(&path, text.clone())?;
+        self.parsed.insert(path, (text, p.clone()));
+        Ok(p)
+    }
+
+    fn plain(&mut self, name: &str) -> Result<toml::Table, String> {
+        let path = self.path(name);
+        self.parsed(&path)
+            .map(|p| p.plain)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Store for FileStore {
+    fn meta(&self) -> Result<Option<SyncedMeta>, String> {
+        let p = self.path("synced.json");
+        match std::fs::read_to_string(&p) {
+            Ok(s) => serde_json::from_str(&s)
+                .map(Some)
+                .map_err(|e| format!("{} is unreadable: {e}", p.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+        }
+    }
+
+    fn stored(&mut self) -> Result<toml::Table, String> {
+        self.plain("synced.toml")
+    }
+
+    fn pushed(&mut self) -> Result<toml::Table, String> {
+        self.plain("pushed.toml")
+    }
+
+    fn generation(&mut self, generation: u64) -> Result<Option<toml::Table>, String> {
+        let path = self.history_path(generation);
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.parsed(&path)
+            .map(|p| Some(p.plain))
+            .map_err(|e| e.to_string())
+    }
+
+    fn history(&self) -> Vec<u64> {
+        let mut gens: Vec<u64> = std::fs::read_dir(self.dir.join("history"))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        e.file_name()
+                            .to_str()
+                            .and_then(|n| n.strip_prefix("gen-"))
+                            .and_then(|n| n.strip_suffix(".toml"))
+                            .and_then(|n| n.parse().ok())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        gens.sort_unstable();
+        gens
+    }
+
+    fn save(&mut self, plan: &Plan, new_generation: bool) -> Result<(), String> {
+        let io = |what: &Path| {
+            let what = what.display().to_string();
+            move |e: std::io::Error| format!("cannot write {what}: {e}")
+        };
+        let history = self.dir.join("history");
+        private_dir(&history).map_err(io(&history))?;
+        let pushed_text = areas_file(
+            "areas as last pushed (kept untouched to tell drift; do not edit)",
+            &plan.meta,
+            &plan.pushed,
+        );
+        if new_generation {
+            let h = self.history_path(plan.meta.generation);
+            write_private(&h, &pushed_text).map_err(io(&h))?;
+            let gens = self.history();
+            for g in gens.iter().take(gens.len().saturating_sub(HISTORY)) {
+                let _ = std::fs::remove_file(self.history_path(*g));
+            }
+        }
+        let pushed = self.path("pushed.toml");
+        write_private(&pushed, &pushed_text).map_err(io(&pushed))?;
+        let stored_text = areas_file(
+            "synced areas running on this node; a local edit here (then `tandem reload`) runs and is reported to the primary as drift",
+            &plan.meta,
+            &plan.stored,
+        );
+        let stored = self.path("synced.toml");
+        write_private(&stored, &stored_text).map_err(io(&stored))?;
+        let json = serde_json::to_string_pretty(&plan.meta)
+            .map_err(|e| format!("encoding synced.json: {e}"))?;
+        let meta = self.path("synced.json");
+        write_private(&meta, &json).map_err(io(&meta))?;
+        Ok(())
+    }
+
+    fn backup(&mut self, plan: &Plan) -> Result<String, String> {
+        let dir = self.dir.join("backups");
+        let path = dir.join(format!(
+            "drift-gen{}-{}.toml",
+            plan.previous.generation,
+            rfc3339(plan.meta.time).replace(':', "")
+        ));
+        let mut text = format!(
+            "# areas as they ran before an overwrite (they had drifted from generation {})\n",
+            plan.previous.generation
+        );
+        for r in &plan.overwritten {
+            let _ = writeln!(text, "\n# ---- area {} ----", r.area);
+            text.push_str(&r.text);
+        }
+        private_dir(&dir)
+            .and_then(|()| write_private(&path, &text))
+            .map_err(|e| format!("cannot write backup {}: {e}", path.display()))?;
+        Ok(path.display().to_string())
+    }
+}

@@ -1,0 +1,131 @@
+//! A new config becomes the running one, all or nothing: everything is checked first (the
+//! VIPs against the node's addresses, the ruleset rendered, the devices looked up), then the
+//! ruleset is applied in one transaction, then the VIPs converge on the CARP thread. A reload
+//! that changes what only a restart can apply is refused and says so.
+
+use super::Daemon;
+use crate::config::{Config, ParsedFile};
+use crate::config_sync;
+use crate::firewall_apply;
+use anyhow::Context;
+use tracing::info;
+
+/// What a reload cannot apply to a running daemon, named for the message.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if old.node.name != new.node.name {
+        v.push("[node] name");
+    }
+    if old.node.control_socket != new.node.control_socket {
+        v.push("[node] control_socket");
+    }
+    let sync_changed = match (&old.sync, &new.sync) {
+        (None, None) => false,
+        (Some(a), Some(b)) => a.needs_restart(b),
+        _ => true,
+    };
+    if sync_changed {
+        v.push("[sync]");
+    }
+    if old.statesync != new.statesync {
+        v.push("[statesync]");
+    }
+    v
+}
+
+impl Daemon {
+    /// Re-reads the own config file and applies it; a config that fails validation, that the
+    /// kernel refuses, or that needs a restart changes nothing and the error says why.
+    pub(super) async fn reload(&mut self) -> Result<String, String> {
+        let path = self.cfg.own_file.clone();
+        let (new, own) = tokio::task::spawn_blocking(move || config_sync::load_running(&path))
+            .await
+            .map_err(|e| format!("the config thread died: {e}"))?
+            .map_err(|e| firewall_apply::describe(&e))?;
+        let restart = needs_restart(&self.cfg, &new);
+        if !restart.is_empty() {
+            return Err(format!(
+                "{}: {} changed; a running daemon cannot apply that: restart tandem (nothing was changed)",
+                self.cfg.own_file.display(),
+                restart.join(", ")
+            ));
+        }
+        let msg = self
+            .activate(new, Some(own))
+            .await
+            .map_err(|e| firewall_apply::describe(&e))?;
+        Ok(msg)
+    }
+
+    /// Makes `new` the running config (firewall, then VIPs), or changes nothing and says why.
+    /// `own`: the own file it was composed from, when it was re-read.
+    pub(super) async fn activate(
+        &mut self,
+        new: Config,
+        own: Option<ParsedFile>,
+    ) -> anyhow::Result<String> {
+        let own_addrs = firewall_apply::own_addresses(&new, &self.netlink).await;
+        let checked = new.clone();
+        let prepared =
+            tokio::task::spawn_blocking(move || firewall_apply::prepare(&checked, &own_addrs))
+                .await
+                .context("the ruleset thread died")?;
+        let ruleset = match prepared {
+            Ok(r) => r,
+            Err(e) => {
+                // The old ruleset stays in force; status says why the new one is not.
+                self.firewall_error = Some(e.to_string());
+                return Err(e.into());
+            }
+        };
+        for vip in &new.vips {
+            self.netlink.link(&vip.device).await.with_context(|| {
+                format!(
+                    "interface {:?} (device {}) of vhid {}",
+                    vip.interface, vip.device, vip.vhid
+                )
+            })?;
+        }
+        let applied = match &ruleset {
+            Some(r) => firewall_apply::apply(&new, &self.netlink, r).await,
+            None if self.firewall_applied => firewall_apply::remove().await,
+            None => Ok(()),
+        };
+        if let Err(e) = applied {
+            self.firewall_error = Some(format!("{e:#}"));
+            return Err(e);
+        }
+        self.firewall_applied = ruleset.is_some();
+        self.firewall_error = None;
+        if let Some(r) = &ruleset {
+            info!(
+                "firewall applied: {} rules, {} routes",
+                new.areas.rules.len(),
+                r.routes.len()
+            );
+        }
+        let vips = self
+            .carp
+            .converge(self.routers(&new))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        self.cfg = new;
+        if let Some(own) = own {
+            self.own = own;
+        }
+        if let Some(cs) = self.sync.as_mut() {
+            cs.activated(&self.cfg);
+        }
+        let msg = format!(
+            "reloaded {}: {vips}, firewall {}",
+            self.cfg.own_file.display(),
+            if self.cfg.firewall.managed {
+                format!("{} rules", self.cfg.areas.rules.len())
+            } else {
+                "not managed".into()
+            }
+        );
+        info!("{msg}");
+        Ok(msg)
+    }
+}

@@ -1,0 +1,172 @@
+//! The daemon: the composition root. It owns every subsystem (the CARP thread, the firewall,
+//! config sync, state sync, the control socket), routes their inputs, and carries out what
+//! they return. No subsystem knows it: arrows go from here outwards.
+//!
+//! - [`start`]: the order a node comes up in (lock first, then firewall, then VIPs).
+//! - [`activate`]: reload and activation of a new config, all or nothing.
+//! - [`requests`]: control requests, config sync outcomes, the node's status.
+
+mod activate;
+mod requests;
+mod start;
+
+use crate::carp_thread;
+use crate::config::{Config, ParsedFile};
+use crate::config_sync::{self, ConfigSync};
+use crate::control::Pending;
+use crate::lock::NodeLock;
+use crate::state_sync;
+use carp::DemoteSource;
+use linux::netlink::{LinkWatcher, Netlink};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+pub struct Daemon {
+    cfg: Config,
+    /// The own file as parsed at the last start or reload: a push composes with it.
+    own: ParsedFile,
+    netlink: Netlink,
+    carp: carp_thread::Handle,
+    carp_events: mpsc::UnboundedReceiver<carp_thread::Event>,
+    /// (interface, vhid) this node is master of, from the CARP thread's transitions.
+    masters: BTreeSet<(String, u8)>,
+    firewall_applied: bool,
+    firewall_error: Option<String>,
+    sync: Option<ConfigSync>,
+    sync_rx: Option<mpsc::Receiver<config_sync::Input>>,
+    states: Option<state_sync::Handle>,
+    /// ifindex of the state sync link, and whether it went down while this node was master of
+    /// nothing (then it must resync before it may take VIPs back).
+    sync_link: Option<u32>,
+    resync_pending: bool,
+    control: mpsc::Receiver<Pending>,
+    control_socket: PathBuf,
+    _lock: NodeLock,
+}
+
+/// How a run ends.
+pub struct Options {
+    pub record: Option<PathBuf>,
+}
+
+impl Daemon {
+    /// Runs until SIGTERM/SIGINT, then bows out and releases every VIP.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        // Link changes of the state sync link (the CARP thread watches the VIP interfaces).
+        let mut link_watcher = match self.sync_link {
+            Some(_) => Some(LinkWatcher::new().await?),
+            None => None,
+        };
+        info!(
+            "node {} running: {} VIPs, advskew {}, preempt {}",
+            self.cfg.node.name,
+            self.cfg.vips.len(),
+            self.cfg.node.advskew.0,
+            self.cfg.node.preempt
+        );
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: bowing out"); break; }
+                _ = int.recv() => { info!("SIGINT: bowing out"); break; }
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading {}", self.cfg.own_file.display());
+                    if let Err(e) = self.reload().await {
+                        error!("reload failed, running config unchanged: {e}");
+                    }
+                }
+                Some((req, reply)) = self.control.recv() => {
+                    let r = self.answer(req).await;
+                    let _ = reply.send(r);
+                }
+                Some(input) = config_sync::recv(&mut self.sync_rx) => self.on_sync(input).await,
+                Some(n) = state_sync::next_notice(&mut self.states) => self.on_state_sync(n),
+                Some(ev) = self.carp_events.recv() => self.on_carp(ev),
+                ev = next_link(&mut link_watcher) => match ev {
+                    Ok(ev) if Some(ev.index) == self.sync_link => self.on_sync_link(ev.up),
+                    Ok(_) => {}
+                    Err(e) => {
+                        error!("link watcher failed: {e}; the state sync link is no longer watched");
+                        link_watcher = None;
+                    }
+                },
+            }
+        }
+        self.carp.shutdown().await;
+        let _ = std::fs::remove_file(&self.control_socket);
+        info!("node {} stopped", self.cfg.node.name);
+        Ok(())
+    }
+
+    fn on_carp(&mut self, ev: carp_thread::Event) {
+        match ev {
+            carp_thread::Event::Transition {
+                vhid,
+                interface,
+                to,
+                ..
+            } => {
+                if to == carp::State::Master {
+                    self.masters.insert((interface, vhid));
+                } else {
+                    self.masters.remove(&(interface, vhid));
+                }
+            }
+        }
+    }
+
+    fn on_state_sync(&mut self, n: state_sync::Notice) {
+        match n {
+            state_sync::Notice::Ready(ready) => {
+                if ready {
+                    self.resync_pending = false;
+                }
+                self.demote_state_sync(!ready);
+            }
+        }
+    }
+
+    /// Demotes (or stops demoting) the node because its state table is not complete.
+    fn demote_state_sync(&self, demote: bool) {
+        let value = if demote {
+            carp::engine::DEMOTION_STEP
+        } else {
+            0
+        };
+        self.carp.demote(DemoteSource::StateSync, value);
+    }
+
+    /// A node cut off from its peers misses their new connections. A master keeps its VIPs
+    /// (its own connections are the ones that matter), but a node that is master of nothing
+    /// must not take VIPs back until it has fetched the table again.
+    fn on_sync_link(&mut self, up: bool) {
+        if !up {
+            if self.masters.is_empty() && !self.resync_pending {
+                info!("state sync link down: demoted until a bulk sync after it returns");
+                self.resync_pending = true;
+                self.demote_state_sync(true);
+            }
+            return;
+        }
+        if self.resync_pending {
+            if let Some(h) = &self.states {
+                info!("state sync link up: asking the peers for the full table");
+                if h.commands.try_send(state_sync::Command::Resync).is_err() {
+                    warn!("state sync task busy; resync request dropped");
+                }
+            }
+        }
+    }
+}
+
+async fn next_link(w: &mut Option<LinkWatcher>) -> Result<linux::LinkEvent, linux::LinuxError> {
+    match w {
+        Some(w) => w.next().await,
+        None => std::future::pending().await,
+    }
+}

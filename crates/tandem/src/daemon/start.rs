@@ -1,0 +1,126 @@
+//! How a node comes up. The lock comes first: until this process holds the node, it changes
+//! nothing (no stale-VIP sweep, no sysctl, no ruleset, no control socket), so a second start
+//! with the same config leaves the running daemon and its VIPs alone. Then the firewall goes up
+//! before any VIP can be answered for, and state sync demotes the node until it has the table.
+
+use super::{Daemon, Options};
+use crate::carp_thread;
+use crate::config::{Config, ParsedFile};
+use crate::config_sync::ConfigSync;
+use crate::control;
+use crate::firewall_apply;
+use crate::lock::NodeLock;
+use crate::state_sync;
+use anyhow::Context;
+use linux::netlink::Netlink;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+fn random_seed() -> u64 {
+    // The seed only picks initial advert counters; the OS pool is plenty.
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u64::from_ne_bytes(b) ^ u64::from(std::process::id())
+}
+
+impl Daemon {
+    pub async fn start(cfg: Config, own: ParsedFile, opts: Options) -> anyhow::Result<Daemon> {
+        let lock = NodeLock::acquire(&cfg.node.control_socket, &cfg.node.name)?;
+        let listener = control::bind(&cfg.node.control_socket)?;
+        let (ctl_tx, ctl_rx) = mpsc::channel::<control::Pending>(16);
+        tokio::spawn(control::serve(listener, ctl_tx));
+
+        let netlink = Netlink::new().await.context("cannot open rtnetlink")?;
+        // Everything is checked before anything changes.
+        let own_addrs = firewall_apply::own_addresses(&cfg, &netlink).await;
+        let checked = cfg.clone();
+        let ruleset =
+            tokio::task::spawn_blocking(move || firewall_apply::prepare(&checked, &own_addrs))
+                .await
+                .context("the ruleset thread died")??;
+
+        // The firewall goes up before any VIP can be answered for.
+        let mut firewall_applied = false;
+        if let Some(r) = &ruleset {
+            firewall_apply::apply(&cfg, &netlink, r).await?;
+            firewall_applied = true;
+            tracing::info!(
+                "firewall applied: {} rules, {} routes",
+                cfg.areas.rules.len(),
+                r.routes.len()
+            );
+        }
+
+        let states = match cfg.statesync.as_ref().filter(|s| s.enabled) {
+            Some(ss) => Some(state_sync::start(&cfg.node.name, ss, &netlink).await?),
+            None => None,
+        };
+        let sync_link = match cfg.statesync.as_ref().filter(|s| s.enabled) {
+            Some(ss) => Some(netlink.link(&ss.device).await?.index),
+            None => None,
+        };
+        // Before a VIP is added, state sync writes every state it has received to the kernel.
+        let barrier = states.as_ref().map(|h| {
+            let tx = h.commands.clone();
+            let b: carp_thread::Barrier = Arc::new(move || {
+                let (done, rx) = oneshot::channel();
+                if tx.try_send(state_sync::Command::Flush(done)).is_err() {
+                    tracing::warn!("state sync busy: VIP added without waiting for its flush");
+                }
+                rx
+            });
+            b
+        });
+        let (carp, carp_events) = carp_thread::Handle::spawn(carp_thread::Options {
+            seed: random_seed(),
+            record: opts.record,
+            barrier,
+        })?;
+        let mut d = Daemon {
+            cfg,
+            own,
+            netlink,
+            carp,
+            carp_events,
+            masters: BTreeSet::new(),
+            firewall_applied,
+            firewall_error: None,
+            sync: None,
+            sync_rx: None,
+            states,
+            sync_link,
+            resync_pending: false,
+            control: ctl_rx,
+            control_socket: Default::default(),
+            _lock: lock,
+        };
+        d.control_socket.clone_from(&d.cfg.node.control_socket);
+        if d.states.is_some() {
+            // Not ready until the first bulk sync: demoted before any router exists.
+            d.demote_state_sync(true);
+        }
+        d.carp
+            .converge(d.routers(&d.cfg))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        if let Some((cs, rx)) = ConfigSync::start(&d.cfg).await? {
+            d.sync = Some(cs);
+            d.sync_rx = Some(rx);
+        }
+        Ok(d)
+    }
+
+    /// The CARP thread's view of a config.
+    pub(super) fn routers(&self, cfg: &Config) -> carp_thread::Routers {
+        carp_thread::Routers {
+            advskew: cfg.node.advskew,
+            preempt: cfg.node.preempt,
+            passphrase: cfg.carp.passphrase.clone(),
+            vips: cfg.vips.clone(),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The firewall as this node runs it: the synced areas checked against this node's interfaces
+//! and addresses, rendered to nftables, then applied in one transaction together with the
+//! static routes and the forwarding sysctls. Also what the node's interfaces really have,
+//! which the VIPs are checked against.
+
+use crate::config::{Config, ConfigErrors};
+use anyhow::Context;
+use ipnet::IpNet;
+use linux::netlink::Netlink;
+use linux::routes::StaticRoute;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What this node's interfaces have, per logical name: its own addresses (not VIPs, not
+/// link-local). A logical interface whose device does not exist here is absent.
+pub async fn own_addresses(cfg: &Config, netlink: &Netlink) -> BTreeMap<String, Vec<IpNet>> {
+    let mut out = BTreeMap::new();
+    for (logical, dev) in &cfg.interfaces {
+        let Ok(link) = netlink.link(dev).await else {
+            continue;
+        };
+        let mut nets = Vec::new();
+        for a in netlink
+            .address_details(link.index)
+            .await
+            .unwrap_or_default()
+        {
+            // VIPs come from the config, not from whoever holds them right now.
+            if a.tandem || a.link_scope {
+                continue;
+            }
+            if let Ok(net) = IpNet::new(a.addr, a.prefix) {
+                nets.push(net);
+            }
+        }
+        out.insert(logical.clone(), nets);
+    }
+    out
+}
+
+/// What the firewall areas refer to on this node: devices, real addresses, VIPs.
+pub fn context(cfg: &Config, own: &BTreeMap<String, Vec<IpNet>>) -> firewall::NodeContext {
+    let mut ctx = firewall::NodeContext {
+        interfaces: cfg.interfaces.clone(),
+        ..Default::default()
+    };
+    for logical in cfg.interfaces.keys() {
+        ctx.interface_addrs.insert(
+            logical.clone(),
+            own.get(logical).cloned().unwrap_or_default(),
+        );
+    }
+    for v in &cfg.vips {
+        for a in &v.addresses {
+            ctx.vips.push((v.interface.clone(), *a));
+        }
+    }
+    ctx
+}
+
+/// Everything that can be checked without changing anything: the VIPs against the node's
+/// addresses and, when this node manages its firewall, the ruleset (rendered: CPU work, run
+/// it off any thread that must stay responsive). There is no separate `nft -c` pass: `nft -f`
+/// runs the script as one transaction, so a script the kernel refuses at apply time changes
+/// nothing either, and checking first would double the time a change takes.
+/// Logs the notes about unusual VIPs (see [`Config::check_vips`]).
+pub fn prepare(
+    cfg: &Config,
+    own: &BTreeMap<String, Vec<IpNet>>,
+) -> Result<Option<firewall::Ruleset>, ConfigErrors> {
+    let vips = cfg.check_vips(own).map(|notes| {
+        for n in notes {
+            tracing::warn!("note: {n}");
+        }
+    });
+    let ruleset = if cfg.firewall.managed {
+        firewall::render(&cfg.areas, &context(cfg, own))
+            .map(Some)
+            .map_err(|e| cfg.locate(e))
+    } else {
+        Ok(None)
+    };
+    match (vips, ruleset) {
+        (Ok(()), r) => r,
+        (Err(e), Ok(_)) => Err(e),
+        (Err(mut a), Err(b)) => {
+            a.0.extend(b.0);
+            Err(a)
+        }
+    }
+}
+
+/// What the last apply did, for status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct FirewallStatus {
+    pub managed: bool,
+    /// Rules and NAT entries in the running config.
+    pub rules: usize,
+    pub nat: usize,
+    pub aliases: usize,
+    pub routes: usize,
+    pub applied: bool,
+    pub last_error: Option<String>,
+    /// Current values of the forwarding sysctls.
+    pub forwarding: BTreeMap<String, String>,
+}
+
+pub const FORWARDING_SYSCTLS: [&str; 2] = ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"];
+
+/// Applies a prepared ruleset: nftables first (atomic), then routes, then forwarding. A
+/// blocking child process runs: call it where blocking is fine.
+pub async fn apply(
+    cfg: &Config,
+    netlink: &Netlink,
+    ruleset: &firewall::Ruleset,
+) -> anyhow::Result<()> {
+    let script = ruleset.nft.clone();
+    tokio::task::spawn_blocking(move || linux::nft::apply(&script))
+        .await
+        .context("the nft apply thread died")?
+        .with_context(|| {
+            format!(
+                "{}: the kernel refused the ruleset; the previous one stays in force",
+                cfg.file().display()
+            )
+        })?;
+    let mut routes = Vec::new();
+    for r in &ruleset.routes {
+        let link = netlink
+            .link(&r.device)
+            .await
+            .with_context(|| format!("route to {} via {}", r.destination, r.gateway_name))?;
+        routes.push(StaticRoute {
+            destination: r.destination.network(),
+            prefix: r.destination.prefix_len(),
+            gateway: r.gateway,
+            ifindex: link.index,
+        });
+    }
+    let (added, removed) = netlink
+        .sync_routes(&routes)
+        .await
+        .context("installing static routes")?;
+    if added + removed > 0 {
+        tracing::info!("routes: {added} added, {removed} removed");
+    }
+    if cfg.firewall.forwarding {
+        for knob in FORWARDING_SYSCTLS {
+            if linux::sysctl::read(knob).ok().as_deref() != Some("1") {
+                linux::sysctl::write(knob, "1").with_context(|| format!("setting {knob}=1"))?;
+                tracing::info!("set {knob}=1 (a firewall routes; [firewall] forwarding = false leaves it alone)");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes Tandem's table (the firewall was switched off); every other table stays.
+pub async fn remove() -> anyhow::Result<()> {
+    let script = format!("table {t} {{}}\ndelete table {t}\n", t = firewall::TABLE);
+    tokio::task::spawn_blocking(move || linux::nft::apply(&script))
+        .await
+        .context("the nft apply thread died")?
+        .map_err(anyhow::Error::from)
+}
+
+pub fn status(cfg: &Config, applied: bool, last_error: Option<String>) -> FirewallStatus {
+    let a = &cfg.areas;
+    FirewallStatus {
+        managed: cfg.firewall.managed,
+        rules: a.rules.len(),
+        nat: a.nat.outbound.len() + a.nat.port_forward.len() + a.nat.one_to_one.len(),
+        aliases: a.aliases.len(),
+        routes: a.routes.len(),
+        applied,
+        last_error,
+        forwarding: FORWARDING_SYSCTLS
+            .iter()
+            .map(|k| {
+                (
+                    k.to_string(),
+                    linux::sysctl::read(k).unwrap_or_else(|e| format!("unreadable: {e}")),
+                )
+            })
+            .collect(),
+    }
+}
+
+/// Turns located config errors into one message for a control reply or the log.
+pub fn describe(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<ConfigErrors>() {
+        Some(list) => list.to_string(),
+        None => format!("{e:#}"),
+    }
+}

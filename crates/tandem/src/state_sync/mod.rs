@@ -1,0 +1,292 @@
+//! Connection state sync as the daemon runs it: the replicator engine (crate `statesync`) tied
+//! to its UDP socket on the sync link and to the kernel's conntrack table.
+//!
+//! It runs as its own task (kernel writes on the blocking pool), away from the CARP thread; the
+//! daemon talks to it over a channel: status, readiness (which demotes CARP), and a flush
+//! before VIPs are taken (the CARP thread's barrier).
+
+mod task;
+
+use crate::config::StateSyncSettings;
+use anyhow::Context;
+use linux::conntrack::{Conntrack, ConntrackError, EventItem, Events, Groups};
+use serde::{Deserialize, Serialize};
+use statesync::{Replicator, SealKey};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
+
+/// What the daemon can ask of the state sync task.
+pub enum Command {
+    Status(oneshot::Sender<StateSyncStatus>),
+    /// Read every datagram already queued and install what it carries, then answer: a node
+    /// about to take over VIPs must have the states in its kernel first.
+    Flush(oneshot::Sender<()>),
+    /// Ask the peers for a full table again (after this node was cut off from them).
+    Resync,
+}
+
+/// What the task tells the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Whether CARP may stop demoting this node for state sync.
+    Ready(bool),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StateSyncStatus {
+    pub enabled: bool,
+    pub listen: String,
+    pub peers: Vec<String>,
+    /// The engine's own view: readiness, bulk sync, counters, per-peer lag.
+    pub engine: Option<statesync::Status>,
+    /// Kernel writes: conns installed and removed, and failures.
+    pub installed: u64,
+    pub removed: u64,
+    pub install_errors: u64,
+    pub overruns: u64,
+    pub last_alarm: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// Datagrams read in one go after the first (whatever the socket already holds): their
+/// installs reach the kernel as one batch instead of one blocking call per datagram.
+const MAX_DRAIN: usize = 64;
+/// Conntrack events decoded ahead of the state sync task.
+const EVENT_QUEUE: usize = 65_536;
+
+pub struct Handle {
+    pub commands: mpsc::Sender<Command>,
+    pub notices: mpsc::Receiver<Notice>,
+}
+
+/// The next notice, or never when state sync is off (for `select!`).
+pub async fn next_notice(h: &mut Option<Handle>) -> Option<Notice> {
+    match h {
+        Some(h) => h.notices.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One line for `tandem status`.
+pub fn summary(s: &StateSyncStatus) -> String {
+    let Some(e) = &s.engine else {
+        return format!("{} (no engine status)", s.listen);
+    };
+    let alive = e.peers.iter().filter(|p| p.alive).count();
+    let mut line = format!(
+        "{} on {}, {} states, bulk {:?}, peers {}/{} alive, installed {} removed {}",
+        if e.ready { "ready" } else { "NOT READY" },
+        s.listen,
+        e.states,
+        e.bulk.phase,
+        alive,
+        e.peers.len().max(s.peers.len()),
+        s.installed,
+        s.removed
+    );
+    if let Some(a) = &s.last_alarm {
+        line += &format!("; alarm: {a}");
+    }
+    if let Some(err) = &s.last_error {
+        line += &format!("; last error: {err}");
+    }
+    line
+}
+
+/// TCP window edges are not in ctnetlink, so they cannot be synced: after a failover (and a
+/// failback) the taking node's entries, its own included, hold windows the connection has left
+/// behind, and strict tracking would call the next segments invalid.
+const TCP_BE_LIBERAL: (&str, &str, &str) = (
+    "net.netfilter.nf_conntrack_tcp_be_liberal",
+    "1",
+    "TCP windows cannot be synced: after a takeover, segments must not be judged against windows the connection has moved past",
+);
+
+/// A node id every peer tells apart: derived from the node name (FNV-1a), never 0.
+fn node_id(name: &str) -> statesync::NodeId {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    statesync::NodeId(h.max(1))
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut b);
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// Opens everything (so configuration problems stop the daemon at start) and spawns the task.
+pub async fn start(
+    node: &str,
+    settings: &StateSyncSettings,
+    netlink: &linux::netlink::Netlink,
+) -> anyhow::Result<Handle> {
+    for (name, value, why) in linux::conntrack::required_sysctls()
+        .iter()
+        .map(|s| (s.name, s.value, s.why))
+        .chain(std::iter::once(TCP_BE_LIBERAL))
+    {
+        if linux::sysctl::read(name).ok().as_deref() != Some(value) {
+            linux::sysctl::write(name, value)
+                .with_context(|| format!("setting {name}={value} ({why})"))?;
+            info!("set {name}={value} ({why})");
+        }
+    }
+    let link = netlink.link(&settings.device).await.with_context(|| {
+        format!(
+            "statesync interface {} ({})",
+            settings.interface, settings.device
+        )
+    })?;
+    let local = netlink
+        .address_details(link.index)
+        .await?
+        .into_iter()
+        .find(|a| !a.tandem && !a.link_scope && a.addr.is_ipv4() == settings.peers[0].is_ipv4())
+        .map(|a| a.addr)
+        .with_context(|| {
+            format!(
+                "statesync interface {} ({}) has no address of the peers' family to listen on",
+                settings.interface, settings.device
+            )
+        })?;
+    let sock = bind(local, settings.port, &settings.device)?;
+    let key = SealKey::from_passphrase(&String::from_utf8_lossy(&settings.key))
+        .map_err(|e| anyhow::anyhow!("statesync key: {e}"))?;
+    let mut cfg = statesync::Config::new(node_id(node), random_u64(), key);
+    cfg.mtu = 1400;
+    let engine = Replicator::new(Instant::now(), cfg, random_u64())
+        .map_err(|e| anyhow::anyhow!("statesync: {e}"))?;
+    // Subscribe before the first dump, so no change falls between the two.
+    let events = Events::subscribe(Groups::ALL).context("subscribing to conntrack events")?;
+    let ct = tokio::task::spawn_blocking(Conntrack::open)
+        .await
+        .context("conntrack thread")?
+        .context("opening ctnetlink")?;
+    let own_portid = ct.portid();
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
+    tokio::spawn(read_events(events, own_portid, ev_tx));
+    let peers: Vec<SocketAddr> = settings
+        .peers
+        .iter()
+        .map(|a| SocketAddr::new(*a, settings.port))
+        .collect();
+    let (ctl_tx, ctl_rx) = mpsc::channel(16);
+    let (note_tx, note_rx) = mpsc::channel(16);
+    info!(
+        "state sync on {} ({}) {}:{} with {} peer(s), node id {}",
+        settings.interface,
+        settings.device,
+        local,
+        settings.port,
+        peers.len(),
+        node_id(node).0
+    );
+    let task = task::Task {
+        engine,
+        sock,
+        ct: Some(ct),
+        peers,
+        status: StateSyncStatus {
+            enabled: true,
+            listen: format!("{local}:{}", settings.port),
+            peers: settings.peers.iter().map(ToString::to_string).collect(),
+            engine: None,
+            installed: 0,
+            removed: 0,
+            install_errors: 0,
+            overruns: 0,
+            last_alarm: None,
+            last_error: None,
+        },
+        notices: note_tx,
+    };
+    tokio::spawn(task.run(ev_rx, ctl_rx));
+    Ok(Handle {
+        commands: ctl_tx,
+        notices: note_rx,
+    })
+}
+
+/// Reads conntrack events on a task of its own, so the kernel's event queue keeps draining
+/// while the state sync task waits for a batch install on the blocking pool (a bulk sync of
+/// 100k states used to overrun a 32 MiB event buffer with the echoes of its own installs, and
+/// the re-dump that follows an overrun stalled it for ~150 ms). Our own installs come back as
+/// events carrying our request socket's port id; they are dropped here (the engine would
+/// recognise them, but they need not even get that far).
+///
+/// An overrun is passed on only once the socket's queue has been read empty. The kernel
+/// reports ENOBUFS once and then drops further events *silently* until the queue has been
+/// emptied (netlink's NETLINK_S_CONGESTED): a dump taken before that point misses the conns
+/// whose events are dropped after it started, and they stayed unknown until the next periodic
+/// dump (30 s; a burst of 200k new conns on fw1 reached fw2 after ~26-30 s). Once the queue
+/// is empty, any further loss is reported again, and the dump that follows covers everything
+/// lost so far.
+async fn read_events(
+    mut events: Events,
+    own_portid: u32,
+    tx: mpsc::Sender<Result<EventItem, ConntrackError>>,
+) {
+    let mut overrun = false;
+    loop {
+        let item = if overrun {
+            // `Events::next` only awaits the socket's readiness: cancelling it loses nothing.
+            match tokio::time::timeout(Duration::ZERO, events.next()).await {
+                Ok(item) => item,
+                Err(_) => {
+                    overrun = false;
+                    if tx.send(Ok(EventItem::Overrun)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            events.next().await
+        };
+        if matches!(item, Ok(EventItem::Overrun)) {
+            overrun = true;
+            continue;
+        }
+        let failed = item.is_err();
+        if let Ok(EventItem::Event(ev)) = &item {
+            if own_portid != 0 && ev.portid == own_portid {
+                continue;
+            }
+        }
+        if tx.send(item).await.is_err() {
+            return;
+        }
+        if failed {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn bind(local: IpAddr, port: u16, device: &str) -> anyhow::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if local.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    // Only the sync link carries state sync.
+    s.bind_device(Some(device.as_bytes()))
+        .with_context(|| format!("binding the statesync socket to {device}"))?;
+    s.set_recv_buffer_size(8 << 20).ok();
+    s.set_send_buffer_size(8 << 20).ok();
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::new(local, port).into())
+        .with_context(|| format!("binding the statesync socket to {local}:{port}"))?;
+    Ok(UdpSocket::from_std(s.into())?)
+}

@@ -1,0 +1,254 @@
+//! The state sync task: the replicator engine driven by its UDP socket, the kernel's conntrack
+//! events and the daemon's commands; its actions carried out (datagrams first, kernel writes
+//! batched on the blocking pool).
+
+use super::{Command, Notice, StateSyncStatus, MAX_DRAIN};
+use linux::conntrack::{Conntrack, ConntrackError, EventItem, EventKind, Op};
+use statesync::{Action, Alarm, Dest, Input, LocalEvent, Replicator};
+use std::net::SocketAddr;
+use std::time::Instant;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+pub(super) struct Task {
+    pub(super) engine: Replicator,
+    pub(super) sock: UdpSocket,
+    /// Taken while a blocking kernel call runs on the blocking pool.
+    pub(super) ct: Option<Conntrack>,
+    pub(super) peers: Vec<SocketAddr>,
+    pub(super) status: StateSyncStatus,
+    pub(super) notices: mpsc::Sender<Notice>,
+}
+
+impl Task {
+    pub(super) async fn run(
+        mut self,
+        mut events: mpsc::Receiver<Result<EventItem, ConntrackError>>,
+        mut ctl: mpsc::Receiver<Command>,
+    ) {
+        let now = Instant::now();
+        for p in self.peers.clone() {
+            self.engine.handle(now, Input::PeerUp(p));
+        }
+        // The first dump comes when the engine asks for it (Action::RequestDump, at start).
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            self.execute().await;
+            let sleep = crate::carp_thread::sleep_until(self.engine.poll_timeout().map(|(t, _)| t));
+            tokio::select! {
+                r = self.sock.recv_from(&mut buf) => match r {
+                    Ok((n, from)) => {
+                        self.engine.handle(
+                            Instant::now(),
+                            Input::Datagram { from, bytes: buf[..n].to_vec() },
+                        );
+                        self.drain_socket(&mut buf, MAX_DRAIN);
+                    }
+                    Err(e) => debug!("statesync receive: {e}"),
+                },
+                ev = events.recv() => match ev {
+                    Some(Ok(EventItem::Event(ev))) => {
+                        let local = match ev.kind {
+                            EventKind::New => LocalEvent::New(ev.conn),
+                            EventKind::Update => LocalEvent::Update(ev.conn),
+                            EventKind::Destroy => LocalEvent::Destroy(ev.conn),
+                        };
+                        self.engine.handle(Instant::now(), Input::Local(local));
+                    }
+                    Some(Ok(EventItem::Overrun)) => {
+                        self.status.overruns += 1;
+                        warn!("conntrack events overran the receive buffer; dumping the table again");
+                        self.dump().await;
+                    }
+                    Some(Err(e)) => {
+                        self.status.last_error = Some(format!("conntrack events: {e}"));
+                        error!("conntrack events: {e}");
+                    }
+                    None => return,
+                },
+                _ = sleep => self.engine.handle_timeout(Instant::now()),
+                cmd = ctl.recv() => match cmd {
+                    Some(Command::Status(reply)) => {
+                        let mut s = self.status.clone();
+                        s.engine = Some(self.engine.status(Instant::now()));
+                        let _ = reply.send(s);
+                    }
+                    Some(Command::Flush(reply)) => {
+                        self.drain_socket(&mut buf, usize::MAX);
+                        self.execute().await;
+                        let _ = reply.send(());
+                    }
+                    Some(Command::Resync) => self.engine.handle(Instant::now(), Input::Resync),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    /// Hands the engine up to `max` datagrams the socket already holds.
+    fn drain_socket(&mut self, buf: &mut [u8], max: usize) {
+        let mut left = max;
+        while left > 0 {
+            let Ok((n, from)) = self.sock.try_recv_from(buf) else {
+                break;
+            };
+            left -= 1;
+            self.engine.handle(
+                Instant::now(),
+                Input::Datagram {
+                    from,
+                    bytes: buf[..n].to_vec(),
+                },
+            );
+        }
+    }
+
+    /// Runs a blocking conntrack call on the blocking pool.
+    async fn kernel<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Conntrack) -> T + Send + 'static,
+    ) -> Option<T> {
+        let mut ct = self.ct.take()?;
+        match tokio::task::spawn_blocking(move || {
+            let r = f(&mut ct);
+            (ct, r)
+        })
+        .await
+        {
+            Ok((ct, r)) => {
+                self.ct = Some(ct);
+                Some(r)
+            }
+            Err(e) => {
+                error!("conntrack thread died: {e}; state sync stops writing to the kernel");
+                None
+            }
+        }
+    }
+
+    async fn dump(&mut self) {
+        self.engine.handle(Instant::now(), Input::DumpStarted);
+        match self.kernel(|ct| ct.dump()).await {
+            Some(Ok(conns)) => self
+                .engine
+                .handle(Instant::now(), Input::LocalSnapshot(conns)),
+            Some(Err(e)) => {
+                self.status.last_error = Some(format!("conntrack dump: {e}"));
+                error!("conntrack dump: {e}");
+            }
+            None => {}
+        }
+    }
+
+    async fn send(&mut self, to: Dest, bytes: &[u8]) {
+        let targets = match to {
+            Dest::All => self.peers.clone(),
+            Dest::Peer(p) => vec![p],
+        };
+        for t in targets {
+            if let Err(e) = self.sock.send_to(bytes, t).await {
+                debug!("statesync send to {t}: {e}");
+            }
+        }
+    }
+
+    async fn execute(&mut self) {
+        let mut sends = std::collections::VecDeque::new();
+        let mut actions = std::collections::VecDeque::new();
+        loop {
+            for a in std::iter::from_fn(|| self.engine.poll_action()) {
+                match a {
+                    Action::Send { to, bytes } => sends.push_back((to, bytes)),
+                    other => actions.push_back(other),
+                }
+            }
+            // Datagrams go first: a peer waiting for us (a bulk request, a probe's answer, a
+            // NACK) is not kept waiting behind kernel work queued before it (the start-up dump
+            // alone takes 10-30 ms: the kernel walks the whole, all-namespace conntrack hash).
+            if let Some((to, bytes)) = sends.pop_front() {
+                self.send(to, &bytes).await;
+                continue;
+            }
+            let Some(action) = actions.pop_front() else {
+                return;
+            };
+            match action {
+                Action::Send { to, bytes } => self.send(to, &bytes).await,
+                Action::Install(mut conns) => {
+                    // Consecutive batches (one per datagram) go to the kernel as one.
+                    while let Some(Action::Install(more)) = actions.front_mut() {
+                        conns.append(more);
+                        actions.pop_front();
+                    }
+                    let n = conns.len() as u64;
+                    let failed = self
+                        .kernel(move |ct| {
+                            let ops: Vec<Op<'_>> = conns.iter().map(Op::Create).collect();
+                            let res = ct.apply(&ops);
+                            let errs: Vec<String> = res
+                                .iter()
+                                .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+                                .collect();
+                            errs
+                        })
+                        .await
+                        .unwrap_or_default();
+                    self.status.installed += n - failed.len() as u64;
+                    self.note_errors("install", failed);
+                }
+                Action::Remove(mut keys) => {
+                    while let Some(Action::Remove(more)) = actions.front_mut() {
+                        keys.append(more);
+                        actions.pop_front();
+                    }
+                    let n = keys.len() as u64;
+                    let failed = self
+                        .kernel(move |ct| {
+                            let ops: Vec<Op<'_>> = keys.iter().map(Op::Delete).collect();
+                            ct.apply(&ops)
+                                .iter()
+                                .filter_map(|r| match r {
+                                    Err(e) if !e.is_not_found() => Some(e.to_string()),
+                                    _ => None,
+                                })
+                                .collect::<Vec<_>>()
+                        })
+                        .await
+                        .unwrap_or_default();
+                    self.status.removed += n - failed.len() as u64;
+                    self.note_errors("remove", failed);
+                }
+                Action::ReadyChanged(ready) => {
+                    info!(
+                        "state sync {}",
+                        if ready {
+                            "ready: bulk sync complete"
+                        } else {
+                            "not ready"
+                        }
+                    );
+                    let _ = self.notices.send(Notice::Ready(ready)).await;
+                }
+                Action::Alarm(alarm) => {
+                    error!("state sync alarm: {alarm}");
+                    self.status.last_alarm = Some(alarm.to_string());
+                    // Like pfsync: after the bounded retries, stop holding the node back (there
+                    // may be no peer at all), but say so loudly and keep it in status.
+                    if matches!(alarm, Alarm::BulkFailed { .. }) {
+                        let _ = self.notices.send(Notice::Ready(true)).await;
+                    }
+                }
+                Action::RequestDump => self.dump().await,
+            }
+        }
+    }
+
+    fn note_errors(&mut self, what: &str, errors: Vec<String>) {
+        if let Some(first) = errors.first() {
+            self.status.install_errors += errors.len() as u64;
+            warn!("conntrack {what}: {} failed, first: {first}", errors.len());
+            self.status.last_error = Some(format!("{what}: {first}"));
+        }
+    }
+}
