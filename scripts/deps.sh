@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Tandem's tests, demo and benchmarks use (as root). Quiet and
-# quick when they are all present already.
+# quick when they are all present already. It never starts, stops or disables a service of the
+# host: the tests start their own keepalived, conntrackd and ucarp inside network namespaces.
 set -euo pipefail
 pkgs=(iproute2 iputils-ping iputils-arping ucarp keepalived nftables conntrack conntrackd tcpdump python3)
 missing=()
@@ -10,10 +11,14 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # Debian starts a package's service when it is installed. A policy-rc.d that says "no"
+    # (exit 101) stops that for this install only; an existing one is left as it is.
+    policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The Debian packages ship services we start ourselves, per test, in namespaces.
-for s in keepalived conntrackd; do
-    systemctl disable --now "$s" >/dev/null 2>&1 || true
-done
