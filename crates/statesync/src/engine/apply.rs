@@ -15,7 +15,8 @@ use std::time::Instant;
 
 /// Conns removed on a peer's word remembered at most (see [`Replicator::removed`]).
 const MAX_REMEMBERED_REMOVES: usize = 65_536;
-/// Superseded installs remembered per conn (see [`Config::echo_window`]).
+/// Superseded installs remembered per conn (see
+/// [`Config::echo_window`](super::Config::echo_window)).
 const MAX_SUPERSEDED: usize = 16;
 
 impl Replicator {

@@ -38,7 +38,8 @@ pub struct Config {
     pub repair_retries: u32,
     /// A bulk request or transfer that makes no progress for this long is retried. Default 3 s.
     pub bulk_timeout: Duration,
-    /// Retries after the first bulk attempt before [`Alarm::BulkFailed`](super::Alarm::BulkFailed). Default 3.
+    /// Retries after the first bulk attempt before
+    /// [`Alarm::BulkFailed`](super::Alarm::BulkFailed). Default 3.
     pub bulk_retries: u32,
     /// Stream datagrams (live and bulk) sent per `pace` at most. Default 16 per 1 ms.
     pub burst: u32,
@@ -50,9 +51,10 @@ pub struct Config {
     pub expiry_grace: Duration,
     /// Default 10 s.
     pub sweep_interval: Duration,
-    /// How often to ask the daemon for a dump ([`Action::RequestDump`](super::Action::RequestDump)) so that conns
-    /// refreshed by traffic (the kernel sends no event for that) are re-announced before the
-    /// peers' copies expire. `None`: only at start. Default 30 s.
+    /// How often to ask the daemon for a dump
+    /// ([`Action::RequestDump`](super::Action::RequestDump)) so that conns refreshed by
+    /// traffic (the kernel sends no event for that) are re-announced before the peers' copies
+    /// expire. `None`: only at start. Default 30 s.
     pub dump_interval: Option<Duration>,
     /// Least time between two probes of the same peer. Default 200 ms.
     pub probe_interval: Duration,
