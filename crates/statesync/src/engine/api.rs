@@ -58,8 +58,14 @@ pub enum Dest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Alarm {
-    /// The bulk sync did not complete after every retry. Not ready stays not ready; the
-    /// engine tries again when a new peer shows up, on [`Input::Resync`] or [`Input::PeerUp`].
+    /// The bulk sync did not complete after every retry (`bulk_retries`). Raised once: not
+    /// again until a bulk sync completes or [`Input::Resync`] starts over. Not ready stays not
+    /// ready, but the engine does not give up: it keeps asking with a growing wait
+    /// ([`Config::bulk_backoff`](super::Config::bulk_backoff), up to `bulk_backoff_max`), and
+    /// at once when a peer comes alive (first heard, restarted, heard again after it was
+    /// silent or down, [`Input::PeerUp`]); [`Action::ReadyChanged`]`(true)` follows when a
+    /// complete table arrives. The daemon may stop demoting on this alarm (as pfsync does),
+    /// there may be no peer at all.
     BulkFailed { attempts: u32 },
     /// Stream seqs `first..=last` from `peer` could not be repaired; a bulk sync from that
     /// peer was requested.
@@ -70,7 +76,10 @@ impl fmt::Display for Alarm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Alarm::BulkFailed { attempts } => {
-                write!(f, "bulk sync failed after {attempts} attempts")
+                write!(
+                    f,
+                    "bulk sync failed after {attempts} attempts; retrying with backoff"
+                )
             }
             Alarm::GapUnrepairable { peer, first, last } => {
                 write!(
@@ -94,7 +103,8 @@ pub enum Action {
     Install(Vec<Conn>),
     /// Delete these conns from the kernel.
     Remove(Vec<ConnKey>),
-    /// Ready (the first bulk sync completed): CARP may stop demoting this node.
+    /// Ready (a bulk sync completed: this node holds a complete table): CARP may stop
+    /// demoting this node. `false` after [`Input::Resync`] until the new bulk completes.
     ReadyChanged(bool),
     Alarm(Alarm),
     /// Please dump the kernel's table: [`Input::DumpStarted`], then [`Input::LocalSnapshot`].
@@ -109,6 +119,8 @@ pub enum TimerKind {
     Heartbeat,
     Repair,
     BulkTimeout,
+    /// The wait after a failed bulk sync is over: ask again.
+    BulkRetry,
     Sweep,
     Dump,
 }

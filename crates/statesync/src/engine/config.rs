@@ -41,6 +41,13 @@ pub struct Config {
     /// Retries after the first bulk attempt before
     /// [`Alarm::BulkFailed`](super::Alarm::BulkFailed). Default 3.
     pub bulk_retries: u32,
+    /// After those retries the engine keeps asking, one attempt at a time: the first this long
+    /// after the failure, each later one twice as long after the previous failure, up to
+    /// `bulk_backoff_max` (never less than `bulk_backoff`). A peer coming alive cuts the wait
+    /// short. Default 10 s.
+    pub bulk_backoff: Duration,
+    /// Default 30 s.
+    pub bulk_backoff_max: Duration,
     /// Stream datagrams (live and bulk) sent per `pace` at most. Default 16 per 1 ms.
     pub burst: u32,
     pub pace: Duration,
@@ -83,6 +90,8 @@ impl Config {
             repair_retries: 5,
             bulk_timeout: Duration::from_secs(3),
             bulk_retries: 3,
+            bulk_backoff: Duration::from_secs(10),
+            bulk_backoff_max: Duration::from_secs(30),
             burst: 16,
             pace: Duration::from_millis(1),
             refresh_min: Duration::from_secs(5),
@@ -108,6 +117,7 @@ impl Config {
             ("pace", self.pace),
             ("repair_timeout", self.repair_timeout),
             ("bulk_timeout", self.bulk_timeout),
+            ("bulk_backoff", self.bulk_backoff),
             ("sweep_interval", self.sweep_interval),
             ("probe_interval", self.probe_interval),
         ];

@@ -85,7 +85,7 @@ use peers::Peer;
 use serve::Serve;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use table::Entry;
 use tx::{Op, Tx};
 
@@ -136,6 +136,12 @@ pub struct Replicator {
     // bulk (bulk.rs): our own bulk request and readiness.
     bulk: BulkRx,
     ready: bool,
+    /// The wait after the next failed bulk attempt.
+    bulk_backoff: Duration,
+    /// BulkFailed was raised and no bulk completed since (nor did a Resync start over).
+    bulk_alarmed: bool,
+    /// A peer came alive while our current request was out: it may not have heard it.
+    bulk_peer_joined: bool,
     /// Keys deleted while our bulk request is under way: a bulk snapshot taken before the
     /// sender heard of the delete must not bring them back.
     bulk_tombstones: BTreeSet<TKey>,
@@ -144,6 +150,8 @@ pub struct Replicator {
     serving: Option<Serve>,
     serve_queue: VecDeque<(NodeId, u32, bool)>,
     serve_at: Option<Instant>,
+    /// The last request answered in full, per requester.
+    served: BTreeMap<NodeId, u32>,
 
     // peers (peers.rs, rx.rs, repair.rs): who we hear from, and their streams.
     peers: BTreeMap<NodeId, Peer>,
@@ -174,8 +182,9 @@ impl fmt::Debug for Replicator {
 
 impl Replicator {
     /// A replicator that starts not ready: it says hello, asks the daemon for a dump and asks
-    /// the peers for a bulk sync at once. `seed` drives request ids and probe nonces (the
-    /// daemon passes OS randomness; tests pass a fixed seed).
+    /// the peers for a bulk sync at once (and keeps asking until one completes, see `bulk`).
+    /// `seed` drives request ids and probe nonces (the daemon passes OS randomness; tests pass
+    /// a fixed seed).
     pub fn new(now: Instant, cfg: Config, seed: u64) -> Result<Replicator, ConfigError> {
         cfg.validate()?;
         let mut r = Replicator {
@@ -195,8 +204,12 @@ impl Replicator {
             serving: None,
             serve_queue: VecDeque::new(),
             serve_at: None,
+            served: BTreeMap::new(),
             peers: BTreeMap::new(),
             bulk: BulkRx::Idle,
+            bulk_backoff: cfg.bulk_backoff,
+            bulk_alarmed: false,
+            bulk_peer_joined: false,
             bulk_tombstones: BTreeSet::new(),
             removed: BTreeMap::new(),
             removed_order: VecDeque::new(),
@@ -241,15 +254,7 @@ impl Replicator {
             Input::Datagram { from, bytes } => self.handle_datagram(now, from, &bytes),
             Input::PeerUp(addr) => self.on_peer_up(now, addr),
             Input::PeerDown(addr) => self.on_peer_down(now, addr),
-            Input::Resync => {
-                // Whatever was missed while cut off is only known after the new bulk: not
-                // ready until it completes (CARP demotes meanwhile).
-                if self.ready {
-                    self.ready = false;
-                    self.actions.push_back(Action::ReadyChanged(false));
-                }
-                self.start_bulk(now, 1, None)
-            }
+            Input::Resync => self.on_resync(now),
         }
     }
 

@@ -42,23 +42,7 @@ impl Replicator {
             p.down = false;
         }
         self.send_heartbeat(Dest::Peer(addr));
-        match self.bulk {
-            BulkRx::Failed { .. } => self.start_bulk(now, 1, None),
-            BulkRx::Requesting {
-                request, target, ..
-            } => {
-                let own_only = self.ready;
-                self.send_control(
-                    Dest::Peer(addr),
-                    &[Record::BulkRequest {
-                        target: target.unwrap_or(NodeId(0)),
-                        request,
-                        own_only,
-                    }],
-                )
-            }
-            _ => {}
-        }
+        self.peer_alive(now, addr);
     }
 
     pub(super) fn on_peer_down(&mut self, now: Instant, addr: SocketAddr) {
@@ -107,10 +91,16 @@ impl Replicator {
         let node = hdr.node;
         // Only a datagram of the confirmed epoch (fresh in its window) moves the peer's
         // address: a replay from elsewhere must not redirect our replies.
+        let peer_timeout = self.cfg.peer_timeout;
+        let mut revived = false;
         let confirmed = match self.peers.get_mut(&node) {
             Some(p) => match &mut p.cur {
                 Some(s) if s.epoch == hdr.epoch => {
                     let _ = s.window.accept(hdr.seq);
+                    // Silent for `peer_timeout` or reported down: shown as not alive, so
+                    // hearing it again is a peer coming alive (a healed partition, a link
+                    // back up).
+                    revived = p.down || now.saturating_duration_since(p.last_seen) >= peer_timeout;
                     p.addr = from;
                     p.last_seen = now;
                     p.down = false;
@@ -122,6 +112,9 @@ impl Replicator {
         };
         if confirmed {
             self.dispatch(now, node, hdr.kind, body, false);
+            if revived {
+                self.peer_alive(now, from);
+            }
         } else {
             self.unconfirmed(now, from, hdr, body);
         }
@@ -219,6 +212,7 @@ impl Replicator {
         let Some(p) = self.peers.get_mut(&node) else {
             return;
         };
+        let addr = p.addr;
         p.probe = None;
         let mut new_peer_epoch = false;
         let mut peer_restarted = false;
@@ -247,6 +241,8 @@ impl Replicator {
                 p.restarts += 1;
                 self.counters.peer_restarts += 1;
                 peer_restarted = true;
+                // Its request ids start over too.
+                self.served.remove(&node);
             }
             p.cur = Some(Stream {
                 epoch,
@@ -288,16 +284,20 @@ impl Replicator {
         self.update_gap(now, node);
         if new_peer_epoch {
             match self.bulk {
-                // Someone new to ask.
-                BulkRx::Failed { .. } => self.start_bulk(now, 1, None),
                 // The sender of our bulk restarted: that transfer will never end.
                 BulkRx::Receiving {
                     from,
                     attempt,
                     target,
                     ..
-                } if from == node && peer_restarted => self.retry_bulk(now, attempt, target),
-                _ => {}
+                } if from == node && peer_restarted => {
+                    // It is alive again, though: even after the round's last attempt, the next
+                    // goes at once.
+                    self.bulk_peer_joined = true;
+                    self.retry_bulk(now, attempt, target);
+                }
+                // Someone new (or new again) to ask.
+                _ => self.peer_alive(now, addr),
             }
         }
     }

@@ -25,6 +25,14 @@ pub(super) struct Serve {
 
 impl Replicator {
     pub(super) fn queue_serve(&mut self, now: Instant, to: NodeId, request: u32, own_only: bool) {
+        if self.served.get(&to) == Some(&request) {
+            // Answered in full already. A requester that lost the answer asks with a new id
+            // after its timeout; the same id again is only the request sent once more to a
+            // peer that came alive, in case it had not heard it: serving it twice would send
+            // the whole table for nothing.
+            self.counters.bulk_requests_repeated += 1;
+            return;
+        }
         if let Some(s) = &mut self.serving {
             if s.to == to {
                 if s.request != request {
@@ -174,7 +182,9 @@ impl Replicator {
             });
         }
         if finished {
-            self.serving = None;
+            if let Some(s) = self.serving.take() {
+                self.served.insert(s.to, s.request);
+            }
             self.next_serve(now);
         } else {
             self.serve_at = Some(self.next_refill().max(now));

@@ -118,9 +118,15 @@ pub struct Counters {
     pub probes_sent: u64,
     pub peer_restarts: u64,
     pub bulk_requests_served: u64,
+    /// Bulk requests received again after they were answered in full (not served twice).
+    #[serde(default)]
+    pub bulk_requests_repeated: u64,
     pub bulk_completed: u64,
     pub bulk_count_mismatch: u64,
+    /// Bulk requests sent again after a timeout, within a round or after its backoff.
     pub bulk_retries: u64,
+    /// Bulk attempts that left us without a complete table and waiting to retry: the end of
+    /// every round, and every later attempt. Only the first raises `Alarm::BulkFailed`.
     pub bulk_failed: u64,
     /// Entries a completed bulk showed to be gone on the sender.
     pub bulk_swept: u64,
@@ -150,6 +156,9 @@ pub struct BulkStatus {
     pub received: u64,
     /// The count of the completed bulk.
     pub count: Option<u64>,
+    /// Failed: the next attempt goes out in this many ms (sooner if a peer comes alive).
+    #[serde(default)]
+    pub retry_in_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +221,7 @@ impl Replicator {
                 from: None,
                 received: 0,
                 count: None,
+                retry_in_ms: None,
             },
             BulkRx::Requesting { attempt, .. } => BulkStatus {
                 phase: BulkPhase::Requesting,
@@ -219,6 +229,7 @@ impl Replicator {
                 from: None,
                 received: 0,
                 count: None,
+                retry_in_ms: None,
             },
             BulkRx::Receiving {
                 from,
@@ -231,6 +242,7 @@ impl Replicator {
                 from: Some(from),
                 received,
                 count: None,
+                retry_in_ms: None,
             },
             BulkRx::Done { from, count } => BulkStatus {
                 phase: BulkPhase::Done,
@@ -238,13 +250,15 @@ impl Replicator {
                 from: Some(from),
                 received: count,
                 count: Some(count),
+                retry_in_ms: None,
             },
-            BulkRx::Failed { attempts } => BulkStatus {
+            BulkRx::Failed { attempts, retry_at } => BulkStatus {
                 phase: BulkPhase::Failed,
                 attempt: attempts,
                 from: None,
                 received: 0,
                 count: None,
+                retry_in_ms: retry_at.map(|t| t.saturating_duration_since(now).as_millis() as u64),
             },
         };
         let serve_left = self
