@@ -487,3 +487,200 @@ fn serde_forms() {
         assert_eq!(back, a);
     }
 }
+
+/// Bulk requests among the datagrams `sent`, with when they went out.
+fn bulk_requests(sent: &[(Instant, Vec<u8>)]) -> Vec<(Instant, Record)> {
+    let s = Sealer::new(&key());
+    let mut out = Vec::new();
+    for (t, d) in sent {
+        let (h, body) = s.open_datagram(d).unwrap_or_else(|e| panic!("{e}"));
+        if h.kind == Kind::Control {
+            for r in Records::new(&body).map(|r| r.unwrap_or_else(|e| panic!("{e}"))) {
+                if matches!(r, Record::BulkRequest { .. }) {
+                    out.push((*t, r));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Alone, a node never gives up: four attempts `bulk_timeout` apart, one BulkFailed, then one
+/// attempt at a time, waiting `bulk_backoff` after the first failure and twice as long after
+/// each further one, up to `bulk_backoff_max`. It stays not ready, always has a timer, and
+/// sends little.
+#[test]
+fn bulk_retries_back_off_while_alone() {
+    let start = Instant::now();
+    let mut c = cfg(1);
+    // Out of the way: the bulk timers are the earliest.
+    c.heartbeat_interval = Duration::from_secs(3600);
+    c.sweep_interval = Duration::from_secs(3600);
+    let (timeout, first_wait, max_wait) = (c.bulk_timeout, c.bulk_backoff, c.bulk_backoff_max);
+    let mut r = Replicator::new(start, c, 1).unwrap_or_else(|e| panic!("{e}"));
+    let mut sent = Vec::new();
+    let mut alarms = Vec::new();
+    let mut now = start;
+    let mut saw_retry_timer = false;
+    loop {
+        while let Some(a) = r.poll_action() {
+            match a {
+                Action::Send { bytes, .. } => sent.push((now, bytes)),
+                Action::Alarm(a) => alarms.push((now - start, a)),
+                Action::ReadyChanged(_) => panic!("ready alone"),
+                _ => {}
+            }
+        }
+        let (t, kind) = r.poll_timeout().unwrap_or_else(|| panic!("no timer"));
+        if kind == TimerKind::BulkRetry {
+            saw_retry_timer = true;
+            let st = r.status(now).bulk;
+            assert_eq!(st.phase, BulkPhase::Failed);
+            assert_eq!(st.retry_in_ms, Some((t - now).as_millis() as u64));
+        }
+        if t > start + Duration::from_secs(600) {
+            break;
+        }
+        now = t;
+        r.handle_timeout(now);
+    }
+    assert!(saw_retry_timer);
+    assert!(!r.is_ready());
+    let reqs: Vec<Duration> = bulk_requests(&sent)
+        .iter()
+        .map(|(t, _)| *t - start)
+        .collect();
+    // The bounded round, then the alarm, once.
+    assert_eq!(
+        &reqs[..4],
+        &[Duration::ZERO, timeout, 2 * timeout, 3 * timeout]
+    );
+    assert_eq!(
+        alarms,
+        vec![(4 * timeout, statesync::Alarm::BulkFailed { attempts: 4 })]
+    );
+    // Then the backoff: each attempt times out after `timeout`, then waits.
+    let later = &reqs[4..];
+    assert_eq!(later[0], 4 * timeout + first_wait);
+    let mut wait = first_wait;
+    for w in later.windows(2) {
+        wait = (wait * 2).min(max_wait);
+        assert_eq!(w[1] - w[0], timeout + wait, "requests at {reqs:?}");
+    }
+    assert_eq!(wait, max_wait, "the cap is reached");
+    // Ten minutes alone: a bulk request every half minute or so (and the hello).
+    assert!(later.len() >= 15, "{reqs:?}");
+    assert!(reqs.len() <= 4 + 600 / (timeout + first_wait).as_secs() as usize);
+    assert_eq!(sent.len(), reqs.len() + 1);
+    let st = r.status(now);
+    assert_eq!(st.counters.bulk_failed, later.len() as u64 + 1);
+    // A peer coming up ends the wait at once.
+    assert_eq!(st.bulk.phase, BulkPhase::Failed);
+    sent.clear();
+    r.handle(now, Input::PeerUp(addr(2)));
+    while let Some(a) = r.poll_action() {
+        if let Action::Send { bytes, .. } = a {
+            sent.push((now, bytes));
+        }
+    }
+    assert_eq!(bulk_requests(&sent).len(), 1);
+    assert_eq!(r.status(now).bulk.phase, BulkPhase::Requesting);
+}
+
+/// A peer that starts while our last bounded attempt is out never heard that request: it gets
+/// it again as soon as its epoch is confirmed, answers it, and we are ready at once, without
+/// BulkFailed. Two nodes starting together each get the other's request twice (once held, once
+/// resent) and answer it once.
+#[test]
+fn peer_starting_during_the_last_attempt_gets_the_request() {
+    let start = Instant::now();
+    let mut now = start;
+    let mut a = Node::new(now, cfg(1));
+    let late = start + Duration::from_secs(10);
+    while now < late {
+        now += MS;
+        a.tick(now);
+    }
+    a.sent.clear();
+    assert_eq!(a.r.status(now).bulk.attempt, 4);
+    let mut b = Node::new(now, cfg(2));
+    let until = now + Duration::from_millis(50);
+    exchange(&mut a, &mut b, &mut now, until);
+    assert_eq!(a.ready, vec![true]);
+    assert_eq!(b.ready, vec![true]);
+    let (sa, sb) = (a.r.status(now), b.r.status(now));
+    assert_eq!(sa.bulk.phase, BulkPhase::Done);
+    assert_eq!(sa.counters.bulk_failed, 0);
+    assert_eq!(sb.counters.bulk_requests_served, 1, "{:#?}", sb.counters);
+    assert_eq!(sa.counters.bulk_requests_served, 1, "{:#?}", sa.counters);
+
+    let mut now = Instant::now();
+    let (a, b) = pair(&mut now);
+    for n in [&a, &b] {
+        let c = n.r.status(now).counters;
+        assert_eq!(c.bulk_requests_served, 1, "{c:#?}");
+        assert_eq!(c.bulk_completed, 1, "{c:#?}");
+        assert_eq!(c.bulk_states_ignored, 0, "{c:#?}");
+    }
+}
+
+/// A peer reported up while our last bounded attempt is out (it may not have heard the
+/// request) that still does not answer: when the attempt times out, BulkFailed is raised as
+/// usual, but the next round starts at once instead of after the backoff. When that round
+/// fails too, the backoff applies, without a second alarm.
+#[test]
+fn peer_up_during_the_last_attempt_retries_at_once() {
+    let start = Instant::now();
+    let mut now = start;
+    let mut a = Node::new(now, cfg(1));
+    let mut alarms = Vec::new();
+    let mut requests = Vec::new();
+    let mut step = |a: &mut Node, now: Instant, alarms: &mut Vec<(Duration, statesync::Alarm)>| {
+        while let Some(x) = a.r.poll_action() {
+            match x {
+                Action::Alarm(x) => alarms.push((now - start, x)),
+                Action::Send { bytes, .. } => requests.extend(
+                    bulk_requests(&[(now, bytes)])
+                        .into_iter()
+                        .map(|(t, _)| t - start),
+                ),
+                _ => {}
+            }
+        }
+    };
+    let peer_up = start + Duration::from_secs(10);
+    let end = start + Duration::from_secs(60);
+    while now < end {
+        now += MS;
+        if now == peer_up {
+            a.r.handle(now, Input::PeerUp(addr(2)));
+        }
+        if a.r.poll_timeout().is_some_and(|(t, _)| t <= now) {
+            a.r.handle_timeout(now);
+        }
+        step(&mut a, now, &mut alarms);
+    }
+    let s = Duration::from_secs;
+    assert_eq!(
+        alarms,
+        vec![(s(12), statesync::Alarm::BulkFailed { attempts: 4 })]
+    );
+    // The round (the first request went out in `Node::new`), the resend to the peer, a new
+    // round at once, then the backoff.
+    assert_eq!(a.sent.len(), 2);
+    assert_eq!(
+        requests,
+        vec![
+            s(3),
+            s(6),
+            s(9),
+            s(10),
+            s(12),
+            s(15),
+            s(18),
+            s(21),
+            s(24 + 10),
+            s(37 + 20)
+        ]
+    );
+}

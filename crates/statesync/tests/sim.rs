@@ -193,6 +193,115 @@ fn bulk_failure_is_an_alarm_then_recovers() {
     all_ready(&sim);
 }
 
+/// The lab report: fw2 starts alone, fw1 (index 0, its kernel holding conns) starts `late`
+/// afterwards. Whenever fw1 shows up (during fw2's last bounded attempt, just after
+/// `BulkFailed`, or long after, while fw2 backs off), fw2 must ask it at once and become
+/// ready with fw1's conns, not stay NOT READY forever.
+fn late_peer_scenario(seed: u64, late: Duration) {
+    let mut sim = Sim::with_absent(seed, 2, NetConfig::default(), defaults, &[0]);
+    for _ in 0..200 {
+        let c = random_conn(&mut sim.rng);
+        if !sim.live.contains_key(&c.key()) {
+            sim.preload(0, c);
+        }
+    }
+    sim.run_for(late);
+    assert!(!sim.nodes[1].ready, "seed {seed:#x}: fw2 ready alone");
+    if late > 12 * SEC {
+        // Four attempts, 3 s apart: failed, and said so once.
+        assert_eq!(
+            sim.nodes[1].alarms,
+            vec![Alarm::BulkFailed { attempts: 4 }],
+            "seed {seed:#x}"
+        );
+    }
+    sim.start(0);
+    let started = sim.now;
+    // At once: well before a bulk timeout (3 s) or a backoff (10 s) could have passed.
+    while !(sim.nodes[1].ready && sim.converged().is_ok()) {
+        assert!(
+            sim.now - started < 500 * MS,
+            "seed {seed:#x}, fw1 {late:?} late: fw2 not ready with fw1's conns 500 ms after \
+             fw1 started: {:?}\n{}",
+            sim.nodes[1].engine.status(sim.now).bulk,
+            sim.recent()
+        );
+        sim.run_for(10 * MS);
+    }
+    let st = sim.nodes[1].engine.status(sim.now);
+    assert!(st.ready);
+    assert_eq!(st.bulk.phase, BulkPhase::Done, "seed {seed:#x}");
+    assert!(sim.nodes[1].alarms.len() <= 1, "{:?}", sim.nodes[1].alarms);
+    // And it stays that way, with traffic through both.
+    for _ in 0..100 {
+        sim.traffic_step(&[0, 1]);
+        sim.run_for(MS);
+    }
+    sim.run_for(5 * SEC);
+    sim.check_converged("after the late start");
+    all_ready(&sim);
+    for n in &sim.nodes {
+        assert_eq!(n.ready_log.len(), 1, "seed {seed:#x}: {:?}", n.ready_log);
+    }
+}
+
+#[test]
+fn late_peer_makes_a_failed_bulk_ready() {
+    let ms = Duration::from_millis;
+    for (seed, late) in [
+        // During the last bounded attempt (its request went out before fw1 existed).
+        (1, 10 * SEC),
+        (2, ms(9_500)),
+        (3, ms(11_990)),
+        // Just after BulkFailed, and long after (backing off).
+        (4, ms(12_500)),
+        (5, 23 * SEC),
+        (6, 100 * SEC),
+        (7, 400 * SEC),
+    ] {
+        late_peer_scenario(seed, late);
+    }
+}
+
+/// A ready node cut off from its only peer asks for a resync (the operator, or the daemon
+/// after the sync link was down), which fails while the partition lasts. When the peer is
+/// heard again (same epoch, after it was silent: alive again) the bulk is retried at once.
+#[test]
+fn peer_alive_again_retries_the_bulk_at_once() {
+    let mut sim = Sim::new(21, 2, NetConfig::default(), defaults);
+    sim.run_for(SEC);
+    for _ in 0..50 {
+        let c = random_conn(&mut sim.rng);
+        sim.open(0, c);
+    }
+    sim.run_for(SEC);
+    sim.check_converged("before the partition");
+    all_ready(&sim);
+    sim.partition(0, 1);
+    let now = sim.now;
+    sim.nodes[1].engine.handle(now, statesync::Input::Resync);
+    sim.drain(1);
+    for _ in 0..50 {
+        let c = random_conn(&mut sim.rng);
+        sim.open(0, c);
+    }
+    sim.run_for(13 * SEC);
+    assert!(!sim.nodes[1].ready);
+    assert_eq!(sim.nodes[1].alarms, vec![Alarm::BulkFailed { attempts: 4 }]);
+    sim.heal();
+    let healed = sim.now;
+    while !(sim.nodes[1].ready && sim.converged().is_ok()) {
+        assert!(
+            sim.now - healed < 2 * SEC,
+            "node2 not ready 2 s after the peer came back: {:?}\n{}",
+            sim.nodes[1].engine.status(sim.now).bulk,
+            sim.recent()
+        );
+        sim.run_for(10 * MS);
+    }
+    assert_eq!(sim.nodes[1].alarms.len(), 1);
+}
+
 /// Everything an attacker on the sync link can do with what it sees (replays, replays after
 /// the sender restarted, tampering) or without the key (foreign datagrams) is counted and
 /// changes nothing: the tables converge exactly as without the attacker.

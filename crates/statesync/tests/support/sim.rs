@@ -139,6 +139,19 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(seed: u64, n: usize, net: NetConfig, cfg_fn: fn(&mut Config)) -> Sim {
+        Sim::with_absent(seed, n, net, cfg_fn, &[])
+    }
+
+    /// As [`Sim::new`], but the nodes in `absent` have not started yet: they send nothing and
+    /// hear nothing until [`Sim::start`]. Their kernels may be filled meanwhile
+    /// ([`Sim::preload`]).
+    pub fn with_absent(
+        seed: u64,
+        n: usize,
+        net: NetConfig,
+        cfg_fn: fn(&mut Config),
+        absent: &[usize],
+    ) -> Sim {
         let start = Instant::now();
         let mut sim = Sim {
             now: start,
@@ -175,6 +188,11 @@ impl Sim {
                 epoch,
                 last_echo: start,
             });
+        }
+        for &i in absent {
+            sim.nodes[i].alive = false;
+            // Not started: what its engine would have said at start never happened.
+            while sim.nodes[i].engine.poll_action().is_some() {}
         }
         sim.drain_all();
         sim
@@ -606,6 +624,24 @@ impl Sim {
         n.restarts += 1;
         self.note(format!("node{} restart", i + 1));
         self.drain(i);
+    }
+
+    /// Starts a node created absent ([`Sim::with_absent`]): a new engine with a new epoch, as
+    /// a restart.
+    pub fn start(&mut self, i: usize) {
+        self.note(format!("node{} starts", i + 1));
+        self.restart(i);
+        self.nodes[i].restarts = 0;
+    }
+
+    /// A conn already in `node`'s kernel (traffic through it) without any event: what a node
+    /// that was not running, or whose daemon was away, holds.
+    pub fn preload(&mut self, node: usize, c: Conn) {
+        let k = c.key();
+        self.nodes[node].kernel.insert(k, c.clone());
+        self.live.insert(k, (node, c));
+        let now = self.now;
+        self.created.insert(k, now);
     }
 
     // ---- checks ----

@@ -1,0 +1,321 @@
+//! Bulk sync, the requesting side: asking the peers for their table, following the transfer,
+//! retrying, and becoming ready when a complete one arrives. A node is not ready (CARP demotes
+//! it) until then, as with pfsync.
+//!
+//! A round is the first request plus `bulk_retries` retries, `bulk_timeout` apart (each with a
+//! new request id; a targeted request is widened to anyone). When a round fails the engine
+//! raises [`Alarm::BulkFailed`] (once, see [`Replicator::bulk_alarmed`]) so the daemon can stop
+//! demoting a node that may have no peer at all, but it never gives up: a node without a
+//! complete table that stopped asking would stay NOT READY forever (the lab saw it when the
+//! peer started during the last attempt, after its request had gone out). So `Failed` is a
+//! wait: after `bulk_backoff`, doubling per further failure up to `bulk_backoff_max`, it asks
+//! again (one attempt at a time: little traffic when nobody is there), and a peer coming alive
+//! ends the wait at once (see [`Replicator::peer_alive`]).
+
+use super::api::{Action, Alarm, Dest, TimerKind};
+use super::config::Config;
+use super::table::Origin;
+use super::tx::Op;
+use super::Replicator;
+use crate::key::TKey;
+use crate::wire::{NodeId, Record};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum BulkRx {
+    Idle,
+    Requesting {
+        request: u32,
+        attempt: u32,
+        target: Option<NodeId>,
+        deadline: Instant,
+    },
+    Receiving {
+        from: NodeId,
+        request: u32,
+        attempt: u32,
+        target: Option<NodeId>,
+        received: u64,
+        start_gen: u64,
+        deadline: Instant,
+    },
+    Done {
+        from: NodeId,
+        count: u64,
+    },
+    /// The last round failed; the next attempt is due at `retry_at`.
+    Failed {
+        attempts: u32,
+        retry_at: Option<Instant>,
+    },
+}
+
+/// The wait after the one that was just used: doubled, within `bulk_backoff..=bulk_backoff_max`.
+fn next_backoff(cfg: &Config, wait: Duration) -> Duration {
+    let max = cfg.bulk_backoff_max.max(cfg.bulk_backoff);
+    wait.saturating_mul(2).clamp(cfg.bulk_backoff, max)
+}
+
+impl Replicator {
+    /// The bulk timer: when our request or transfer times out, or when a failed one is tried
+    /// again.
+    pub(super) fn bulk_timer(&self) -> Option<(Instant, TimerKind)> {
+        match self.bulk {
+            BulkRx::Requesting { deadline, .. } | BulkRx::Receiving { deadline, .. } => {
+                Some((deadline, TimerKind::BulkTimeout))
+            }
+            BulkRx::Failed {
+                retry_at: Some(t), ..
+            } => Some((t, TimerKind::BulkRetry)),
+            _ => None,
+        }
+    }
+
+    pub(super) fn bulk_timers(&mut self, now: Instant) {
+        match self.bulk {
+            BulkRx::Requesting {
+                attempt,
+                target,
+                deadline,
+                ..
+            }
+            | BulkRx::Receiving {
+                attempt,
+                target,
+                deadline,
+                ..
+            } if deadline <= now => self.retry_bulk(now, attempt, target),
+            BulkRx::Failed {
+                attempts,
+                retry_at: Some(t),
+            } if t <= now => {
+                self.counters.bulk_retries += 1;
+                self.start_bulk(now, attempts.saturating_add(1), None);
+            }
+            _ => {}
+        }
+    }
+
+    /// [`Input::Resync`](super::Input::Resync): whatever was missed while cut off is only
+    /// known after a new bulk, so not ready until it completes (CARP demotes meanwhile); a
+    /// fresh start, so a failure raises `BulkFailed` again.
+    pub(super) fn on_resync(&mut self, now: Instant) {
+        if self.ready {
+            self.ready = false;
+            self.actions.push_back(Action::ReadyChanged(false));
+        }
+        self.bulk_alarmed = false;
+        self.start_bulk(now, 1, None);
+    }
+
+    /// A peer came alive: first heard (its epoch confirmed), restarted, heard again after it
+    /// was silent for `peer_timeout` or reported down, or reported up by the daemon. If our
+    /// bulk failed, a new round starts now instead of after the backoff. If our request is
+    /// out, it may have gone before this peer could hear it: it goes again, to this peer (the
+    /// same id: a peer that did hear it and answered does not answer twice), and should this
+    /// attempt still time out, the next one goes at once even if it was the round's last.
+    pub(super) fn peer_alive(&mut self, now: Instant, addr: SocketAddr) {
+        match self.bulk {
+            BulkRx::Failed { .. } => self.start_bulk(now, 1, None),
+            BulkRx::Requesting {
+                request, target, ..
+            } if target.is_none_or(|t| self.peers.get(&t).is_some_and(|p| p.addr == addr)) => {
+                self.bulk_peer_joined = true;
+                let own_only = self.ready;
+                self.send_control(
+                    Dest::Peer(addr),
+                    &[Record::BulkRequest {
+                        target: target.unwrap_or(NodeId(0)),
+                        request,
+                        own_only,
+                    }],
+                );
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn start_bulk(&mut self, now: Instant, attempt: u32, target: Option<NodeId>) {
+        if attempt == 1 {
+            // A new round (start, Resync, a peer came alive, a gap): the backoff starts over.
+            self.bulk_backoff = self.cfg.bulk_backoff;
+        }
+        self.bulk_peer_joined = false;
+        let request = (self.rng.next() as u32).max(1);
+        self.bulk = BulkRx::Requesting {
+            request,
+            attempt,
+            target,
+            deadline: now + self.cfg.bulk_timeout,
+        };
+        let dest = target
+            .and_then(|t| self.peers.get(&t))
+            .map_or(Dest::All, |p| Dest::Peer(p.addr));
+        let own_only = self.ready;
+        self.send_control(
+            dest,
+            &[Record::BulkRequest {
+                target: target.unwrap_or(NodeId(0)),
+                request,
+                own_only,
+            }],
+        );
+    }
+
+    pub(super) fn retry_bulk(&mut self, now: Instant, attempt: u32, target: Option<NodeId>) {
+        if attempt > self.cfg.bulk_retries {
+            let wait = self.bulk_backoff;
+            self.bulk_backoff = next_backoff(&self.cfg, wait);
+            self.bulk = BulkRx::Failed {
+                attempts: attempt,
+                retry_at: now.checked_add(wait),
+            };
+            self.bulk_tombstones.clear();
+            self.counters.bulk_failed += 1;
+            if !self.bulk_alarmed {
+                self.bulk_alarmed = true;
+                self.actions
+                    .push_back(Action::Alarm(Alarm::BulkFailed { attempts: attempt }));
+            }
+            if self.bulk_peer_joined {
+                // A peer came alive during the attempt: as if it had come after the failure.
+                self.start_bulk(now, 1, None);
+            }
+        } else {
+            self.counters.bulk_retries += 1;
+            // A targeted request that failed is widened to anyone.
+            let target = if attempt >= 2 { None } else { target };
+            self.start_bulk(now, attempt + 1, target);
+        }
+    }
+
+    /// Something was lost for good: ask for a bulk sync unless one is under way.
+    pub(super) fn need_resync(&mut self, now: Instant, from: NodeId) {
+        if matches!(
+            self.bulk,
+            BulkRx::Idle | BulkRx::Done { .. } | BulkRx::Failed { .. }
+        ) {
+            self.start_bulk(now, 1, Some(from));
+        }
+    }
+
+    pub(super) fn bulk_start(&mut self, now: Instant, from: NodeId, request: u32) {
+        let deadline = now + self.cfg.bulk_timeout;
+        match self.bulk {
+            BulkRx::Requesting {
+                request: r,
+                attempt,
+                target,
+                ..
+            } if r == request => {
+                self.bulk = BulkRx::Receiving {
+                    from,
+                    request,
+                    attempt,
+                    target,
+                    received: 0,
+                    start_gen: self.gen,
+                    deadline,
+                };
+            }
+            BulkRx::Receiving {
+                from: f,
+                request: r,
+                attempt,
+                target,
+                ..
+            } if f == from && r == request => {
+                // The sender started over (it heard our request twice).
+                self.bulk = BulkRx::Receiving {
+                    from,
+                    request,
+                    attempt,
+                    target,
+                    received: 0,
+                    start_gen: self.gen,
+                    deadline,
+                };
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn bulk_end(&mut self, now: Instant, from: NodeId, request: u32, count: u64) {
+        let BulkRx::Receiving {
+            from: f,
+            request: r,
+            attempt,
+            target,
+            received,
+            start_gen,
+            ..
+        } = self.bulk
+        else {
+            return;
+        };
+        if f != from || r != request {
+            return;
+        }
+        if count != received {
+            self.counters.bulk_count_mismatch += 1;
+            self.retry_bulk(now, attempt, target);
+            return;
+        }
+        // What the sender had announced before and did not send now is gone on the sender.
+        let stale: Vec<TKey> = self
+            .table
+            .iter()
+            .filter(|(_, e)| e.origin == Origin::Peer(from) && e.gen < start_gen)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            if let Some(e) = self.table.remove(&k) {
+                self.remember_removed(now, k, e.conn);
+            }
+            self.pending.remove(&k);
+            self.counters.bulk_swept += 1;
+            self.push_remove(k);
+        }
+        self.flush_batches();
+        self.counters.bulk_completed += 1;
+        self.bulk = BulkRx::Done { from, count };
+        self.bulk_tombstones.clear();
+        self.bulk_alarmed = false;
+        if !self.ready {
+            self.ready = true;
+            self.actions.push_back(Action::ReadyChanged(true));
+            self.announce_deferred(now);
+        }
+    }
+
+    /// Announces the conns of the startup dump that the first bulk did not bring.
+    fn announce_deferred(&mut self, now: Instant) {
+        let keys: Vec<TKey> = self
+            .table
+            .iter_mut()
+            .filter(|(_, e)| e.unannounced)
+            .map(|(k, e)| {
+                e.unannounced = false;
+                *k
+            })
+            .collect();
+        self.in_snapshot = true;
+        for k in keys {
+            self.queue(now, k, Op::Insert);
+        }
+        self.in_snapshot = false;
+        if !self.pending.is_empty() {
+            self.flush(now, true);
+        }
+    }
+
+    pub(super) fn tombstone(&mut self, key: TKey) {
+        if matches!(
+            self.bulk,
+            BulkRx::Requesting { .. } | BulkRx::Receiving { .. }
+        ) {
+            self.bulk_tombstones.insert(key);
+        }
+    }
+}
