@@ -2,7 +2,7 @@
 # Firewall render + apply benchmark: tandem (crates/firewall rendering, nft -c, nft -f) against
 # the same rules loaded with iptables-restore (nf_tables and legacy backends) and ipset.
 #
-# The work is done by the release binary `fwbench` (crates/lab/src/bin/fwbench.rs): for each
+# The work is done by the release binary `fwbench` (bench/tools/src/bin/fwbench.rs): for each
 # case it renders firewall::synth::config(RULES, ENTRIES) in-process, then applies the script
 # in a throwaway network namespace, replacing the previous run's table (as a reload does);
 # the peer is the same rule set written for iptables-restore, with the alias as an ipset.
@@ -38,7 +38,7 @@ if ! command -v iptables-restore >/dev/null || ! command -v ipset >/dev/null; th
 fi
 
 echo "[firewall.sh] building fwbench (release)" >&2
-(cd "$ROOT" && cargo build --release -q -p lab --bin fwbench)
+(cd "$ROOT" && cargo build --release -q -p bench-tools --bin fwbench)
 TMP=$(mktemp -d /tmp/fwbench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 

@@ -9,7 +9,7 @@
 #
 # Both namespaces have a `notrack` rule for all their own traffic, so the kernel tables hold
 # only the benchmark's entries (no entry for the sync datagrams or CARP adverts), and
-# net.netfilter.nf_conntrack_events=1. The entries come from `ctbench fill` (crates/lab/src/bin/
+# net.netfilter.nf_conntrack_events=1. The entries come from `ctbench fill` (bench/tools/src/bin/
 # ctbench.rs): N (default 100 000) established TCP and assured UDP entries 198.51.100.x:p →
 # 192.0.2.y:port, timeout 3600 s, written into fw1's kernel with one batched ctnetlink write.
 # `ctbench wait N` in fw2 polls net.netfilter.nf_conntrack_count every 10 ms; a run ends when
@@ -76,7 +76,7 @@ TANDEM="$ROOT/target/release/tandem"
 CTBENCH="$ROOT/target/release/ctbench"
 if [ "$BUILD" = 1 ]; then
     echo "[statesync.sh] building tandem and ctbench (release)" >&2
-    (cd "$ROOT" && cargo build --release -q -p tandem --bin tandem -p lab --bin ctbench)
+    (cd "$ROOT" && cargo build --release -q -p tandem --bin tandem -p bench-tools --bin ctbench)
 fi
 
 P="ssb$$"                     # namespace prefix, unique per run of this script

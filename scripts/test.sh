@@ -12,8 +12,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== pure crates stay free of I/O runtimes"
-for crate in carp firewall statesync; do
-    if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|socket2|nix|mio) ' ; then
+for crate in carp conntrack firewall statesync configsync; do
+    if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|socket2|nix|mio|netlink-sys) ' ; then
         echo "crate $crate depends on an I/O crate (see above); engines must stay sans-IO" >&2
         exit 1
     fi

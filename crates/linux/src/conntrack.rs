@@ -1,8 +1,9 @@
 //! Netfilter conntrack over ctnetlink: dump, events, and create / update / delete, NAT included.
 //!
-//! No crate covers creating entries with NAT, so the messages are written here against the
-//! kernel's attributes (the private `msg` submodule holds the codec; see
-//! `nf_conntrack_netlink.c`). The model is [`statesync::model::Conn`].
+//! No crate covers creating entries with NAT, so the messages are written against the kernel's
+//! attributes (see `nf_conntrack_netlink.c`) in the pure conntrack crate: [`conntrack::msg`] is
+//! the codec, [`conntrack::model::Conn`] the model (also reachable as `statesync::model`).
+//! This module does the socket I/O.
 //!
 //! Two handles, one socket each:
 //! - [`Conntrack`]: requests. **Blocking** (the kernel processes netlink requests inside
@@ -31,20 +32,18 @@
 //!   clear them is retried without `CTA_STATUS`.
 //! - events need `net.netfilter.nf_conntrack_events=1`: see [`required_sysctls`].
 
-mod msg;
-
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsFd;
 use std::time::Duration;
 
+use conntrack::model::{Conn, ConnKey};
+use conntrack::msg::{self, BuildOpts, Message, MsgBuf};
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 use nix::sys::socket::{setsockopt, sockopt};
-use statesync::model::{Conn, ConnKey};
 use tokio::io::unix::AsyncFd;
 
-use msg::{BuildOpts, Message, MsgBuf};
-pub use msg::{CtDecodeError, DecodeProblem, EncodeError};
+pub use conntrack::msg::{CtDecodeError, DecodeProblem, EncodeError};
 
 /// Default receive buffer of an [`Events`] socket (the kernel doubles what is asked).
 pub const DEFAULT_EVENT_RCVBUF: usize = 32 << 20;
@@ -353,7 +352,7 @@ impl Conntrack {
     }
 
     fn send_tx(&mut self) -> Result<(), ConntrackError> {
-        let r = self.sock.send(&self.tx.buf, 0);
+        let r = self.sock.send(self.tx.as_bytes(), 0);
         self.tx.clear();
         match r {
             Ok(_) => Ok(()),
@@ -791,6 +790,3 @@ impl Events {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -8,12 +8,12 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use common::{block_in_ns, enter};
+use conntrack::model::{
+    status, tcp_flags, Conn, ConnKey, PortProto, SeqAdj, TcpInfo, TcpState, Tuple, L4,
+};
 use lab::{require_netns, Host, Lab};
 use linux::conntrack::{
     required_sysctls, Applied, Conntrack, EventItem, EventKind, Events, Groups, Op,
-};
-use statesync::model::{
-    status, tcp_flags, Conn, ConnKey, PortProto, SeqAdj, TcpInfo, TcpState, Tuple, L4,
 };
 
 fn ip(s: &str) -> IpAddr {

@@ -12,9 +12,9 @@ mod common;
 use std::time::Duration;
 
 use common::block_in_ns;
+use conntrack::model::{status, PortProto, L4};
 use lab::{require_netns, Host, Lab, Process};
 use linux::conntrack::{Applied, Conntrack, Op};
-use statesync::model::{status, PortProto, L4};
 
 const SERVER: &str = r#"
 import socket
@@ -132,7 +132,7 @@ fn start(net: &Net, secs: &str) -> (Process, Process) {
 }
 
 /// Waits until fw tracks the client's connection; returns its entry from our dump.
-fn tracked(fw: &Host) -> statesync::model::Conn {
+fn tracked(fw: &Host) -> conntrack::model::Conn {
     let mut found = None;
     assert!(lab::wait_until(Duration::from_secs(5), || {
         found = block_in_ns(fw.ns(), || async {

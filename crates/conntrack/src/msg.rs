@@ -1,7 +1,8 @@
 //! ctnetlink messages, byte for byte: building requests and parsing what the kernel sends.
 //!
-//! Pure code (no I/O), written against `include/uapi/linux/netfilter/nfnetlink_conntrack.h`
-//! and `net/netfilter/nf_conntrack_netlink.c`. Netlink and attribute headers are host byte
+//! Pure code (no I/O: `linux::conntrack` sends and receives the bytes), written against
+//! `include/uapi/linux/netfilter/nfnetlink_conntrack.h` and
+//! `net/netfilter/nf_conntrack_netlink.c`. Netlink and attribute headers are host byte
 //! order; the conntrack attributes the kernel reads with `nla_get_be16/be32` (ports, status,
 //! timeout, mark, zone, id, seq-adjust, NAT ports) are big-endian; addresses are network order.
 //!
@@ -10,27 +11,39 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use statesync::model::{
+use crate::model::{
     status, tcp_flags, Conn, ConnKey, NatRange, PortProto, SeqAdj, TcpInfo, TcpState, Tuple, L4,
 };
 
 // --- netlink (linux/netlink.h) ---
-pub(crate) const NLMSG_HDRLEN: usize = 16;
-pub(crate) const NLMSG_NOOP: u16 = 1;
-pub(crate) const NLMSG_ERROR: u16 = 2;
-pub(crate) const NLMSG_DONE: u16 = 3;
-pub(crate) const NLMSG_OVERRUN: u16 = 4;
-pub(crate) const NLM_F_REQUEST: u16 = 0x1;
-pub(crate) const NLM_F_ACK: u16 = 0x4;
-pub(crate) const NLM_F_ROOT: u16 = 0x100;
-pub(crate) const NLM_F_MATCH: u16 = 0x200;
-pub(crate) const NLM_F_DUMP: u16 = NLM_F_ROOT | NLM_F_MATCH;
-pub(crate) const NLM_F_EXCL: u16 = 0x200;
-pub(crate) const NLM_F_CREATE: u16 = 0x400;
+/// Size of `struct nlmsghdr`.
+pub const NLMSG_HDRLEN: usize = 16;
+/// Message type: nothing.
+pub const NLMSG_NOOP: u16 = 1;
+/// Message type: an error, or an ACK (error 0).
+pub const NLMSG_ERROR: u16 = 2;
+/// Message type: end of a dump.
+pub const NLMSG_DONE: u16 = 3;
+/// Message type: data lost.
+pub const NLMSG_OVERRUN: u16 = 4;
+/// A request.
+pub const NLM_F_REQUEST: u16 = 0x1;
+/// Ask for an ACK.
+pub const NLM_F_ACK: u16 = 0x4;
+/// In a GET: the whole table.
+pub const NLM_F_ROOT: u16 = 0x100;
+/// In a GET: all entries that match.
+pub const NLM_F_MATCH: u16 = 0x200;
+/// In a GET: a dump.
+pub const NLM_F_DUMP: u16 = NLM_F_ROOT | NLM_F_MATCH;
+/// In a NEW: fail if the entry exists (on a NEW event: the entry is new).
+pub const NLM_F_EXCL: u16 = 0x200;
+/// In a NEW: create the entry if it does not exist (on a NEW event: the entry is new).
+pub const NLM_F_CREATE: u16 = 0x400;
 /// In an NLMSG_ERROR: the original message was capped to its header.
-pub(crate) const NLM_F_CAPPED: u16 = 0x100;
+pub const NLM_F_CAPPED: u16 = 0x100;
 /// In an NLMSG_ERROR: extended-ack TLVs follow.
-pub(crate) const NLM_F_ACK_TLVS: u16 = 0x200;
+pub const NLM_F_ACK_TLVS: u16 = 0x200;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
@@ -38,9 +51,12 @@ const NLA_TYPE_MASK: u16 = 0x3fff;
 // --- nfnetlink ---
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const NFGENMSG_LEN: usize = 4;
-pub(crate) const IPCTNL_MSG_CT_NEW: u8 = 0;
-pub(crate) const IPCTNL_MSG_CT_GET: u8 = 1;
-pub(crate) const IPCTNL_MSG_CT_DELETE: u8 = 2;
+/// A new or changed entry (request, dump entry, NEW or UPDATE event).
+pub const IPCTNL_MSG_CT_NEW: u8 = 0;
+/// Read one entry or dump the table.
+pub const IPCTNL_MSG_CT_GET: u8 = 1;
+/// Delete an entry or flush the table (request), or a DESTROY event.
+pub const IPCTNL_MSG_CT_DELETE: u8 = 2;
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -191,7 +207,7 @@ pub enum EncodeError {
 
 /// What a parsed netlink message is.
 #[derive(Debug)]
-pub(crate) enum Message {
+pub enum Message {
     /// A conntrack entry: `IPCTNL_MSG_CT_NEW` (dump entry, NEW or UPDATE event) or
     /// `IPCTNL_MSG_CT_DELETE` (DESTROY event).
     Conn {
@@ -199,33 +215,43 @@ pub(crate) enum Message {
         msg: u8,
         /// nlmsg_flags (NEW events carry NLM_F_CREATE|NLM_F_EXCL).
         flags: u16,
+        /// nlmsg_seq: the request's sequence number (0 for events).
         seq: u32,
         /// nlmsg_pid: for events, the port id of the socket whose request caused it (0 when
         /// packets did).
         portid: u32,
+        /// The entry.
         conn: Box<Conn>,
     },
     /// NLMSG_ERROR: `errno` 0 is an ACK.
     Error {
+        /// The sequence number of the request it answers.
         seq: u32,
+        /// The errno, positive (0: ACK).
         errno: i32,
+        /// The kernel's extended-ack text (`NLMSGERR_ATTR_MSG`), if any.
         message: Option<String>,
     },
     /// NLMSG_DONE of a dump.
-    Done { seq: u32 },
+    Done {
+        /// The dump request's sequence number.
+        seq: u32,
+    },
     /// Anything else (other subsystems, NOOP, a conntrack message we could not decode: see
     /// [`Message::Bad`]).
     Other,
     /// A conntrack message whose body did not decode.
-    Bad { seq: u32, error: CtDecodeError },
+    Bad {
+        /// nlmsg_seq.
+        seq: u32,
+        /// What was wrong.
+        error: CtDecodeError,
+    },
 }
 
 /// Walks the netlink messages of one datagram. A header that does not fit stops the walk with
 /// an error; a body that does not decode yields [`Message::Bad`] and the walk goes on.
-pub(crate) fn parse_datagram(
-    mut buf: &[u8],
-    mut each: impl FnMut(Message),
-) -> Result<(), CtDecodeError> {
+pub fn parse_datagram(mut buf: &[u8], mut each: impl FnMut(Message)) -> Result<(), CtDecodeError> {
     while !buf.is_empty() {
         if buf.len() < NLMSG_HDRLEN {
             return Err(err(
@@ -286,7 +312,7 @@ fn parse_error(flags: u16, seq: u32, body: &[u8]) -> Message {
     // struct nlmsgerr { int error; struct nlmsghdr msg; } then, if NLM_F_ACK_TLVS, attributes.
     if body.len() < 4 + NLMSG_HDRLEN {
         let errno = if body.len() >= 4 {
-            -ne32i(&body[0..4])
+            errno_of(&body[0..4])
         } else {
             0
         };
@@ -296,7 +322,7 @@ fn parse_error(flags: u16, seq: u32, body: &[u8]) -> Message {
             message: None,
         };
     }
-    let errno = -ne32i(&body[0..4]);
+    let errno = errno_of(&body[0..4]);
     // The error names the request by its own header's sequence number.
     let req_seq = ne32(&body[12..16]);
     let seq = if req_seq != 0 { req_seq } else { seq };
@@ -390,16 +416,10 @@ fn get_be32(attr: &'static str, p: &[u8]) -> Result<u32, CtDecodeError> {
     Ok(u32::from_be_bytes(need::<4>(attr, p)?))
 }
 
-/// Decodes the body of a conntrack message (nfgenmsg + attributes). Unknown attributes are
-/// skipped.
-pub(crate) fn decode_conn(body: &[u8]) -> Result<Conn, CtDecodeError> {
-    let attrs = body.get(NFGENMSG_LEN..).ok_or(err(
-        "nfgenmsg",
-        DecodeProblem::TooShort {
-            len: body.len(),
-            need: NFGENMSG_LEN,
-        },
-    ))?;
+/// Decodes the body of a conntrack message (nfgenmsg + attributes, what follows the netlink
+/// header) into an entry. Unknown attributes are skipped.
+pub fn decode_conn(body: &[u8]) -> Result<Conn, CtDecodeError> {
+    let attrs = nfgenmsg_attrs(body)?;
     let mut orig = None;
     let mut reply = None;
     let mut c = Conn::new(placeholder_tuple(), placeholder_tuple());
@@ -450,6 +470,17 @@ pub(crate) fn decode_conn(body: &[u8]) -> Result<Conn, CtDecodeError> {
         c.zone = tuple_zone.unwrap_or(0);
     }
     Ok(c)
+}
+
+/// The attributes after the nfgenmsg header of a conntrack message body.
+fn nfgenmsg_attrs(body: &[u8]) -> Result<&[u8], CtDecodeError> {
+    body.get(NFGENMSG_LEN..).ok_or(err(
+        "nfgenmsg",
+        DecodeProblem::TooShort {
+            len: body.len(),
+            need: NFGENMSG_LEN,
+        },
+    ))
 }
 
 fn placeholder_tuple() -> Tuple {
@@ -659,17 +690,29 @@ fn decode_seqadj(p: &[u8], attr: &'static str) -> Result<SeqAdj, CtDecodeError> 
 // Building requests.
 
 /// Appends netlink messages to one buffer (for one `send`).
-#[derive(Default)]
-pub(crate) struct MsgBuf {
-    pub(crate) buf: Vec<u8>,
+#[derive(Debug, Default)]
+pub struct MsgBuf {
+    buf: Vec<u8>,
 }
 
 impl MsgBuf {
-    pub(crate) fn len(&self) -> usize {
+    /// The messages built so far, for one `send`.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Bytes built so far.
+    pub fn len(&self) -> usize {
         self.buf.len()
     }
 
-    pub(crate) fn clear(&mut self) {
+    /// True if nothing has been built.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Forgets every message (keeps the allocation).
+    pub fn clear(&mut self) {
         self.buf.clear();
     }
 
@@ -690,13 +733,9 @@ impl MsgBuf {
         self.buf[start..start + 4].copy_from_slice(&len.to_ne_bytes());
     }
 
-    /// Rolls back a half-built message.
-    fn truncate(&mut self, start: usize) {
-        self.buf.truncate(start);
-    }
-
-    /// Sets flags on the message that starts at `start`.
-    pub(crate) fn or_flags(&mut self, start: usize, flags: u16) {
+    /// Sets flags on the message that starts at `start` (a [`MsgBuf::len`] taken before it
+    /// was built), e.g. `NLM_F_ACK` on the last message of a batch.
+    pub fn or_flags(&mut self, start: usize, flags: u16) {
         if let Some(f) = self.buf.get_mut(start + 6..start + 8) {
             let v = u16::from_ne_bytes([f[0], f[1]]) | flags;
             f.copy_from_slice(&v.to_ne_bytes());
@@ -883,9 +922,9 @@ fn check_conn(c: &Conn) -> Result<(), EncodeError> {
 
 /// Options of the request builders.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct BuildOpts {
+pub struct BuildOpts {
     /// OR `IP_CT_TCP_FLAG_BE_LIBERAL` into both directions of TCP entries.
-    pub(crate) tcp_be_liberal: bool,
+    pub tcp_be_liberal: bool,
 }
 
 /// A TCP conn's CTA_PROTOINFO (state, window scale and flags), with BE_LIBERAL added when the
@@ -914,7 +953,7 @@ fn put_tcp_protoinfo(b: &mut MsgBuf, c: &Conn, opts: BuildOpts, full_mask: bool)
 /// With NAT, the reply tuple sent is the *untranslated* one (`orig.inverted()`): the kernel
 /// derives the translated reply tuple from `CTA_NAT_DST` / `CTA_NAT_SRC` itself, and only then
 /// sets `IPS_SRC_NAT` / `IPS_DST_NAT`, which make it rewrite packets.
-pub(crate) fn build_create(
+pub fn build_create(
     b: &mut MsgBuf,
     c: &Conn,
     seq: u32,
@@ -984,7 +1023,7 @@ pub(crate) fn build_create(
 /// `IPCTNL_MSG_CT_NEW` without `NLM_F_CREATE`: changes an existing entry (timeout, status,
 /// TCP protoinfo, mark, seq-adjust, labels). NAT, helper and master cannot change after
 /// creation (the kernel answers EOPNOTSUPP), so they are not sent.
-pub(crate) fn build_update(
+pub fn build_update(
     b: &mut MsgBuf,
     c: &Conn,
     seq: u32,
@@ -1035,7 +1074,7 @@ pub(crate) fn build_update(
 }
 
 /// `IPCTNL_MSG_CT_DELETE` of one entry by original tuple and zone.
-pub(crate) fn build_delete(
+pub fn build_delete(
     b: &mut MsgBuf,
     k: &ConnKey,
     seq: u32,
@@ -1057,7 +1096,7 @@ pub(crate) fn build_delete(
 }
 
 /// `IPCTNL_MSG_CT_GET` of one entry.
-pub(crate) fn build_get(b: &mut MsgBuf, k: &ConnKey, seq: u32) -> Result<(), EncodeError> {
+pub fn build_get(b: &mut MsgBuf, k: &ConnKey, seq: u32) -> Result<(), EncodeError> {
     check_tuple(&k.orig, k.orig.src.is_ipv6())?;
     let start = b.begin(
         IPCTNL_MSG_CT_GET,
@@ -1074,7 +1113,7 @@ pub(crate) fn build_get(b: &mut MsgBuf, k: &ConnKey, seq: u32) -> Result<(), Enc
 }
 
 /// `IPCTNL_MSG_CT_GET` with `NLM_F_DUMP` and family AF_UNSPEC: every entry, both families.
-pub(crate) fn build_dump(b: &mut MsgBuf, seq: u32) {
+pub fn build_dump(b: &mut MsgBuf, seq: u32) {
     let start = b.begin(
         IPCTNL_MSG_CT_GET,
         NLM_F_REQUEST | NLM_F_DUMP,
@@ -1085,7 +1124,7 @@ pub(crate) fn build_dump(b: &mut MsgBuf, seq: u32) {
 }
 
 /// `IPCTNL_MSG_CT_DELETE` without a tuple, AF_UNSPEC, version 0: flushes the table.
-pub(crate) fn build_flush(b: &mut MsgBuf, seq: u32) {
+pub fn build_flush(b: &mut MsgBuf, seq: u32) {
     let start = b.begin(
         IPCTNL_MSG_CT_DELETE,
         NLM_F_REQUEST | NLM_F_ACK,
@@ -1093,13 +1132,6 @@ pub(crate) fn build_flush(b: &mut MsgBuf, seq: u32) {
         AF_UNSPEC,
     );
     b.end(start);
-}
-
-/// Rolls back a message (when its encoding failed half-way; the builders check first, so this
-/// is only defensive).
-#[allow(dead_code)]
-pub(crate) fn rollback(b: &mut MsgBuf, start: usize) {
-    b.truncate(start);
 }
 
 pub(crate) fn align4(n: usize) -> usize {
@@ -1114,8 +1146,10 @@ fn ne32(b: &[u8]) -> u32 {
     u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
 }
 
-fn ne32i(b: &[u8]) -> i32 {
-    i32::from_ne_bytes([b[0], b[1], b[2], b[3]])
+/// `nlmsgerr.error` is a negative errno; i32::MIN (never sent) saturates rather than
+/// overflowing.
+fn errno_of(b: &[u8]) -> i32 {
+    i32::from_ne_bytes([b[0], b[1], b[2], b[3]]).saturating_neg()
 }
 
 /// What an update request carries, for tests.
@@ -1132,7 +1166,7 @@ pub(crate) struct RequestView {
 #[cfg(test)]
 pub(crate) fn decode_conn_request(body: &[u8]) -> Result<RequestView, CtDecodeError> {
     let mut v = RequestView::default();
-    for a in Attrs::new(&body[NFGENMSG_LEN..], "request") {
+    for a in Attrs::new(nfgenmsg_attrs(body)?, "request") {
         let (ty, p) = a?;
         match ty {
             CTA_STATUS => v.status = Some(get_be32("CTA_STATUS", p)?),
@@ -1167,12 +1201,12 @@ pub(crate) fn decode_conn_request(body: &[u8]) -> Result<RequestView, CtDecodeEr
     Ok(v)
 }
 
-/// The key of a delete request, for tests.
-#[cfg(test)]
-pub(crate) fn decode_conn_keyonly(body: &[u8]) -> Result<ConnKey, CtDecodeError> {
+/// Decodes the key (original tuple and `CTA_ZONE`) of a conntrack message body: what a
+/// delete or get request carries, and the identity of an update. Other attributes are skipped.
+pub fn decode_key(body: &[u8]) -> Result<ConnKey, CtDecodeError> {
     let mut orig = None;
     let mut zone = 0;
-    for a in Attrs::new(&body[NFGENMSG_LEN..], "request") {
+    for a in Attrs::new(nfgenmsg_attrs(body)?, "conntrack attributes") {
         let (ty, p) = a?;
         match ty {
             CTA_TUPLE_ORIG => orig = Some(decode_tuple(p, TupleNames::ORIG)?.0),
@@ -1185,3 +1219,6 @@ pub(crate) fn decode_conn_keyonly(body: &[u8]) -> Result<ConnKey, CtDecodeError>
         zone,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,8 +25,8 @@
 //! 250 × 55 000 entries.
 
 use anyhow::{bail, Context, Result};
+use conntrack::model::{status, tcp_flags, Conn, ConnKey, PortProto, TcpInfo, TcpState, Tuple, L4};
 use linux::conntrack::{Conntrack, EventItem, Events, Groups, Op};
-use statesync::model::{status, tcp_flags, Conn, ConnKey, PortProto, TcpInfo, TcpState, Tuple, L4};
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
