@@ -85,6 +85,39 @@ impl Authenticator {
     }
 }
 
+/// Most addresses a vhid may have for [`matching_subset`] to try each of its subsets.
+pub const MAX_SUBSET_ADDRESSES: usize = 8;
+
+/// For an advert whose HMAC does not verify: the proper, non-empty subset of `addresses` it
+/// would verify with, if any. Then the passphrase is right and the peer's vhid carries fewer
+/// addresses than ours (ucarp hashes one IPv4 address; a BSD node may be configured with
+/// fewer), which reads very differently from a wrong passphrase. Tries at most
+/// 2^[`MAX_SUBSET_ADDRESSES`] sets.
+pub fn matching_subset(
+    key: &Key,
+    vhid: Vhid,
+    addresses: &[IpAddr],
+    counter: u64,
+    digest: &[u8; HMAC_LEN],
+) -> Option<Vec<IpAddr>> {
+    let mut all = addresses.to_vec();
+    all.sort_unstable();
+    all.dedup();
+    let n = all.len();
+    if !(2..=MAX_SUBSET_ADDRESSES).contains(&n) {
+        return None;
+    }
+    (1u32..(1 << n) - 1).find_map(|mask| {
+        let subset: Vec<IpAddr> = (0..n)
+            .filter(|i| mask & (1 << i) != 0)
+            .map(|i| all[i])
+            .collect();
+        Authenticator::new(key.clone(), vhid, &subset)
+            .verify(counter, digest)
+            .then_some(subset)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

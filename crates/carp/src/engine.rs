@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The daemon's name for an interface (its ifindex will do); only compared for equality.
 pub type IfaceId = u32;
@@ -121,6 +121,9 @@ pub enum RejectReason {
     BadVhid,
     UnknownVhid,
     BadHmac,
+    /// The HMAC verifies with a subset of this vhid's addresses: right passphrase, but the
+    /// sender's vhid carries other addresses (every node must carry the same set).
+    AddressMismatch,
 }
 
 impl RejectReason {
@@ -134,6 +137,7 @@ impl RejectReason {
             RejectReason::BadVhid => "bad_vhid",
             RejectReason::UnknownVhid => "unknown_vhid",
             RejectReason::BadHmac => "bad_hmac",
+            RejectReason::AddressMismatch => "address_mismatch",
         }
     }
 }
@@ -281,6 +285,9 @@ struct Router {
     send_ok_streak: u32,
     last_master: Option<IpAddr>,
     counters: Counters,
+    /// When an advert with a bad HMAC was last looked into, and whether another address set
+    /// explained it: at most once a second, so a flood of forged adverts costs no more.
+    diagnosed: Option<(Instant, bool)>,
 }
 
 /// All CARP virtual routers of one node.
@@ -346,6 +353,7 @@ impl Carp {
             send_error_streak: 0,
             send_ok_streak: 0,
             last_master: None,
+            diagnosed: None,
             counters: Counters::default(),
         };
         let link_up = self.link_up(r.cfg.iface);
@@ -582,6 +590,23 @@ impl Carp {
         });
     }
 
+    /// Whether a bad HMAC would verify with another (smaller) set of the vhid's addresses.
+    fn another_address_set(&mut self, now: Instant, key: (IfaceId, Vhid), a: &Advert) -> bool {
+        let Some(r) = self.routers.get_mut(&key) else {
+            return false;
+        };
+        if let Some((at, found)) = r.diagnosed {
+            if now.saturating_duration_since(at) < Duration::from_secs(1) {
+                return found;
+            }
+        }
+        let found =
+            crate::auth::matching_subset(&r.cfg.key, key.1, &r.cfg.addresses, a.counter, &a.hmac)
+                .is_some();
+        r.diagnosed = Some((now, found));
+        found
+    }
+
     fn on_advert(&mut self, now: Instant, iface: IfaceId, src: IpAddr, ttl: u8, payload: &[u8]) {
         // Our own adverts looping back are not news.
         if self.local_addrs.get(&(iface, fkey(Family::of(&src)))) == Some(&src) {
@@ -604,7 +629,12 @@ impl Carp {
             return self.reject(iface, Some(advert.vhid), src, RejectReason::UnknownVhid);
         };
         if !r.auth.verify(advert.counter, &advert.hmac) {
-            return self.reject(iface, Some(advert.vhid), src, RejectReason::BadHmac);
+            let reason = if self.another_address_set(now, key, &advert) {
+                RejectReason::AddressMismatch
+            } else {
+                RejectReason::BadHmac
+            };
+            return self.reject(iface, Some(advert.vhid), src, reason);
         }
         let state = r.state;
         let preempt = r.cfg.preempt;

@@ -340,3 +340,32 @@ fn inputs_and_actions_serialise_for_record_and_replay() {
     let j = serde_json::to_string(&i).expect("serialise");
     assert_eq!(serde_json::from_str::<Input>(&j).expect("parse"), i);
 }
+
+#[test]
+fn a_peer_with_another_address_set_is_told_apart_from_a_wrong_passphrase() {
+    let t0 = Instant::now();
+    // This node has two addresses on vhid 7; the peer hashes only one of them (as ucarp, or a
+    // BSD node configured with one address), with the right passphrase.
+    let mut ours = cfg(7, 100, true);
+    ours.addresses = vec![ip("192.0.2.100"), ip("192.0.2.101")];
+    let mut n = node(t0, &ours);
+    let fewer = RouterConfig {
+        addresses: vec![ip("192.0.2.100")],
+        ..ours.clone()
+    };
+    feed(&mut n, t0, advert_from(&fewer, 1, 0, 5));
+    // One second later (the diagnosis runs at most once a second per vhid), a wrong passphrase.
+    let wrong = RouterConfig {
+        key: Key::from_passphrase(b"wrong"),
+        ..ours.clone()
+    };
+    feed(
+        &mut n,
+        t0 + std::time::Duration::from_millis(1100),
+        advert_from(&wrong, 1, 0, 6),
+    );
+    let r = &n.status()[0].counters.rejected;
+    assert_eq!(r.get(&RejectReason::AddressMismatch), Some(&1), "{r:?}");
+    assert_eq!(r.get(&RejectReason::BadHmac), Some(&1), "{r:?}");
+    assert_eq!(RejectReason::AddressMismatch.as_str(), "address_mismatch");
+}

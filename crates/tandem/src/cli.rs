@@ -120,6 +120,10 @@ fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { config, record } => {
+            // Paths in the config are relative to its folder, whatever the daemon's working
+            // directory later: the file is named absolutely from here on.
+            let config = std::path::absolute(&config)
+                .with_context(|| format!("config {}", config.display()))?;
             let (cfg, own) = config_sync::load_running(&config)?;
             // The daemon's own work (config sync's TLS, state sync, reloads) on two threads;
             // CARP has a thread of its own.

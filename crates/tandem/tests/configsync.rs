@@ -30,6 +30,9 @@ struct Opts<'a> {
     fw1_areas: String,
     /// fw2's own areas (TOML).
     fw2_areas: &'a str,
+    /// fw2 runs from its own folder, `tandem run --config fw2.toml`, with every file named
+    /// relative to it (password, passphrase, state dir, state sync key); both run state sync.
+    fw2_from_its_folder: bool,
 }
 
 const BASE_RULES: &str = r#"
@@ -77,8 +80,50 @@ fn opts() -> Opts<'static> {
         drift: "refuse",
         fw1_areas: format!("{VIPS}{BASE_RULES}"),
         fw2_areas: "",
+        fw2_from_its_folder: false,
     }
 }
+
+/// fw2's config with every file named relative to its folder, and state sync.
+fn fw2_config_relative(drift: &str, own_areas: &str) -> String {
+    format!(
+        r#"[node]
+name = "fw2"
+advskew = 100
+preempt = true
+control_socket = "fw2.sock"
+
+[interfaces]
+lan = "ens5"
+wan = "ens6"
+sync = "ens7"
+
+[carp]
+passphrase_file = "carp.key"
+
+[statesync]
+interface = "sync"
+peers = ["203.0.113.1"]
+key_file = "statesync.key"
+
+[sync]
+role = "peer"
+listen = "203.0.113.2:8443"
+state_dir = "state"
+user = "sync"
+password_file = "sync.pw"
+drift = "{drift}"
+primary_timeout = 6
+{own_areas}"#
+    )
+}
+
+const STATESYNC_FW1: &str = r#"
+[statesync]
+interface = "sync"
+peers = ["203.0.113.2"]
+key = "config sync test, state sync key"
+"#;
 
 fn fw2_config(lab: &Lab, drift: &str, own_areas: &str) -> String {
     let d = lab.dir();
@@ -165,16 +210,43 @@ fn cluster(name: &str, o: &Opts<'_>) -> Cluster {
     let Standard {
         fw1: h1, fw2: h2, ..
     } = standard(&mut lab, true);
-    let c2 = lab.dir().join("fw2.toml");
-    std::fs::write(&c2, fw2_config(&lab, o.drift, o.fw2_areas)).expect("write");
-    let fw2 = Node::start(&h2, c2);
+    let fw2 = if o.fw2_from_its_folder {
+        let dir = lab.dir().join("fw2");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for (f, text) in [
+            ("carp.key", "carp-s3cret\n"),
+            ("sync.pw", "pw-sync\n"),
+            ("statesync.key", "config sync test, state sync key\n"),
+        ] {
+            std::fs::write(dir.join(f), text).expect("write secret");
+        }
+        std::fs::write(
+            dir.join("fw2.toml"),
+            fw2_config_relative(o.drift, o.fw2_areas),
+        )
+        .expect("write");
+        Node::start_in(&h2, &dir, "fw2.toml")
+    } else {
+        let c2 = lab.dir().join("fw2.toml");
+        std::fs::write(&c2, fw2_config(&lab, o.drift, o.fw2_areas)).expect("write");
+        Node::start(&h2, c2)
+    };
     let fp = fw2.status()["config_sync"]["fingerprint"]
         .as_str()
         .expect("fw2 prints its fingerprint")
         .to_string();
     assert!(fp.starts_with("sha256:"), "{fp}");
     let c1 = lab.dir().join("fw1.toml");
-    std::fs::write(&c1, fw1_config(&lab, o, &fp)).expect("write");
+    let mut text = fw1_config(&lab, o, &fp);
+    if o.fw2_from_its_folder {
+        // Node-local, so before the areas: after [sync]'s table, as a table of its own.
+        text = text.replacen(
+            "[[sync.peers]]",
+            &format!("{STATESYNC_FW1}\n[[sync.peers]]"),
+            1,
+        );
+    }
+    std::fs::write(&c1, text).expect("write");
     let fw1 = Node::start(&h1, c1);
     Cluster {
         lab,
@@ -757,6 +829,57 @@ fn python_xmlrpc_client_calls_status_and_version_over_https() {
         cs2["generation"],
         c.fw1().status()["config_sync"]["generation"]
     );
+}
+
+#[test]
+fn a_peer_run_from_its_folder_with_relative_paths_takes_pushes_and_reports_state_sync() {
+    if !lab::require_netns() {
+        return;
+    }
+    let o = Opts {
+        fw2_from_its_folder: true,
+        ..opts()
+    };
+    let c = cluster("configsync_relative_paths", &o);
+    c.wait_in_sync();
+    let h2 = c.fw2.host.clone();
+    c.wait("base rules on fw2", || nft(&h2).contains("base-rule-web"));
+    // The files fw2 names relative to its folder stay there, and the state dir is private.
+    let dir = c.lab.dir().join("fw2");
+    assert!(dir.join("state").join("synced.toml").exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("state"))
+        .expect("state dir")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "state dir mode {mode:o}");
+    // tandem.status over XML-RPC tells the same as `tandem status`: state sync runs here.
+    let cert = dir.join("state").join("cert.pem");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configsync_client.py");
+    let out =
+        c.h1.command("python3")
+            .arg(&script)
+            .args([
+                "https://203.0.113.2:8443",
+                cert.to_str().expect("path"),
+                "sync",
+                "pw-sync",
+            ])
+            .output()
+            .expect("python3");
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let state = r["status_sync_state"].as_str().unwrap_or_default();
+    assert!(
+        state.starts_with("ready") || state.starts_with("NOT READY"),
+        "state sync over XML-RPC: {r}"
+    );
+    assert_eq!(r["status_has_state_sync"], true, "{r}");
 }
 
 #[test]

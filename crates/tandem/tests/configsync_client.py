@@ -29,6 +29,8 @@ def main():
     out["status_node"] = status.get("node")
     out["status_has_vips"] = "vips" in status
     out["status_config_sync_role"] = status.get("config_sync", {}).get("role")
+    out["status_sync_state"] = status.get("sync", {}).get("state")
+    out["status_has_state_sync"] = "state_sync" in status
 
     # A bad call is a fault that names the problem, and changes nothing.
     try:

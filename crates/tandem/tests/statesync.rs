@@ -515,3 +515,42 @@ for hexp in sys.argv[1:]:
     );
     assert_eq!(after["state_sync"]["engine"]["ready"], true);
 }
+
+#[test]
+fn a_node_whose_peer_comes_late_becomes_ready_once_it_does() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("statesync_peer_comes_late").expect("lab");
+    let Standard {
+        fw1: h1, fw2: h2, ..
+    } = standard(&mut lab, true);
+    let c1 = node_config(&lab, 1, true);
+    let c2 = node_config(&lab, 2, true);
+    // fw2 starts alone: its first round of bulk requests (4 attempts, 3 s apart) finds no
+    // one. Its peer comes during the last attempt, as in the field (about 10 s later).
+    let fw2 = Node::start(&h2, c2);
+    let engine = |n: &Node| n.status()["state_sync"]["engine"].clone();
+    let last = lab::wait_until(Duration::from_secs(20), || {
+        engine(&fw2)["bulk"]["attempt"].as_u64() == Some(4)
+    });
+    assert!(last, "no fourth bulk attempt: {}", fw2.status());
+    assert_eq!(engine(&fw2)["ready"], false);
+    // Its peer comes; fw2 gets the table and is ready.
+    let fw1 = Node::start(&h1, c1);
+    let ready = lab::wait_until(Duration::from_secs(15), || engine(&fw2)["ready"] == true);
+    assert!(
+        ready,
+        "fw2 never became ready after fw1 came:\n{}\n{}",
+        fw2.status(),
+        fw2.log()
+    );
+    assert!(
+        fw2.status()["sync"]["state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ready")),
+        "{}",
+        fw2.status()
+    );
+    drop(fw1);
+}

@@ -65,6 +65,24 @@ impl Node {
         n
     }
 
+    /// Starts tandem from inside `dir` with a config path relative to it, as an admin in that
+    /// folder would (`tandem run --config fw2.toml`).
+    pub fn start_in(host: &Host, dir: &std::path::Path, config: &str) -> Node {
+        let script = format!(
+            "cd '{}' && exec {TANDEM} run --config '{config}'",
+            dir.display()
+        );
+        let p = host.spawn(&["sh", "-c", &script]).expect("spawn tandem");
+        let n = Node {
+            host: host.clone(),
+            config: dir.join(config),
+            process: Some(p),
+        };
+        let ok = lab::wait_until(Duration::from_secs(10), || n.try_status().is_some());
+        assert!(ok, "{} never answered status:\n{}", host.name(), n.log());
+        n
+    }
+
     pub fn restart(&mut self) {
         let cfg = self.config.to_string_lossy().into_owned();
         let p = self
