@@ -19,5 +19,12 @@ for crate in carp conntrack firewall statesync configsync; do
     fi
 done
 
+echo "== layout: modules import one way, no file above 900 lines, one toml"
+python3 scripts/layout.py
+if cargo tree --workspace -e normal,build,dev --duplicates --prefix none | grep -E '^toml v'; then
+    echo "more than one version of toml in the tree (see above); one version per dependency" >&2
+    exit 1
+fi
+
 echo "== cargo test"
 cargo test --workspace --all-targets "$@"

@@ -1,9 +1,10 @@
 //! `tandem`: the daemon and its CLI.
 //!
-//! Modules, and how their arrows go (a module imports only those to its right):
-//! `cli` → `daemon` → {`carp_thread`, `config_sync`, `state_sync`, `firewall_apply`,
-//! `control`, `status`, `lock`} → `config`. `status` and `control` import the subsystems'
-//! status types; no subsystem imports `daemon`, `cli`, `control` or another subsystem.
+//! Modules, and how their arrows go (each imports only modules further right):
+//! `cli` → `daemon` → `control` → `status` → the subsystems {`carp_thread`, `config_sync`,
+//! `state_sync`, `firewall_apply`} → the leaves {`config`, `lock`, `deadline`}. `status` only
+//! takes the subsystems' status types; no subsystem imports `daemon`, `cli`, `control`,
+//! `status` or another subsystem. (README, "Layout", says the same.)
 
 mod carp_thread;
 mod cli;
@@ -11,6 +12,7 @@ mod config;
 mod config_sync;
 mod control;
 mod daemon;
+mod deadline;
 mod firewall_apply;
 mod lock;
 mod state_sync;

@@ -13,8 +13,6 @@ mod addresses;
 mod record;
 mod runner;
 
-pub use runner::sleep_until;
-
 use crate::config::Vip;
 use carp::{DemoteSource, IfaceId};
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,7 @@ use super::{
     source_name, CarpStatus, Command, Demotion, Event, Options, Routers, Transition, VipStatus,
 };
 use crate::config::Vip;
+use crate::deadline::sleep_until;
 use carp::{Action, Family, IfaceId, Input, Key, RejectReason, RouterConfig};
 use linux::carp_socket::CarpSocket;
 use linux::netlink::{LinkWatcher, Netlink};
@@ -52,14 +53,6 @@ struct Carp {
     transitions: HashMap<(IfaceId, u8), (carp::State, carp::State, carp::Reason, Instant)>,
     events: mpsc::UnboundedSender<Event>,
     deferred: Deferred,
-}
-
-/// Sleeps until an engine's next deadline, or forever when it has none (for `select!`).
-pub async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The thread's body: its own current-thread runtime, then the loop until shut down.

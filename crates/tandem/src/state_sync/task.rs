@@ -35,7 +35,7 @@ impl Task {
         let mut buf = vec![0u8; 65_536];
         loop {
             self.execute().await;
-            let sleep = crate::carp_thread::sleep_until(self.engine.poll_timeout().map(|(t, _)| t));
+            let sleep = crate::deadline::sleep_until(self.engine.poll_timeout().map(|(t, _)| t));
             tokio::select! {
                 r = self.sock.recv_from(&mut buf) => match r {
                     Ok((n, from)) => {
