@@ -41,6 +41,8 @@ pub struct Daemon {
     /// ifindex of the state sync link, and whether it went down while this node was master of
     /// nothing (then it must resync before it may take VIPs back).
     sync_link: Option<u32>,
+    /// The sync link's state as last seen (the kernel reports every change of a link).
+    sync_link_up: Option<bool>,
     resync_pending: bool,
     control: mpsc::Receiver<Pending>,
     control_socket: PathBuf,
@@ -145,6 +147,9 @@ impl Daemon {
     /// (its own connections are the ones that matter), but a node that is master of nothing
     /// must not take VIPs back until it has fetched the table again.
     fn on_sync_link(&mut self, up: bool) {
+        if self.sync_link_up.replace(up) == Some(up) {
+            return;
+        }
         if !up {
             if self.masters.is_empty() && !self.resync_pending {
                 info!("state sync link down: demoted until a bulk sync after it returns");

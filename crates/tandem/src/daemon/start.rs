@@ -93,6 +93,7 @@ impl Daemon {
             sync_rx: None,
             states,
             sync_link,
+            sync_link_up: None,
             resync_pending: false,
             control: ctl_rx,
             control_socket: Default::default(),
