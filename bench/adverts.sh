@@ -93,7 +93,7 @@ for c in ip nft tcpdump python3 awk; do
     command -v "$c" >/dev/null || { echo "$c not found (apt-get install iproute2 nftables tcpdump python3)" >&2; exit 1; }
 done
 
-TANDEM="$ROOT/target/release/tandem"
+TANDEM="${TANDEM:-$ROOT/target/release/tandem}"  # another build can be measured: TANDEM=path
 CTBENCH="$ROOT/target/release/ctbench"
 if [ -f "$ROOT/bench/tools/Cargo.toml" ]; then TOOLS_CRATE=bench-tools; else TOOLS_CRATE=lab; fi
 if [ "$BUILD" = 1 ]; then

@@ -9,7 +9,7 @@ mod harness;
 use common::*;
 use harness::*;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const NEW_RULE: &str = r#"
@@ -429,26 +429,7 @@ fn python_xmlrpc_client_calls_status_and_version_over_https() {
     let c = cluster("configsync_python", &opts());
     c.wait_in_sync();
     let cert = c.lab.dir().join("fw2-state").join("cert.pem");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configsync_client.py");
-    // From fw1's namespace, across the sync link, as the primary would.
-    let out =
-        c.h1.command("python3")
-            .arg(&script)
-            .args([
-                "https://203.0.113.2:8443",
-                cert.to_str().expect("path"),
-                "sync",
-                "pw-sync",
-            ])
-            .output()
-            .expect("python3");
-    assert!(
-        out.status.success(),
-        "python client failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let r = python_client(&c, &cert);
     let v = &r["version"];
     assert_eq!(v["node"], "fw2", "{r}");
     assert_eq!(v["role"], "peer", "{r}");
@@ -519,25 +500,7 @@ fn a_peer_run_from_its_folder_with_relative_paths_takes_pushes_and_reports_state
     assert_eq!(mode & 0o077, 0, "state dir mode {mode:o}");
     // tandem.status over XML-RPC tells the same as `tandem status`: state sync runs here.
     let cert = dir.join("state").join("cert.pem");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configsync_client.py");
-    let out =
-        c.h1.command("python3")
-            .arg(&script)
-            .args([
-                "https://203.0.113.2:8443",
-                cert.to_str().expect("path"),
-                "sync",
-                "pw-sync",
-            ])
-            .output()
-            .expect("python3");
-    assert!(
-        out.status.success(),
-        "python client failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let r = python_client(&c, &cert);
     let state = r["status_sync_state"].as_str().unwrap_or_default();
     assert!(
         state.starts_with("ready") || state.starts_with("NOT READY"),

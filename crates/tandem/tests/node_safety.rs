@@ -20,6 +20,11 @@ fn vip7(addrs: &'static [&'static str]) -> [VipSpec<'static>; 1] {
     }]
 }
 
+/// A node on lan with vhid 7 on `addrs` (preempt on, one passphrase for all).
+fn node_config(lab: &Lab, name: &str, advskew: u8, addrs: &'static [&'static str]) -> PathBuf {
+    write_config(lab, name, advskew, true, "s3cret", LAN, &vip7(addrs))
+}
+
 /// client, fw1 (192.0.2.2) and fw2 (192.0.2.3) on one switch.
 fn hosts(lab: &mut Lab) -> (Host, Host, Host) {
     let sw = lab.switch("lan").expect("switch");
@@ -65,24 +70,8 @@ fn a_second_run_with_the_same_config_changes_nothing() {
     }
     let mut lab = Lab::new("a_second_run_with_the_same_config_changes_nothing").expect("lab");
     let (client, h1, h2) = hosts(&mut lab);
-    let c1 = write_config(
-        &lab,
-        "fw1",
-        0,
-        true,
-        "s3cret",
-        LAN,
-        &vip7(&["192.0.2.100/24"]),
-    );
-    let c2 = write_config(
-        &lab,
-        "fw2",
-        100,
-        true,
-        "s3cret",
-        LAN,
-        &vip7(&["192.0.2.100/24"]),
-    );
+    let c1 = node_config(&lab, "fw1", 0, &["192.0.2.100/24"]);
+    let c2 = node_config(&lab, "fw2", 100, &["192.0.2.100/24"]);
     let fw1 = Node::start(&h1, c1.clone());
     let fw2 = Node::start(&h2, c2);
     fw1.expect_state(7, "MASTER", ELECTION);
@@ -161,24 +150,8 @@ fn stopping_never_removes_an_address_tandem_did_not_add() {
     }
     let mut lab = Lab::new("stopping_never_removes_an_address").expect("lab");
     let (_, h1, h2) = hosts(&mut lab);
-    let c1 = write_config(
-        &lab,
-        "fw1",
-        100,
-        true,
-        "s3cret",
-        LAN,
-        &vip7(&["192.0.2.100/24"]),
-    );
-    let c2 = write_config(
-        &lab,
-        "fw2",
-        0,
-        true,
-        "s3cret",
-        LAN,
-        &vip7(&["192.0.2.100/24"]),
-    );
+    let c1 = node_config(&lab, "fw1", 100, &["192.0.2.100/24"]);
+    let c2 = node_config(&lab, "fw2", 0, &["192.0.2.100/24"]);
     let mut fw1 = Node::start(&h1, c1);
     let mut fw2 = Node::start(&h2, c2);
     fw2.expect_state(7, "MASTER", ELECTION);
@@ -207,15 +180,7 @@ fn a_reload_that_needs_a_restart_is_refused_and_says_so() {
     }
     let mut lab = Lab::new("a_reload_that_needs_a_restart").expect("lab");
     let (_, h1, _) = hosts(&mut lab);
-    let c1 = write_config(
-        &lab,
-        "fw1",
-        0,
-        true,
-        "s3cret",
-        LAN,
-        &vip7(&["192.0.2.100/24"]),
-    );
+    let c1 = node_config(&lab, "fw1", 0, &["192.0.2.100/24"]);
     let fw1 = Node::start(&h1, c1.clone());
     fw1.expect_state(7, "MASTER", ELECTION);
     let text = std::fs::read_to_string(&c1).expect("config");
@@ -284,15 +249,7 @@ fn status_works_while_the_config_is_being_edited() {
     }
     let mut lab = Lab::new("status_works_while_the_config_is_edited").expect("lab");
     let (_, h1, _) = hosts(&mut lab);
-    let c1 = write_config(
-        &lab,
-        "fw1",
-        0,
-        true,
-        "s3cret",
-        LAN,
-        &vip7(&["192.0.2.100/24"]),
-    );
+    let c1 = node_config(&lab, "fw1", 0, &["192.0.2.100/24"]);
     let fw1 = Node::start(&h1, c1.clone());
     fw1.expect_state(7, "MASTER", ELECTION);
     let text = std::fs::read_to_string(&c1).expect("config");
@@ -354,24 +311,8 @@ fn a_peer_with_another_address_set_is_reported_as_such() {
     let mut lab = Lab::new("a_peer_with_another_address_set").expect("lab");
     let (_, h1, h2) = hosts(&mut lab);
     // Same passphrase, same vhid; fw2 carries one address more.
-    let c1 = write_config(
-        &lab,
-        "fw1",
-        0,
-        true,
-        "s3cret",
-        LAN,
-        &vip7(&["192.0.2.100/24"]),
-    );
-    let c2 = write_config(
-        &lab,
-        "fw2",
-        100,
-        true,
-        "s3cret",
-        LAN,
-        &vip7(&["192.0.2.100/24", "192.0.2.101/24"]),
-    );
+    let c1 = node_config(&lab, "fw1", 0, &["192.0.2.100/24"]);
+    let c2 = node_config(&lab, "fw2", 100, &["192.0.2.100/24", "192.0.2.101/24"]);
     let _fw1 = Node::start(&h1, c1);
     let fw2 = Node::start(&h2, c2);
     // fw1 cannot verify fw2's adverts (its own set is smaller); fw2 tries its subsets and

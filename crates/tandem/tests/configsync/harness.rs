@@ -345,3 +345,27 @@ pub fn nft(h: &Host) -> String {
     h.run(&["nft", "list", "table", "inet", "tandem"])
         .unwrap_or_default()
 }
+
+/// Runs tests/configsync_client.py (Python's xmlrpc.client) against fw2 from fw1's namespace,
+/// across the sync link as the primary would, trusting fw2's certificate `cert`; its JSON.
+pub fn python_client(c: &Cluster, cert: &Path) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configsync_client.py");
+    let out =
+        c.h1.command("python3")
+            .arg(&script)
+            .args([
+                "https://203.0.113.2:8443",
+                cert.to_str().expect("path"),
+                "sync",
+                "pw-sync",
+            ])
+            .output()
+            .expect("python3");
+    assert!(
+        out.status.success(),
+        "python client failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
