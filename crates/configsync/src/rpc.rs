@@ -266,20 +266,46 @@ fn source(method: &str, v: &Value) -> Result<Source, Refusal> {
         u32::try_from(n).map_err(|_| bad(method, format!("source.{key} out of range: {n}")))
     };
     let node = string(method, "source.node", member(method, "source", m, "node")?)?;
-    if node.is_empty() {
-        return Err(bad(method, "source.node must not be empty"));
+    if !is_node_name(node) {
+        return Err(bad(
+            method,
+            format!(
+                "source.node {:?} is not a node name (1-63 letters, digits, '-', '_', '.')",
+                node.chars().take(64).collect::<String>()
+            ),
+        ));
+    }
+    let software = string(
+        method,
+        "source.software",
+        member(method, "source", m, "software")?,
+    )?;
+    if software.is_empty()
+        || software.len() > 64
+        || !software
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+    {
+        return Err(bad(
+            method,
+            "source.software must be 1-64 printable characters (a version like \"0.1.0\")",
+        ));
     }
     Ok(Source {
         node: node.to_string(),
-        software: string(
-            method,
-            "source.software",
-            member(method, "source", m, "software")?,
-        )?
-        .to_string(),
+        software: software.to_string(),
         protocol: num("protocol")?,
         schema: num("schema")?,
     })
+}
+
+/// A node name as it may travel between nodes and land in files, logs and terminals: 1 to 63
+/// letters, digits, `-`, `_` and `.` (no newline, quote or control character can get through).
+pub fn is_node_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Decodes a call; unknown methods and bad parameters are faults that say what is wrong.
@@ -773,6 +799,25 @@ mod tests {
             message: "ok".into(),
         };
         assert_eq!(ApplyAnswer::decode(&ap.encode()), Ok(ap));
+    }
+
+    #[test]
+    fn strings_from_a_peer_are_checked_before_they_go_anywhere() {
+        for (node, software) in [
+            ("fw1\n[firewall]\nenabled = false", "0.1.0"),
+            ("", "0.1.0"),
+            ("fw\"1", "0.1.0"),
+            ("fw1", "0.1.0\n# injected"),
+            ("fw1", ""),
+        ] {
+            let mut s = src();
+            s.node = node.into();
+            s.software = software.into();
+            let e = decode(HEARTBEAT, &heartbeat_params(&s, 1)).expect_err("refused");
+            assert_eq!(e.code(), code::BAD_REQUEST, "{node:?} {software:?}");
+            assert!(!e.message().contains('\n'), "{e}");
+        }
+        assert!(decode(HEARTBEAT, &heartbeat_params(&src(), 1)).is_ok());
     }
 
     #[test]

@@ -264,10 +264,9 @@ pub fn control_socket(path: &Path) -> Result<PathBuf, String> {
     for line in text.lines() {
         let t = line.trim();
         if t.starts_with('[') {
-            in_node = t.trim_start_matches('[').trim_start().starts_with("node") && {
-                let inner = t.trim_matches(|c| c == '[' || c == ']').trim();
-                inner == "node"
-            };
+            // `[node]`, maybe with a comment after it; `[[...]]` and `[node.x]` are not it.
+            let header = t.trim_start_matches('[').split(']').next().unwrap_or("");
+            in_node = !t.starts_with("[[") && header.trim() == "node";
             continue;
         }
         if !in_node {

@@ -95,13 +95,8 @@ pub fn ranged(errs: &mut Errors<'_>, v: &Spanned<i64>, what: &str, lo: i64, hi: 
 }
 
 /// A node name or other identifier that travels between nodes and lands in logs, files and
-/// terminals: letters, digits, `-`, `_`, `.`; 1 to 63 characters.
-pub fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
+/// terminals: letters, digits, `-`, `_`, `.`; 1 to 63 characters (the rule peers are held to).
+pub use configsync::rpc::is_node_name as valid_name;
 
 pub fn node(errs: &mut Errors<'_>, raw: Option<&Spanned<RawNode>>) -> Node {
     let Some(raw) = raw else {

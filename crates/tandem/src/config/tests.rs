@@ -113,3 +113,44 @@ fn duplicate_vhid_and_address_are_rejected() {
     assert!(e[0].contains("vhid 7 is used twice"), "{e:?}");
     assert!(e[1].contains("already a VIP of vhid 7"), "{e:?}");
 }
+
+#[test]
+fn the_control_socket_is_found_in_a_file_that_does_not_parse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("fw1.toml");
+    let text = "[node] # this node\nname = \"fw1\"\ncontrol_socket = \"run/fw1.sock\" # relative\n\n[[rules]\ninterface = \"lan\n";
+    std::fs::write(&p, text).expect("write");
+    assert_eq!(control_socket(&p), Ok(dir.path().join("run/fw1.sock")));
+    std::fs::write(&p, "[[rules]\n[nodes]\ncontrol_socket = \"x\"\n").expect("write");
+    let e = control_socket(&p).expect_err("no [node]");
+    assert!(e.contains("--socket"), "{e}");
+}
+
+#[test]
+fn a_composed_config_locates_each_value_in_its_own_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let own_path = dir.path().join("fw2.toml");
+    let own = ParsedFile::parse(&own_path, GOOD.to_string()).expect("own");
+    let synced_path = dir.path().join("synced.toml");
+    let synced = ParsedFile::parse_stored(
+        &synced_path,
+        "areas_held = [\"vips\"]\n\n[[vips]]\nvhid = 300\ninterface = \"lan\"\naddresses = [\"192.0.2.100/24\"]\n".to_string(),
+    )
+    .expect("synced");
+    let mut composed = own.clone();
+    composed.take_area(configsync::Area::Vips, &synced);
+    let e = Config::build(composed, &own_path).expect_err("vhid 300");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "{}:4:8: vips.vhid must be between 1 and 255, not 300",
+            synced_path.display()
+        )),
+        "{msg}"
+    );
+    // The node-local tables still come from the own file.
+    let mut ok = own.clone();
+    ok.take_area(configsync::Area::Vips, &own);
+    let c = Config::build(ok, &own_path).expect("valid");
+    assert_eq!(c.node.name, "fw1");
+}

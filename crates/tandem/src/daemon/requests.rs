@@ -113,16 +113,21 @@ impl Daemon {
     /// The node's status: one struct for `tandem status` and `tandem.status`.
     pub(super) async fn status(&self) -> Status {
         let carp = self.carp.status().await;
+        // State sync answers between two pieces of work; a status never waits long for it.
         let state_sync = match &self.states {
             Some(h) => {
                 let (reply, rx) = tokio::sync::oneshot::channel();
-                match h.commands.send(state_sync::Command::Status(reply)).await {
-                    Ok(()) => tokio::time::timeout(Duration::from_secs(2), rx)
+                let asked = async {
+                    h.commands
+                        .send(state_sync::Command::Status(reply))
                         .await
-                        .ok()
-                        .and_then(Result::ok),
-                    Err(_) => None,
-                }
+                        .ok()?;
+                    rx.await.ok()
+                };
+                tokio::time::timeout(Duration::from_secs(2), asked)
+                    .await
+                    .ok()
+                    .flatten()
             }
             None => None,
         };
