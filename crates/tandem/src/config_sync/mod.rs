@@ -65,6 +65,13 @@ pub struct Pending {
     started: Instant,
 }
 
+impl Pending {
+    /// `generation 5 from fw1`.
+    pub fn what(&self) -> &str {
+        &self.plan.what
+    }
+}
+
 /// The next input, or never without config sync (for `select!`).
 pub async fn recv(rx: &mut Option<mpsc::Receiver<Input>>) -> Option<Input> {
     match rx {

@@ -50,19 +50,22 @@ impl Daemon {
                 restart.join(", ")
             ));
         }
+        let what = format!("reloaded {}", self.cfg.own_file.display());
         let msg = self
-            .activate(new, Some(own))
+            .activate(new, Some(own), &what)
             .await
             .map_err(|e| firewall_apply::describe(&e))?;
         Ok(msg)
     }
 
     /// Makes `new` the running config (firewall, then VIPs), or changes nothing and says why.
-    /// `own`: the own file it was composed from, when it was re-read.
+    /// `own`: the own file it was composed from, when it was re-read; `what` names the change
+    /// in the message (`reloaded FILE`, `generation 5 from fw1`).
     pub(super) async fn activate(
         &mut self,
         new: Config,
         own: Option<ParsedFile>,
+        what: &str,
     ) -> anyhow::Result<String> {
         let own_addrs = firewall_apply::own_addresses(&new, &self.netlink).await;
         let checked = new.clone();
@@ -117,8 +120,7 @@ impl Daemon {
             cs.activated(&self.cfg);
         }
         let msg = format!(
-            "reloaded {}: {vips}, firewall {}",
-            self.cfg.own_file.display(),
+            "{what}: {vips}, firewall {}",
             if self.cfg.firewall.managed {
                 format!("{} rules", self.cfg.areas.rules.len())
             } else {

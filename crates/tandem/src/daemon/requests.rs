@@ -42,7 +42,7 @@ impl Daemon {
                     Ok(c) => c,
                     Err(e) => return Reply::Error(e),
                 };
-                if let Err(e) = self.activate(cfg, None).await {
+                if let Err(e) = self.activate(cfg, None, &plan.what).await {
                     return Reply::Error(firewall_apply::describe(&e));
                 }
                 let r = match self.sync.as_mut() {
@@ -88,8 +88,9 @@ impl Daemon {
                 });
             }
             Outcome::Activate(cfg, pending) => {
+                let what = format!("activated {}", pending.what());
                 let r = self
-                    .activate(*cfg, None)
+                    .activate(*cfg, None, &what)
                     .await
                     .map(|_| ())
                     .map_err(|e| firewall_apply::describe(&e));
