@@ -26,4 +26,4 @@ pub use addrs::{AddressInfo, TANDEM_ADDR_PROTO};
 pub use announce::{gratuitous_arp, unsolicited_na};
 pub use carp_socket::{CarpSocket, ReceivedAdvert};
 pub use error::{DecodeError, Family, LinuxError};
-pub use netlink::{LinkEvent, LinkInfo, LinkWatcher, Netlink, Released};
+pub use netlink::{Added, LinkEvent, LinkInfo, LinkWatcher, Netlink, Released};

@@ -120,15 +120,16 @@ impl Netlink {
         dump_links(&self.handle).await
     }
 
-    /// Adds `addr/prefix` to the interface; Ok if it is already there. IPv6 addresses are added
-    /// with IFA_F_NODAD so they are usable at once. Every address added here is tagged with
-    /// [`TANDEM_ADDR_PROTO`] (IFA_PROTO), so it is recognisable as a VIP later.
+    /// Adds `addr/prefix` to the interface; says whether it added it or found it there already.
+    /// IPv6 addresses are added with IFA_F_NODAD so they are usable at once. Every address
+    /// added here is tagged with [`TANDEM_ADDR_PROTO`] (IFA_PROTO, kept by Linux 5.18 and
+    /// later), so it is recognisable as a VIP later.
     pub async fn add_address(
         &self,
         ifindex: u32,
         addr: IpAddr,
         prefix: u8,
-    ) -> Result<(), LinuxError> {
+    ) -> Result<Added, LinuxError> {
         let mut req = self.handle.address().add(ifindex, addr, prefix);
         let msg = req.message_mut();
         msg.attributes
@@ -141,11 +142,11 @@ impl Netlink {
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         match req.execute().await {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(Added::New),
             Err(e) => {
                 let source = rtnl_to_io(e);
                 match source.raw_os_error() {
-                    Some(libc::EEXIST) => Ok(()),
+                    Some(libc::EEXIST) => Ok(Added::AlreadyThere),
                     Some(libc::ENODEV) => Err(LinuxError::NoSuchIfindex { ifindex, source }),
                     _ => Err(LinuxError::Netlink {
                         op: "add address",
@@ -191,13 +192,15 @@ impl Netlink {
         }
     }
 
-    /// Removes `addr/prefix` from the interface only if Tandem added it (it carries
-    /// [`TANDEM_ADDR_PROTO`]): an address someone else configured, equal to a VIP by mistake or
-    /// added by hand, is never taken away. Says what it found.
+    /// Removes `addr` from the interface only if Tandem added it: it carries
+    /// [`TANDEM_ADDR_PROTO`], or `ours` says so (the caller added it itself, on a kernel older
+    /// than 5.18 that drops the tag). An address someone else configured, equal to a VIP by
+    /// mistake or added by hand, is never taken away. Says what it found.
     pub async fn release_address(
         &self,
         ifindex: u32,
         addr: IpAddr,
+        ours: bool,
     ) -> Result<Released, LinuxError> {
         let present = self
             .address_details(ifindex)
@@ -206,7 +209,7 @@ impl Netlink {
             .find(|a| a.addr == addr);
         match present {
             None => Ok(Released::NotPresent),
-            Some(a) if !a.tandem => Ok(Released::NotOurs { prefix: a.prefix }),
+            Some(a) if !a.tandem && !ours => Ok(Released::NotOurs { prefix: a.prefix }),
             Some(a) => {
                 // With the prefix the kernel has (the config's may have been edited since).
                 self.del_address(ifindex, addr, a.prefix).await?;
@@ -284,6 +287,14 @@ async fn dump_links(handle: &Handle) -> Result<Vec<LinkInfo>, LinuxError> {
             target: "all links".into(),
             source: rtnl_to_io(e),
         })
+}
+
+/// What [`Netlink::add_address`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    New,
+    /// The address was on the interface already (tandem's from before, or someone else's).
+    AlreadyThere,
 }
 
 /// What [`Netlink::release_address`] found.

@@ -40,10 +40,16 @@ fn link_lookup_and_address_add_del_seen_by_ip() {
         let vip4: IpAddr = Ipv4Addr::new(192, 0, 2, 100).into();
         let vip6: IpAddr = "2001:db8::100".parse::<Ipv6Addr>().expect("literal").into();
         for (addr, prefix) in [(vip4, 24), (vip6, 64)] {
-            nl.add_address(link.index, addr, prefix).await.expect("add");
-            nl.add_address(link.index, addr, prefix)
-                .await
-                .expect("adding again is Ok");
+            assert_eq!(
+                nl.add_address(link.index, addr, prefix).await.expect("add"),
+                linux::Added::New
+            );
+            assert_eq!(
+                nl.add_address(link.index, addr, prefix)
+                    .await
+                    .expect("adding again is Ok"),
+                linux::Added::AlreadyThere
+            );
         }
         let out = ip(&ns, &["-o", "addr", "show", "dev", "eth0"]);
         assert!(out.contains("inet 192.0.2.100/24"), "{out}");
@@ -77,6 +83,26 @@ fn link_lookup_and_address_add_del_seen_by_ip() {
             "same subnet as the real address: {v4vip:?}"
         );
 
+        // Released only with the tag: the node's own address stays, whatever anyone says.
+        let own: IpAddr = Ipv4Addr::new(192, 0, 2, 1).into();
+        assert_eq!(
+            nl.release_address(link.index, own, false)
+                .await
+                .expect("own"),
+            linux::Released::NotOurs { prefix: 24 }
+        );
+        assert_eq!(
+            nl.release_address(link.index, vip4, false)
+                .await
+                .expect("vip4"),
+            linux::Released::Removed
+        );
+        assert_eq!(
+            nl.release_address(link.index, vip4, false)
+                .await
+                .expect("gone"),
+            linux::Released::NotPresent
+        );
         for (addr, prefix) in [(vip4, 24), (vip6, 64)] {
             nl.del_address(link.index, addr, prefix).await.expect("del");
             nl.del_address(link.index, addr, prefix)

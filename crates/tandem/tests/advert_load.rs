@@ -10,8 +10,9 @@
 //!
 //! Only functional invariants are asserted, no speeds: fw2 never takes over (no advert of its
 //! own on the wire, none counted in its status, BACKUP after every load), and no two
-//! consecutive adverts of fw1 are 2 × advbase or more apart (an advert never misses a whole
-//! interval). The longest interval per load is printed; bench/adverts.sh measures the same
+//! consecutive adverts of fw1 are 1.5 × advbase or more apart (no advert is late by half an
+//! interval: the daemon's work never holds up the CARP thread; the previous daemon, whose one
+//! runtime also took in pushes, let one fall 0.68 s late with a 20k-rule push). The longest interval per load is printed; bench/adverts.sh measures the same
 //! with production sizes.
 
 mod common;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const ADVBASE: f64 = 1.0;
 /// The shortest stretch of capture per load (at least three intervals).
 const WINDOW: Duration = Duration::from_secs(4);
-const RULES: usize = 3000;
+const RULES: usize = 10_000;
 const STATES: usize = 50_000;
 const CONNS: usize = 300;
 const HANDSHAKERS: usize = 2;
@@ -601,8 +602,8 @@ fn adverts_keep_their_interval_under_load_and_the_backup_never_takes_over() {
         assert_eq!(c.fw1.state(v), "MASTER", "{report}\n{}", c.logs());
     }
     assert!(
-        longest < 2.0 * ADVBASE,
-        "fw1 went {:.0} ms without an advert: a whole interval was missed\n{report}\n{}",
+        longest < 1.5 * ADVBASE,
+        "fw1 went {:.0} ms without an advert: one was late by half an interval or more\n{report}\n{}",
         longest * 1000.0,
         c.logs()
     );

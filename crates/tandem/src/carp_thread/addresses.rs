@@ -5,8 +5,8 @@
 use super::Barrier;
 use carp::{IfaceId, Vhid};
 use ipnet::IpNet;
-use linux::netlink::{Netlink, Released};
-use std::collections::VecDeque;
+use linux::netlink::{Added, Netlink, Released};
+use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -32,13 +32,23 @@ impl AddrOp {
     }
 }
 
+/// An operation with the vhid's addresses as they were when the engine asked: a reload that
+/// changes or drops the vhid meanwhile does not change what it acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub op: AddrOp,
+    pub addrs: Vec<IpNet>,
+}
+
 /// Address operations held back while the barrier runs. An add waits for the barrier; what
-/// comes after it waits behind it, so the order the engine asked for is kept. Nothing else
-/// waits: adverts, timers and commands go on.
+/// comes after it waits behind it, so the order the engine asked for is kept; a removal drops
+/// the add (and announcement) of the same vhid still waiting, so a node that stepped down
+/// meanwhile neither adds the VIP nor announces it. Nothing else waits: adverts, timers and
+/// commands go on.
 pub struct Deferred {
     barrier: Option<Barrier>,
     waiting: Option<(oneshot::Receiver<()>, tokio::time::Instant)>,
-    queue: VecDeque<AddrOp>,
+    queue: VecDeque<Queued>,
 }
 
 impl Deferred {
@@ -51,18 +61,25 @@ impl Deferred {
     }
 
     /// Queues an operation; returns what may be carried out now.
-    pub fn push(&mut self, op: AddrOp) -> Vec<AddrOp> {
-        if let (AddrOp::Add(..), Some(b)) = (op, &self.barrier) {
-            if self.waiting.is_none() {
-                self.waiting = Some((b(), tokio::time::Instant::now() + BARRIER_WAIT));
+    pub fn push(&mut self, op: AddrOp, addrs: Vec<IpNet>) -> Vec<Queued> {
+        match op {
+            AddrOp::Add(..) => {
+                if let (Some(b), None) = (&self.barrier, &self.waiting) {
+                    self.waiting = Some((b(), tokio::time::Instant::now() + BARRIER_WAIT));
+                }
             }
+            AddrOp::Remove(i, v) => self.queue.retain(|q| {
+                !matches!(q.op, AddrOp::Add(qi, qv) | AddrOp::Announce(qi, qv) if (qi, qv) == (i, v))
+            }),
+            AddrOp::Announce(..) => {}
         }
-        self.queue.push_back(op);
-        if self.waiting.is_none() {
-            self.queue.drain(..).collect()
-        } else {
-            Vec::new()
+        self.queue.push_back(Queued { op, addrs });
+        if self.waiting.is_some() && self.queue.iter().any(|q| matches!(q.op, AddrOp::Add(..))) {
+            return Vec::new();
         }
+        // Nothing left to wait for (no barrier, or its adds were dropped).
+        self.waiting = None;
+        self.queue.drain(..).collect()
     }
 
     /// Resolves when the barrier is passed (or timed out); never while nothing waits.
@@ -80,7 +97,7 @@ impl Deferred {
     }
 
     /// Everything queued, once the barrier is passed.
-    pub fn take(&mut self) -> Vec<AddrOp> {
+    pub fn take(&mut self) -> Vec<Queued> {
         if self.waiting.is_some() {
             return Vec::new();
         }
@@ -91,29 +108,77 @@ impl Deferred {
     /// not awaited; removals stay.
     pub fn cancel_adds(&mut self) {
         self.waiting = None;
-        self.queue.retain(|op| matches!(op, AddrOp::Remove(..)));
+        self.queue.retain(|q| matches!(q.op, AddrOp::Remove(..)));
     }
 }
 
-/// Adds every address of a vhid; a failure is logged and the rest go on.
-pub async fn add(netlink: &Netlink, iface: IfaceId, name: &str, vhid: Vhid, addrs: &[IpNet]) {
-    for a in addrs {
-        if let Err(e) = netlink.add_address(iface, a.addr(), a.prefix_len()).await {
-            error!("vhid={vhid} cannot add VIP {a} on {name}: {e}");
+/// The addresses this process added itself. On Linux 5.18 and later the tag on an address
+/// says it is Tandem's; an older kernel drops the tag, and then only this record tells.
+#[derive(Default)]
+pub struct Ledger {
+    ours: HashSet<(IfaceId, IpAddr)>,
+    /// Whether the kernel was seen to keep the tag (checked on the first address added).
+    tag_kept: Option<bool>,
+}
+
+impl Ledger {
+    /// Adds every address of a vhid; a failure is logged and the rest go on.
+    pub async fn add(
+        &mut self,
+        netlink: &Netlink,
+        iface: IfaceId,
+        name: &str,
+        vhid: Vhid,
+        addrs: &[IpNet],
+    ) {
+        for a in addrs {
+            match netlink.add_address(iface, a.addr(), a.prefix_len()).await {
+                Ok(Added::New) => {
+                    self.ours.insert((iface, a.addr()));
+                    if self.tag_kept.is_none() {
+                        self.check_tag(netlink, iface, a.addr()).await;
+                    }
+                }
+                Ok(Added::AlreadyThere) => {}
+                Err(e) => error!("vhid={vhid} cannot add VIP {a} on {name}: {e}"),
+            }
         }
     }
-}
 
-/// Removes every address of a vhid that Tandem added; an address it did not add stays.
-pub async fn release(netlink: &Netlink, iface: IfaceId, name: &str, vhid: Vhid, addrs: &[IpNet]) {
-    for a in addrs {
-        match netlink.release_address(iface, a.addr()).await {
-            Ok(Released::Removed | Released::NotPresent) => {}
-            Ok(Released::NotOurs { prefix }) => warn!(
-                "vhid={vhid} VIP {a} on {name}: the address there ({}/{prefix}) was not added by tandem; left in place",
-                a.addr()
-            ),
-            Err(e) => error!("vhid={vhid} cannot remove VIP {a} on {name}: {e}"),
+    async fn check_tag(&mut self, netlink: &Netlink, iface: IfaceId, addr: IpAddr) {
+        let Ok(details) = netlink.address_details(iface).await else {
+            return;
+        };
+        let kept = details.iter().any(|d| d.addr == addr && d.tandem);
+        self.tag_kept = Some(kept);
+        if !kept {
+            warn!(
+                "this kernel does not keep the tag tandem puts on its addresses (IFA_PROTO; Linux 5.18 and later do): tandem removes only the VIPs it added in this run, and VIPs left by a crash are not swept at the next start"
+            );
+        }
+    }
+
+    /// Removes every address of a vhid that Tandem added; an address it did not add stays.
+    pub async fn release(
+        &mut self,
+        netlink: &Netlink,
+        iface: IfaceId,
+        name: &str,
+        vhid: Vhid,
+        addrs: &[IpNet],
+    ) {
+        for a in addrs {
+            let ours = self.ours.contains(&(iface, a.addr()));
+            match netlink.release_address(iface, a.addr(), ours).await {
+                Ok(Released::Removed | Released::NotPresent) => {
+                    self.ours.remove(&(iface, a.addr()));
+                }
+                Ok(Released::NotOurs { prefix }) => warn!(
+                    "vhid={vhid} VIP {a} on {name}: the address there ({}/{prefix}) was not added by tandem; left in place",
+                    a.addr()
+                ),
+                Err(e) => error!("vhid={vhid} cannot remove VIP {a} on {name}: {e}"),
+            }
         }
     }
 }
@@ -170,8 +235,30 @@ mod tests {
         Vhid::new(n).expect("vhid")
     }
 
+    fn net(s: &str) -> Vec<IpNet> {
+        vec![s.parse().expect("net")]
+    }
+
+    fn ops(q: Vec<Queued>) -> Vec<AddrOp> {
+        q.into_iter().map(|q| q.op).collect()
+    }
+
+    /// A barrier whose flushes never answer, kept so they stay pending.
+    fn stuck() -> (Barrier, Arc<std::sync::Mutex<Vec<oneshot::Sender<()>>>>) {
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = held.clone();
+        let b: Barrier = Arc::new(move || {
+            let (tx, rx) = oneshot::channel::<()>();
+            if let Ok(mut v) = keep.lock() {
+                v.push(tx);
+            }
+            rx
+        });
+        (b, held)
+    }
+
     #[tokio::test(flavor = "current_thread")]
-    async fn adds_wait_for_the_barrier_and_keep_their_order() {
+    async fn adds_wait_for_the_barrier_and_keep_their_order_and_addresses() {
         let (tx, rx) = oneshot::channel();
         let slot = Arc::new(std::sync::Mutex::new(Some(rx)));
         let barrier: Barrier = Arc::new(move || {
@@ -181,54 +268,79 @@ mod tests {
                 .unwrap_or_else(|| oneshot::channel().1)
         });
         let mut d = Deferred::new(Some(barrier));
-        assert_eq!(d.push(AddrOp::Add(1, vhid(7))), vec![]);
-        assert_eq!(d.push(AddrOp::Announce(1, vhid(7))), vec![]);
-        assert_eq!(d.push(AddrOp::Remove(1, vhid(8))), vec![]);
+        assert_eq!(
+            d.push(AddrOp::Add(1, vhid(7)), net("192.0.2.100/24")),
+            vec![]
+        );
+        assert_eq!(
+            d.push(AddrOp::Announce(1, vhid(7)), net("192.0.2.100/24")),
+            vec![]
+        );
+        assert_eq!(
+            d.push(AddrOp::Remove(1, vhid(8)), net("192.0.2.108/24")),
+            vec![]
+        );
         tx.send(()).expect("send");
         d.ready().await;
+        let done = d.take();
         assert_eq!(
-            d.take(),
+            ops(done.clone()),
             vec![
                 AddrOp::Add(1, vhid(7)),
                 AddrOp::Announce(1, vhid(7)),
                 AddrOp::Remove(1, vhid(8))
             ]
         );
+        assert_eq!(done[2].addrs, net("192.0.2.108/24"));
         // Without a barrier waiting, removals go at once.
         assert_eq!(
-            d.push(AddrOp::Remove(1, vhid(7))),
+            ops(d.push(AddrOp::Remove(1, vhid(7)), net("192.0.2.100/24"))),
             vec![AddrOp::Remove(1, vhid(7))]
         );
     }
 
+    #[test]
+    fn a_step_down_drops_the_add_and_announcement_still_waiting() {
+        let (b, held) = stuck();
+        let mut d = Deferred::new(Some(b));
+        assert!(d
+            .push(AddrOp::Add(1, vhid(7)), net("192.0.2.100/24"))
+            .is_empty());
+        assert!(d
+            .push(AddrOp::Announce(1, vhid(7)), net("192.0.2.100/24"))
+            .is_empty());
+        // The node heard a better master before the flush came back.
+        assert_eq!(
+            ops(d.push(AddrOp::Remove(1, vhid(7)), net("192.0.2.100/24"))),
+            vec![AddrOp::Remove(1, vhid(7))]
+        );
+        assert!(d.take().is_empty());
+        drop(held);
+    }
+
     #[tokio::test(flavor = "current_thread", start_paused = true)]
     async fn a_stuck_barrier_holds_an_add_back_only_briefly() {
-        let never = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let keep = never.clone();
-        let barrier: Barrier = Arc::new(move || {
-            let (tx, rx) = oneshot::channel::<()>();
-            if let Ok(mut v) = keep.lock() {
-                v.push(tx);
-            }
-            rx
-        });
-        let mut d = Deferred::new(Some(barrier));
-        assert!(d.push(AddrOp::Add(1, vhid(7))).is_empty());
+        let (b, held) = stuck();
+        let mut d = Deferred::new(Some(b));
+        assert!(d
+            .push(AddrOp::Add(1, vhid(7)), net("192.0.2.100/24"))
+            .is_empty());
         let t = tokio::time::Instant::now();
         d.ready().await;
         assert_eq!(t.elapsed(), BARRIER_WAIT);
-        assert_eq!(d.take(), vec![AddrOp::Add(1, vhid(7))]);
-        drop(never);
+        assert_eq!(ops(d.take()), vec![AddrOp::Add(1, vhid(7))]);
+        drop(held);
     }
 
     #[test]
     fn shutting_down_drops_pending_adds_but_not_removals() {
-        let barrier: Barrier = Arc::new(|| oneshot::channel().1);
-        let mut d = Deferred::new(Some(barrier));
-        d.push(AddrOp::Add(1, vhid(7)));
-        d.push(AddrOp::Announce(1, vhid(7)));
-        d.push(AddrOp::Remove(1, vhid(7)));
+        let (b, held) = stuck();
+        let mut d = Deferred::new(Some(b));
+        d.push(AddrOp::Add(1, vhid(7)), net("192.0.2.100/24"));
+        d.push(AddrOp::Announce(1, vhid(7)), net("192.0.2.100/24"));
+        d.push(AddrOp::Remove(1, vhid(8)), net("192.0.2.108/24"));
         d.cancel_adds();
-        assert_eq!(d.take(), vec![AddrOp::Remove(1, vhid(7))]);
+        assert_eq!(ops(d.take()), vec![AddrOp::Remove(1, vhid(8))]);
+        drop(held);
     }
 }

@@ -26,6 +26,12 @@ impl Engine {
                     .mode(0o600)
                     .open(path)
                     .map_err(|e| anyhow::anyhow!("cannot create trace {}: {e}", path.display()))?;
+                // An existing file keeps its mode through `open`: set it.
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot restrict trace {}: {e}", path.display())
+                    })?;
                 Some((Instant::now(), std::io::BufWriter::new(f)))
             }
             None => None,

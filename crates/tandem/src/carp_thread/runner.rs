@@ -1,7 +1,7 @@
 //! The CARP thread's loop: the engine, its sockets, timers and link events, and the actions it
 //! asks for. All decisions are the engine's (crate `carp`); this carries them out.
 
-use super::addresses::{self, AddrOp, Deferred};
+use super::addresses::{self, AddrOp, Deferred, Ledger, Queued};
 use super::record::Engine;
 use super::{
     source_name, CarpStatus, Command, Demotion, Event, Options, Routers, Transition, VipStatus,
@@ -29,6 +29,8 @@ struct Iface {
     up: bool,
     v4: Option<Arc<CarpSocket>>,
     v6: Option<Arc<CarpSocket>>,
+    /// The tasks reading its sockets, ended when the interface carries no VIP any more.
+    receivers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 struct Advert {
@@ -53,6 +55,7 @@ struct Carp {
     transitions: HashMap<(IfaceId, u8), (carp::State, carp::State, carp::Reason, Instant)>,
     events: mpsc::UnboundedSender<Event>,
     deferred: Deferred,
+    ledger: Ledger,
 }
 
 /// The thread's body: its own current-thread runtime, then the loop until shut down.
@@ -111,6 +114,7 @@ pub fn run(
             transitions: HashMap::new(),
             events,
             deferred: Deferred::new(opts.barrier),
+            ledger: Ledger::default(),
         };
         let _ = ready.send(Ok(()));
         carp.run(commands, adv_rx, watcher).await;
@@ -132,10 +136,6 @@ impl Carp {
             tokio::select! {
                 biased;
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
-                Some(a) = adverts.recv() => self.engine.handle(
-                    Instant::now(),
-                    Input::Advert { iface: a.iface, src: a.src, ttl: a.ttl, payload: a.payload },
-                ),
                 () = self.deferred.ready() => {
                     let ops = self.deferred.take();
                     self.carry_out(ops).await;
@@ -169,6 +169,12 @@ impl Carp {
                         return;
                     }
                 },
+                // Last of the inputs: a flood of adverts from the LAN never holds up a command,
+                // a VIP add or a link change (timers come first anyway).
+                Some(a) = adverts.recv() => self.engine.handle(
+                    Instant::now(),
+                    Input::Advert { iface: a.iface, src: a.src, ttl: a.ttl, payload: a.payload },
+                ),
                 _ = retry.tick(), if !self.pending.is_empty() => {
                     let _ = self.open_pending(false);
                 }
@@ -262,6 +268,24 @@ impl Carp {
             self.routers.remove(k);
             self.vips.remove(k);
         }
+        // An interface no VIP uses any more: its sockets and their readers go.
+        let used: std::collections::BTreeSet<IfaceId> = wanted.keys().map(|(i, _)| *i).collect();
+        let unused: Vec<IfaceId> = self
+            .ifaces
+            .keys()
+            .filter(|i| !used.contains(i))
+            .copied()
+            .collect();
+        for id in unused {
+            if let Some(i) = self.ifaces.remove(&id) {
+                i.receivers.iter().for_each(tokio::task::JoinHandle::abort);
+                info!(
+                    "interface {} ({}) carries no VIP any more: its CARP sockets are closed",
+                    i.logical, i.device
+                );
+            }
+            self.pending.retain(|(p, _)| *p != id);
+        }
 
         let first = self.routers.is_empty() && self.ifaces.is_empty();
         for vip in &r.vips {
@@ -278,6 +302,7 @@ impl Carp {
                     up: link.up,
                     v4: None,
                     v6: None,
+                    receivers: Vec::new(),
                 });
                 self.engine.handle(
                     now,
@@ -357,12 +382,12 @@ impl Carp {
                         );
                     }
                     self.engine.set_local_address(id, sock.local_addr());
-                    tokio::spawn(receive(
+                    iface.receivers.push(tokio::spawn(receive(
                         id,
                         iface.device.clone(),
                         sock.clone(),
                         self.adverts.clone(),
-                    ));
+                    )));
                     match family {
                         Family::V4 => iface.v4 = Some(sock),
                         Family::V6 => iface.v6 = Some(sock),
@@ -427,16 +452,13 @@ impl Carp {
                         .handle(Instant::now(), Input::SendResult { iface, vhid, ok });
                 }
                 Action::AddAddresses { iface, vhid } => {
-                    let ops = self.deferred.push(AddrOp::Add(iface, vhid));
-                    self.carry_out(ops).await;
+                    self.address_op(AddrOp::Add(iface, vhid)).await;
                 }
                 Action::RemoveAddresses { iface, vhid } => {
-                    let ops = self.deferred.push(AddrOp::Remove(iface, vhid));
-                    self.carry_out(ops).await;
+                    self.address_op(AddrOp::Remove(iface, vhid)).await;
                 }
                 Action::Announce { iface, vhid } => {
-                    let ops = self.deferred.push(AddrOp::Announce(iface, vhid));
-                    self.carry_out(ops).await;
+                    self.address_op(AddrOp::Announce(iface, vhid)).await;
                 }
                 Action::Transition {
                     iface,
@@ -492,24 +514,40 @@ impl Carp {
         }
     }
 
+    /// Queues an address operation with the vhid's addresses as they are now, and carries out
+    /// what the barrier does not hold back.
+    async fn address_op(&mut self, op: AddrOp) {
+        let (iface, vhid) = op.target();
+        let addrs = self
+            .vips
+            .get(&(iface, vhid.get()))
+            .map(|v| v.addresses.clone())
+            .unwrap_or_default();
+        let ready = self.deferred.push(op, addrs);
+        self.carry_out(ready).await;
+    }
+
     /// Carries out address operations the barrier no longer holds back, in order.
-    async fn carry_out(&mut self, ops: Vec<AddrOp>) {
-        for op in ops {
+    async fn carry_out(&mut self, ops: Vec<Queued>) {
+        for Queued { op, addrs } in ops {
             let (iface, vhid) = op.target();
-            let addrs = self
-                .vips
-                .get(&(iface, vhid.get()))
-                .map(|v| v.addresses.clone())
-                .unwrap_or_default();
             let name = self.name(iface);
             match op {
                 AddrOp::Add(..) => {
-                    addresses::add(&self.netlink, iface, &name, vhid, &addrs).await;
+                    self.ledger
+                        .add(&self.netlink, iface, &name, vhid, &addrs)
+                        .await;
                 }
                 AddrOp::Remove(..) => {
-                    addresses::release(&self.netlink, iface, &name, vhid, &addrs).await;
+                    self.ledger
+                        .release(&self.netlink, iface, &name, vhid, &addrs)
+                        .await;
                 }
                 AddrOp::Announce(..) => {
+                    // Only a master tells the neighbours where the VIP is.
+                    if self.engine.state(iface, vhid) != Some(carp::State::Master) {
+                        continue;
+                    }
                     let Some(mac) = self.ifaces.get(&iface).map(|i| i.mac) else {
                         continue;
                     };

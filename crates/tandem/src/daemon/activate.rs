@@ -34,6 +34,19 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 impl Daemon {
+    /// After a failed activation: the ruleset (and routes) that ran before go back in.
+    /// Returns what happened, for the error.
+    async fn put_back_firewall(&mut self) -> String {
+        let r = match &self.ruleset {
+            Some(old) => firewall_apply::apply(&self.cfg, &self.netlink, old).await,
+            None => firewall_apply::remove().await,
+        };
+        match r {
+            Ok(()) => "the previous ruleset and routes were put back".to_string(),
+            Err(e) => format!("putting the previous ruleset back failed too: {e:#}"),
+        }
+    }
+
     /// Re-reads the own config file and applies it; a config that fails validation, that the
     /// kernel refuses, or that needs a restart changes nothing and the error says why.
     pub(super) async fn reload(&mut self) -> Result<String, String> {
@@ -91,14 +104,22 @@ impl Daemon {
         }
         let applied = match &ruleset {
             Some(r) => firewall_apply::apply(&new, &self.netlink, r).await,
-            None if self.firewall_applied => firewall_apply::remove().await,
+            None if self.ruleset.is_some() => firewall_apply::remove().await,
             None => Ok(()),
         };
         if let Err(e) = applied {
+            // `nft -f` is one transaction, but the routes and sysctls come after it.
+            let note = self.put_back_firewall().await;
             self.firewall_error = Some(format!("{e:#}"));
-            return Err(e);
+            return Err(e.context(note));
         }
-        self.firewall_applied = ruleset.is_some();
+        let vips = match self.carp.converge(self.routers(&new)).await {
+            Ok(v) => v,
+            Err(e) => {
+                let note = self.put_back_firewall().await;
+                return Err(anyhow::anyhow!("{e} ({note})"));
+            }
+        };
         self.firewall_error = None;
         if let Some(r) = &ruleset {
             info!(
@@ -107,11 +128,7 @@ impl Daemon {
                 r.routes.len()
             );
         }
-        let vips = self
-            .carp
-            .converge(self.routers(&new))
-            .await
-            .map_err(anyhow::Error::msg)?;
+        self.ruleset = ruleset;
         self.cfg = new;
         if let Some(own) = own {
             self.own = own;

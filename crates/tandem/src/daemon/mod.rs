@@ -20,6 +20,7 @@ use carp::DemoteSource;
 use linux::netlink::{LinkWatcher, Netlink};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -33,7 +34,9 @@ pub struct Daemon {
     carp_events: mpsc::UnboundedReceiver<carp_thread::Event>,
     /// (interface, vhid) this node is master of, from the CARP thread's transitions.
     masters: BTreeSet<(String, u8)>,
-    firewall_applied: bool,
+    /// The ruleset in force (None: tandem's table is not there), to put back when a later
+    /// step of an activation fails.
+    ruleset: Option<firewall::Ruleset>,
     firewall_error: Option<String>,
     sync: Option<ConfigSync>,
     sync_rx: Option<mpsc::Receiver<config_sync::Input>>,
@@ -88,9 +91,19 @@ impl Daemon {
                 }
                 Some(input) = config_sync::recv(&mut self.sync_rx) => self.on_sync(input).await,
                 Some(n) = state_sync::next_notice(&mut self.states) => self.on_state_sync(n),
-                Some(ev) = self.carp_events.recv() => self.on_carp(ev),
+                ev = self.carp_events.recv() => match ev {
+                    Some(ev) => self.on_carp(ev),
+                    None => {
+                        // It never ends on its own: it failed. Without it nothing advertises or
+                        // releases: release the VIPs here and stop, so the peer takes over.
+                        error!("the CARP thread ended unexpectedly: releasing the VIPs and stopping");
+                        self.release_vips().await;
+                        let _ = std::fs::remove_file(&self.control_socket);
+                        anyhow::bail!("the CARP thread ended unexpectedly");
+                    }
+                },
                 ev = next_link(&mut link_watcher) => match ev {
-                    Ok(ev) if Some(ev.index) == self.sync_link => self.on_sync_link(ev.up),
+                    Ok(ev) if Some(ev.index) == self.sync_link => self.on_sync_link(ev.up).await,
                     Ok(_) => {}
                     Err(e) => {
                         error!("link watcher failed: {e}; the state sync link is no longer watched");
@@ -103,6 +116,24 @@ impl Daemon {
         let _ = std::fs::remove_file(&self.control_socket);
         info!("node {} stopped", self.cfg.node.name);
         Ok(())
+    }
+
+    /// Removes every tagged VIP from the VIP interfaces (when the CARP thread cannot).
+    async fn release_vips(&self) {
+        for vip in &self.cfg.vips {
+            let Ok(link) = self.netlink.link(&vip.device).await else {
+                continue;
+            };
+            for a in &vip.addresses {
+                if let Err(e) = self
+                    .netlink
+                    .release_address(link.index, a.addr(), false)
+                    .await
+                {
+                    error!("cannot remove VIP {a} from {}: {e}", vip.device);
+                }
+            }
+        }
     }
 
     fn on_carp(&mut self, ev: carp_thread::Event) {
@@ -146,7 +177,7 @@ impl Daemon {
     /// A node cut off from its peers misses their new connections. A master keeps its VIPs
     /// (its own connections are the ones that matter), but a node that is master of nothing
     /// must not take VIPs back until it has fetched the table again.
-    fn on_sync_link(&mut self, up: bool) {
+    async fn on_sync_link(&mut self, up: bool) {
         if self.sync_link_up.replace(up) == Some(up) {
             return;
         }
@@ -161,8 +192,12 @@ impl Daemon {
         if self.resync_pending {
             if let Some(h) = &self.states {
                 info!("state sync link up: asking the peers for the full table");
-                if h.commands.try_send(state_sync::Command::Resync).is_err() {
-                    warn!("state sync task busy; resync request dropped");
+                let asked = h.commands.send(state_sync::Command::Resync);
+                if !matches!(
+                    tokio::time::timeout(Duration::from_secs(2), asked).await,
+                    Ok(Ok(()))
+                ) {
+                    warn!("state sync did not take the resync request; it retries its bulk sync by itself");
                 }
             }
         }

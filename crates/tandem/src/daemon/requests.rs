@@ -147,7 +147,7 @@ impl Daemon {
             rejected: carp.rejected,
             firewall: firewall_apply::status(
                 &self.cfg,
-                self.firewall_applied,
+                self.ruleset.is_some(),
                 self.firewall_error.clone(),
             ),
             sync: SyncStatus {

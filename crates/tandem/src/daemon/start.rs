@@ -44,10 +44,8 @@ impl Daemon {
                 .context("the ruleset thread died")??;
 
         // The firewall goes up before any VIP can be answered for.
-        let mut firewall_applied = false;
         if let Some(r) = &ruleset {
             firewall_apply::apply(&cfg, &netlink, r).await?;
-            firewall_applied = true;
             tracing::info!(
                 "firewall applied: {} rules, {} routes",
                 cfg.areas.rules.len(),
@@ -87,7 +85,7 @@ impl Daemon {
             carp,
             carp_events,
             masters: BTreeSet::new(),
-            firewall_applied,
+            ruleset,
             firewall_error: None,
             sync: None,
             sync_rx: None,

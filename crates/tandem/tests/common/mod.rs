@@ -65,8 +65,8 @@ impl Node {
         n
     }
 
-    /// Starts tandem from inside `dir` with a config path relative to it, as an admin in that
-    /// folder would (`tandem run --config fw2.toml`).
+    /// Starts tandem with `dir` as its working directory and a config path relative to it, as
+    /// an admin in that folder would (`tandem run --config fw2/fw2.toml`).
     pub fn start_in(host: &Host, dir: &std::path::Path, config: &str) -> Node {
         let script = format!(
             "cd '{}' && exec {TANDEM} run --config '{config}'",

@@ -223,7 +223,9 @@ pub fn cluster(name: &str, o: &Opts<'_>) -> Cluster {
             fw2_config_relative(o.drift, o.fw2_areas),
         )
         .expect("write");
-        Node::start_in(&h2, &dir, "fw2.toml")
+        // From the lab's folder, not fw2's: the paths in fw2.toml are relative to the file,
+        // not to the daemon's working directory.
+        Node::start_in(&h2, lab.dir(), "fw2/fw2.toml")
     } else {
         let c2 = lab.dir().join("fw2.toml");
         std::fs::write(&c2, fw2_config(&lab, o.drift, o.fw2_areas)).expect("write");
