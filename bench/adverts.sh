@@ -235,14 +235,15 @@ $2
 EOF
 }
 
-fw1_sync() {
+fw1_sync() { # [PRIMARY_FINGERPRINT]: fw1 takes pushes only from that certificate
     cat <<EOF
 [sync]
 role = "peer"
 listen = "203.0.113.1:8443"
 state_dir = "$TMP/fw1-state"
 user = "sync"
-password = "bench-pw"
+password = "bench-password-long-enough"
+${1:+primary_fingerprint = \"$1\"}
 EOF
 }
 
@@ -253,7 +254,7 @@ role = "primary"
 listen = "203.0.113.2:8443"
 state_dir = "$TMP/fw2-state"
 user = "sync"
-password = "bench-pw"
+password = "bench-password-long-enough"
 
 [[sync.peers]]
 name = "fw1"
@@ -491,7 +492,7 @@ load_4() {
     local until=$(( $(now_ns) + (WINDOW - 2) * 1000000000 )) k=0 t0 rel=()
     while [ "$(now_ns)" -lt "$until" ]; do
         k=$((k + 1))
-        node_local 1 "$(fw1_sync)" >"$TMP/fw1.toml.new"
+        node_local 1 "$(fw1_sync "$FP2")" >"$TMP/fw1.toml.new"
         { echo "$VIPS"; echo "$BASE_RULES"; big_areas "$RULES" $((1000 + k)); } >>"$TMP/fw1.toml.new"
         mv "$TMP/fw1.toml.new" "$TMP/fw1.toml"
         t0=$(now_ns)
@@ -595,6 +596,12 @@ FP=$(jget 1 config_sync.fingerprint)
 node_local 2 "$(fw2_sync "$FP")" >"$TMP/fw2.toml"
 printf '%s\n%s\n' "$VIPS" "$BASE_RULES" >>"$TMP/fw2.toml"
 start_node 2
+wait_for 30 answers 2 || { log "fw2 did not start: $(tail -5 "$TMP/fw2.log")"; exit 1; }
+FP2=$(jget 2 config_sync.fingerprint)
+# fw1 takes pushes only from fw2's certificate: pinned, then reloaded.
+node_local 1 "$(fw1_sync "$FP2")" >"$TMP/fw1.toml"
+printf '%s\n%s\n' "$VIPS" "$BASE_RULES" >>"$TMP/fw1.toml"
+in_ns "$NS_1" "$TANDEM" reload --config "$TMP/fw1.toml" >/dev/null || { log "reload of fw1 failed"; exit 1; }
 wait_for 60 in_sync || { log "fw2 never got fw1 in sync: $(jget 2 config_sync.peers.0)"; exit 1; }
 wait_for 60 settled || { log "the cluster did not settle: fw1 $(vip_state 1), fw2 $(vip_state 2)"; exit 1; }
 log "cluster up: fw1 MASTER, fw2 BACKUP, config sync and state sync ready; advbase $ADVBASE s, window $WINDOW s"

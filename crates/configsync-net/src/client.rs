@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::TlsConnector;
 
+/// The largest answer read from a peer.
+pub const MAX_ANSWER: usize = 32 << 20;
+
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
@@ -176,7 +179,7 @@ impl Client {
             .await
             .map_err(|e| CallError::Transport(format!("HTTP: {e}")))?;
         let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), crate::server::MAX_BODY)
+        let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
             .collect()
             .await
             .map_err(|e| CallError::Transport(format!("reading the answer: {e}")))?

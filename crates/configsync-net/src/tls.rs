@@ -153,13 +153,84 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
     })
 }
 
+/// The server's TLS: its identity, and a client certificate asked for but not required. A
+/// client that presents one proves it holds its key (the handshake signature is checked
+/// here); whose certificate it is, the caller of the server decides (a peer takes pushes only
+/// from its primary's, pinned). Clients without one (an operator's XML-RPC client) still get
+/// the calls that need only the password.
 pub fn server_config(id: &Identity) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let mut c = rustls::ServerConfig::builder_with_provider(provider())
+    let provider = provider();
+    let mut c = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(AnyClientCert { provider }))
         .with_single_cert(id.certs.clone(), id.key.clone_key())?;
     c.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(c))
+}
+
+/// Accepts any client certificate (or none) at the TLS level, checking only that the client
+/// signed the handshake with its key; which certificate it was is checked by fingerprint above
+/// TLS.
+#[derive(Debug)]
+struct AnyClientCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// How a peer's certificate is checked.
@@ -235,7 +306,8 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-fn fingerprint_of_hash(h: &[u8; 32]) -> String {
+/// `sha256:AB:CD:...` of a SHA-256 hash (as [`fingerprint`] prints it).
+pub fn fingerprint_of_hash(h: &[u8; 32]) -> String {
     let s = hex(h).to_uppercase();
     let pairs: Vec<&str> = s
         .as_bytes()
@@ -245,18 +317,22 @@ fn fingerprint_of_hash(h: &[u8; 32]) -> String {
     format!("sha256:{}", pairs.join(":"))
 }
 
-pub fn client_config(trust: &Trust) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+/// The client's TLS: how the peer is checked, and the node's own certificate presented to
+/// it (the peer takes pushes only from the certificate it pinned for its primary).
+pub fn client_config(
+    trust: &Trust,
+    me: Option<&Identity>,
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
-    let mut c = match trust {
+    let verified = match trust {
         Trust::Pinned(sha256) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Pinned {
                 sha256: *sha256,
                 provider,
-            }))
-            .with_no_client_auth(),
+            })),
         Trust::Ca(path) => {
             let pem = read(path)?;
             let mut roots = rustls::RootCertStore::empty();
@@ -273,8 +349,12 @@ pub fn client_config(trust: &Trust) -> Result<Arc<rustls::ClientConfig>, TlsErro
                     msg: "holds no CA certificate".into(),
                 });
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
+    };
+    let mut c = match me {
+        Some(id) => verified.with_client_auth_cert(id.certs.clone(), id.key.clone_key())?,
+        None => verified.with_no_client_auth(),
     };
     c.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(c))
@@ -312,10 +392,11 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         server_config(&a).expect("server config");
-        client_config(&Trust::Pinned(
-            parse_fingerprint(&a.fingerprint).expect("fp"),
-        ))
+        client_config(
+            &Trust::Pinned(parse_fingerprint(&a.fingerprint).expect("fp")),
+            Some(&a),
+        )
         .expect("client config");
-        client_config(&Trust::Ca(a.cert_path.clone())).expect("ca config");
+        client_config(&Trust::Ca(a.cert_path.clone()), None).expect("ca config");
     }
 }

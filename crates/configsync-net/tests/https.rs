@@ -4,7 +4,7 @@
 use configsync::auth::Credentials;
 use configsync::rpc::{self, code, Call, Refusal, VersionAnswer};
 use configsync_net::client::{CallError, Client, Url};
-use configsync_net::server::{self, Counters, Incoming};
+use configsync_net::server::{self, Counters, Incoming, Limits};
 use configsync_net::tls::{self, Trust};
 use dxr::Value;
 use std::sync::{Arc, Mutex};
@@ -22,10 +22,16 @@ struct Server {
     url: Url,
     fingerprint: String,
     counters: Arc<Mutex<Counters>>,
+    /// The client certificate of the last call the stand-in daemon saw.
+    client_cert: Arc<Mutex<Option<[u8; 32]>>>,
     _dir: tempfile::TempDir,
 }
 
 async fn server() -> Server {
+    server_with(Limits::default()).await
+}
+
+async fn server_with(limits: Limits) -> Server {
     let dir = tempfile::tempdir().expect("tmp");
     let id = tls::identity(None, dir.path(), &["127.0.0.1".to_string()]).expect("identity");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -38,12 +44,18 @@ async fn server() -> Server {
         listener,
         tls::server_config(&id).expect("server tls"),
         creds("right"),
+        limits,
         tx,
         counters.clone(),
     ));
+    let client_cert = Arc::new(Mutex::new(None));
+    let seen = client_cert.clone();
     // A stand-in for the daemon loop.
     tokio::spawn(async move {
         while let Some(i) = rx.recv().await {
+            if let Ok(mut c) = seen.lock() {
+                *c = i.client_cert;
+            }
             let answer = match i.call {
                 Call::Version => Ok(VersionAnswer {
                     node: "fw2".into(),
@@ -68,6 +80,7 @@ async fn server() -> Server {
         url: Url::parse(&format!("https://127.0.0.1:{port}")).expect("url"),
         fingerprint: id.fingerprint,
         counters,
+        client_cert,
         _dir: dir,
     }
 }
@@ -76,7 +89,7 @@ fn client(s: &Server, fingerprint: &str, password: &str) -> Client {
     let pin = tls::parse_fingerprint(fingerprint).expect("fingerprint");
     Client::new(
         s.url.clone(),
-        tls::client_config(&Trust::Pinned(pin)).expect("client tls"),
+        tls::client_config(&Trust::Pinned(pin), None).expect("client tls"),
         &creds(password),
     )
 }
@@ -212,4 +225,159 @@ fn damaged_calls_never_panic() {
     }
     // Some mutations hit only text (a description): those still decode.
     assert!(decoded > 0);
+}
+
+fn count(s: &Server, reason: &str) -> u64 {
+    s.counters
+        .lock()
+        .expect("counters")
+        .rejected
+        .get(reason)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// A password guesser on one kept-alive connection, then on new ones: after the allowed number
+/// of failures its address is locked out, so it gets a handful of guesses a minute, not
+/// thousands a second.
+#[tokio::test]
+async fn failed_logins_lock_the_address_out() {
+    let s = server().await;
+    let wrong = client(&s, &s.fingerprint, "wrong");
+    let mut refused = 0;
+    for _ in 0..50 {
+        match wrong.call(rpc::VERSION, vec![]).await {
+            Err(CallError::Auth) => {}
+            Err(CallError::Http(429, _)) | Err(CallError::Transport(_)) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    let limit = u64::from(Limits::default().failed_logins);
+    assert_eq!(count(&s, "auth"), limit, "guesses checked");
+    assert_eq!(refused, 50 - limit, "the rest were not even checked");
+    // The right password from the locked-out address waits too.
+    let right = client(&s, &s.fingerprint, "right");
+    assert!(right.call(rpc::VERSION, vec![]).await.is_err());
+}
+
+/// Idle connections beyond the caps are closed at once; the server keeps its slots for others.
+#[tokio::test]
+async fn idle_connections_beyond_the_caps_are_closed() {
+    let limits = Limits {
+        connections: 6,
+        per_source: 4,
+        ..Limits::default()
+    };
+    let s = server_with(limits).await;
+    let addr = format!("{}:{}", s.url.host, s.url.port);
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(
+            tokio::net::TcpStream::connect(&addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    // The kernel accepted all ten; the server closed the six beyond its per-source cap.
+    let mut closed = 0;
+    for c in &mut held {
+        use tokio::io::AsyncReadExt;
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(std::time::Duration::from_millis(500), c.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(closed, 6, "connections closed by the server");
+    assert_eq!(count(&s, "too-many-connections"), 6);
+}
+
+/// A body over the limit is refused (and not kept); a request that finds every body slot
+/// taken is told the server is busy instead of queueing without end.
+#[tokio::test]
+async fn large_and_concurrent_bodies_are_bounded() {
+    let limits = Limits {
+        max_body: 64 << 10,
+        bodies: 1,
+        body_wait: std::time::Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let s = server_with(limits).await;
+    let c = client(&s, &s.fingerprint, "right");
+    let mut areas = std::collections::BTreeMap::new();
+    areas.insert(configsync::Area::Rules, "# x\n".repeat(40_000));
+    let big = rpc::ApplyArgs {
+        generation: 3,
+        areas,
+        source: rpc::Source {
+            node: "fw1".into(),
+            software: "0.1.0".into(),
+            protocol: 1,
+            schema: 1,
+        },
+        force: false,
+    };
+    match c.call(rpc::APPLY_AREAS, rpc::apply_params(&big)).await {
+        Err(CallError::Http(413, m)) => assert!(m.contains("limit 65536 bytes"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(count(&s, "too-large"), 1);
+
+    // One slow client holds the only body slot: it sends its headers, then trickles.
+    let tls = tls::client_config(
+        &Trust::Pinned(tls::parse_fingerprint(&s.fingerprint).expect("fp")),
+        None,
+    )
+    .expect("tls");
+    let tcp = tokio::net::TcpStream::connect(format!("{}:{}", s.url.host, s.url.port))
+        .await
+        .expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let mut slow = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .expect("tls");
+    use tokio::io::AsyncWriteExt;
+    let auth = creds("right").header().expect("header");
+    slow.write_all(
+        format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 1000\r\n\r\n<"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("write");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    match c.call(rpc::VERSION, vec![]).await {
+        Err(CallError::Http(503, _)) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(count(&s, "busy"), 1);
+    drop(slow);
+}
+
+/// A client that presents a certificate is told apart: the daemon sees its fingerprint (a
+/// peer takes pushes only from its primary's); one without gets the password-only calls.
+#[tokio::test]
+async fn the_callers_certificate_reaches_the_daemon() {
+    let s = server().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let me = tls::identity(None, dir.path(), &["fw1".to_string()]).expect("identity");
+    let pin = tls::parse_fingerprint(&s.fingerprint).expect("fp");
+    let with = Client::new(
+        s.url.clone(),
+        tls::client_config(&Trust::Pinned(pin), Some(&me)).expect("tls"),
+        &creds("right"),
+    );
+    with.call(rpc::VERSION, vec![]).await.expect("version");
+    let seen = *s.client_cert.lock().expect("seen");
+    assert_eq!(
+        seen.map(|h| tls::fingerprint_of_hash(&h)),
+        Some(me.fingerprint.clone())
+    );
+    client(&s, &s.fingerprint, "right")
+        .call(rpc::VERSION, vec![])
+        .await
+        .expect("version without a certificate");
+    assert_eq!(*s.client_cert.lock().expect("seen"), None);
 }

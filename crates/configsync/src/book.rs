@@ -31,7 +31,7 @@ impl PrimaryState {
         if hashes == self.hashes && self.generation > 0 {
             return false;
         }
-        self.generation += 1;
+        self.generation = self.generation.saturating_add(1);
         self.hashes = hashes;
         self.time = now_unix;
         true
@@ -41,7 +41,8 @@ impl PrimaryState {
     /// here): jump past it so our next push is accepted as newer.
     pub fn jump_past(&mut self, peer_generation: u64, now_unix: u64) {
         if peer_generation >= self.generation {
-            self.generation = peer_generation + 1;
+            // A number from the wire: never wraps (a peer claiming u64::MAX pins us there).
+            self.generation = peer_generation.saturating_add(1);
             self.time = now_unix;
         }
     }
@@ -194,7 +195,8 @@ pub enum DriftPolicy {
 pub enum Verdict {
     /// Already running exactly this: answer OK, change nothing.
     AlreadyApplied,
-    /// Older than what the peer has (and not forced).
+    /// Older than what the peer has. `force` does not change that: a push never rolls a peer
+    /// back (a rollback is the peer's own, explicit act).
     Stale { have: u64 },
     /// Local changes would be overwritten and the policy says refuse (and not forced).
     Drift { summary: String },
@@ -221,7 +223,7 @@ pub fn judge(
     {
         return Verdict::AlreadyApplied;
     }
-    if generation < meta.generation && !force {
+    if generation < meta.generation {
         return Verdict::Stale {
             have: meta.generation,
         };
@@ -626,6 +628,11 @@ mod tests {
         assert_eq!(p.generation, 11);
         p.jump_past(4, 6);
         assert_eq!(p.generation, 11);
+        // A peer claiming the largest generation there is: no wrap (a debug build would panic).
+        p.jump_past(u64::MAX, 7);
+        assert_eq!(p.generation, u64::MAX);
+        assert!(p.update(&BTreeMap::new(), 8));
+        assert_eq!(p.generation, u64::MAX);
         // The empty set of areas still makes a first generation.
         let mut q = PrimaryState::default();
         assert!(q.update(&BTreeMap::new(), 1));

@@ -422,6 +422,11 @@ mod tests {
         ));
         let e = apply(&mut s, &args(2, R2)).expect_err("stale");
         assert_eq!(e.code(), crate::rpc::code::STALE);
+        // `force` overrides drift, never the generation order: no rollback by push.
+        let mut forced = args(2, R2);
+        forced.force = true;
+        let e = apply(&mut s, &forced).expect_err("stale even with force");
+        assert_eq!(e.code(), crate::rpc::code::STALE);
         let mut bad = args(4, "[[rules]\n");
         assert!(matches!(apply(&mut s, &bad), Err(Refusal::BadRequest(_))));
         bad.source.schema += 1;

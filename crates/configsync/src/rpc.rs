@@ -122,9 +122,10 @@ impl Refusal {
         Fault::new(self.code(), self.message().to_string())
     }
 
-    /// The refusal a fault stands for (by its code; an unknown code is `Internal`).
+    /// The refusal a fault from another node stands for (by its code; an unknown code is
+    /// `Internal`); its message made [`printable`].
     pub fn from_fault(code: i32, message: impl Into<String>) -> Refusal {
-        let m = message.into();
+        let m = printable(&message.into());
         match code {
             code::BAD_REQUEST => Refusal::BadRequest(m),
             code::FORBIDDEN => Refusal::Forbidden(m),
@@ -481,10 +482,46 @@ fn get_u64(v: &Value, key: &str) -> Result<u64, String> {
     }
 }
 
+/// Most characters of a string from another node kept for logs and status.
+pub const MAX_TEXT: usize = 4000;
+
+/// A string from another node as it may go into a log, a status or a terminal: control
+/// characters escaped (a newline becomes `\n`, an escape sequence `\u{1b}[...`), at most
+/// [`MAX_TEXT`] characters.
+pub fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(MAX_TEXT));
+    let mut n = 0;
+    for c in s.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.to_string()
+        };
+        n += piece.chars().count();
+        if n > MAX_TEXT {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+/// A string member of an answer from another node, made [`printable`].
 fn get_str(v: &Value, key: &str) -> Result<String, String> {
     match get(v, key)? {
-        Value::String(s) => Ok(s.clone()),
+        Value::String(s) => Ok(printable(s)),
         other => Err(format!("`{key}` is a {}, not a string", kind(other))),
+    }
+}
+
+/// The `node` member of an answer: a node name, or the answer is refused.
+fn get_node(v: &Value) -> Result<String, String> {
+    let n = get_str(v, "node")?;
+    if is_node_name(&n) {
+        Ok(n)
+    } else {
+        Err(format!("`node` {n:?} is not a node name"))
     }
 }
 
@@ -500,7 +537,7 @@ fn get_strs(v: &Value, key: &str) -> Result<Vec<String>, String> {
         Value::Array(a) => a
             .iter()
             .map(|x| match x {
-                Value::String(s) => Ok(s.clone()),
+                Value::String(s) => Ok(printable(s)),
                 other => Err(format!("`{key}` holds a {}, not a string", kind(other))),
             })
             .collect(),
@@ -549,7 +586,7 @@ impl VersionAnswer {
             software: get_str(v, "software")?,
             protocol: num("protocol")?,
             schema: num("schema")?,
-            node: get_str(v, "node")?,
+            node: get_node(v)?,
             role: get_str(v, "role")?,
             capabilities: get_strs(v, "capabilities")?,
             areas: get_strs(v, "areas")?,
@@ -590,7 +627,7 @@ impl HeartbeatAnswer {
     pub fn decode(v: &Value) -> Result<HeartbeatAnswer, String> {
         let drift = get_str(v, "drift")?;
         Ok(HeartbeatAnswer {
-            node: get_str(v, "node")?,
+            node: get_node(v)?,
             generation: get_u64(v, "generation")?,
             drift: (!drift.is_empty()).then_some(drift),
         })
@@ -621,7 +658,7 @@ impl ApplyAnswer {
         Ok(ApplyAnswer {
             applied: get_bool(v, "applied")?,
             generation: get_u64(v, "generation")?,
-            node: get_str(v, "node")?,
+            node: get_node(v)?,
             message: get_str(v, "message")?,
         })
     }
@@ -818,6 +855,33 @@ mod tests {
             assert!(!e.message().contains('\n'), "{e}");
         }
         assert!(decode(HEARTBEAT, &heartbeat_params(&src(), 1)).is_ok());
+    }
+
+    #[test]
+    fn strings_in_answers_from_a_peer_are_made_printable() {
+        let hb = record(&[
+            ("node", Value::String("fw2".into())),
+            ("generation", Value::Integer(3)),
+            (
+                "drift",
+                Value::String("rules\n2026 ERROR forged\u{1b}[31m".into()),
+            ),
+        ]);
+        let d = HeartbeatAnswer::decode(&hb)
+            .expect("decodes")
+            .drift
+            .expect("drift");
+        assert!(!d.chars().any(char::is_control), "{d:?}");
+        assert!(d.contains("\\n") && d.contains("\\u{1b}"), "{d}");
+        let bad_node = record(&[
+            ("node", Value::String("fw2\nfw3".into())),
+            ("generation", Value::Integer(3)),
+            ("drift", Value::String(String::new())),
+        ]);
+        assert!(HeartbeatAnswer::decode(&bad_node).is_err());
+        let r = Refusal::from_fault(code::INVALID, "x\r\ny".repeat(5000));
+        assert!(!r.message().chars().any(char::is_control));
+        assert!(r.message().chars().count() <= MAX_TEXT + 1);
     }
 
     #[test]

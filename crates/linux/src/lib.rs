@@ -11,6 +11,7 @@
 //! `unsafe` is limited to two `setsockopt`/`sendto` calls with C structs the safe wrappers do
 //! not offer (each with a SAFETY comment).
 
+pub mod access;
 pub mod addrs;
 pub mod announce;
 pub mod carp_socket;

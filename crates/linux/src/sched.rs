@@ -18,3 +18,15 @@ pub fn set_current_thread_nice(nice: i32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Raises the process's soft limit on open files to its hard limit (systemd's default soft
+/// limit is 1024): the daemon's own bounds (config sync's connection caps) then keep a flood
+/// far from the limit. Returns the limit before and after.
+pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    }
+    Ok((soft, hard.max(soft)))
+}

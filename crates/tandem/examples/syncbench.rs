@@ -171,7 +171,7 @@ fn main() -> Result<()> {
     )?;
 
     let sync2 = format!(
-        "[sync]\nrole = \"peer\"\nlisten = \"203.0.113.2:8443\"\nstate_dir = \"{}\"\nuser = \"sync\"\npassword = \"bench-pw\"\n",
+        "[sync]\nrole = \"peer\"\nlisten = \"203.0.113.2:8443\"\nstate_dir = \"{}\"\nuser = \"sync\"\npassword = \"bench-password-long-enough\"\n",
         lab.dir().join("fw2-state").display()
     );
     let c2 = lab.dir().join("fw2.toml");
@@ -194,7 +194,7 @@ fn main() -> Result<()> {
         .map(|(_, rest)| rest.to_string())
         .context("synthetic config")?;
     let sync1 = format!(
-        "[sync]\nrole = \"primary\"\nlisten = \"203.0.113.1:8443\"\nstate_dir = \"{}\"\nuser = \"sync\"\npassword = \"bench-pw\"\nretry_max = 1\n\n[[sync.peers]]\nname = \"fw2\"\nurl = \"https://203.0.113.2:8443\"\nfingerprint = \"{fp}\"\n",
+        "[sync]\nrole = \"primary\"\nlisten = \"203.0.113.1:8443\"\nstate_dir = \"{}\"\nuser = \"sync\"\npassword = \"bench-password-long-enough\"\nretry_max = 1\n\n[[sync.peers]]\nname = \"fw2\"\nurl = \"https://203.0.113.2:8443\"\nfingerprint = \"{fp}\"\n",
         lab.dir().join("fw1-state").display()
     );
     let vips = "[[vips]]\nvhid = 7\ninterface = \"lan\"\naddresses = [\"192.0.2.1/24\"]\n\n[[vips]]\nvhid = 8\ninterface = \"wan\"\naddresses = [\"198.51.100.1/24\"]\n\n";
@@ -205,6 +205,28 @@ fn main() -> Result<()> {
     let c1 = lab.dir().join("fw1.toml");
     std::fs::write(&c1, &base1)?;
     let fw1 = start(&tandem, &h1, c1.clone())?;
+    // fw2 takes pushes only from fw1's certificate: pin it there and reload fw2.
+    let fp1 = status(&tandem, &fw1.host, &fw1.config)
+        .and_then(|s| s["config_sync"]["fingerprint"].as_str().map(String::from))
+        .context("fw1 fingerprint")?;
+    let c2_text = std::fs::read_to_string(&fw2.config)?.replacen(
+        "[sync]\n",
+        &format!("[sync]\nprimary_fingerprint = \"{fp1}\"\n"),
+        1,
+    );
+    std::fs::write(&fw2.config, c2_text)?;
+    let out = fw2
+        .host
+        .command(&tandem.to_string_lossy())
+        .args(["reload", "--config"])
+        .arg(&fw2.config)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "reload of fw2 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let in_sync = || {
         status(&tandem, &fw1.host, &fw1.config)
             .is_some_and(|s| s["config_sync"]["peers"][0]["in_sync"] == true)

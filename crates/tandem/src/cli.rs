@@ -124,7 +124,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // directory later: the file is named absolutely from here on.
             let config = std::path::absolute(&config)
                 .with_context(|| format!("config {}", config.display()))?;
+            // Whatever the daemon creates (the control socket, state files) is its own only.
+            linux::access::private_umask();
             let (cfg, own) = config_sync::load_running(&config)?;
+            match linux::sched::raise_open_files_limit() {
+                Ok((before, after)) if after > before => {
+                    tracing::info!("open files limit raised from {before} to {after}")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+            }
             // The daemon's own work (config sync's TLS, state sync, reloads) on two threads;
             // CARP has a thread of its own.
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -148,16 +148,18 @@ fn node_config(lab: &Lab, n: u8, sync: &str, areas: &str) -> PathBuf {
     )
 }
 
-fn fw1_sync(lab: &Lab) -> String {
+/// fw1's [sync]: a peer, taking pushes from `primary` (its certificate), when known.
+fn fw1_sync(lab: &Lab, primary: Option<&str>) -> String {
     format!(
-        "[sync]\nrole = \"peer\"\nlisten = \"203.0.113.1:8443\"\nstate_dir = \"{}\"\nuser = \"sync\"\npassword = \"pw-sync\"\n",
-        lab.dir().join("fw1-state").display()
+        "[sync]\nrole = \"peer\"\nlisten = \"203.0.113.1:8443\"\nstate_dir = \"{}\"\nuser = \"sync\"\npassword = \"pw-sync-long-enough\"\n{}",
+        lab.dir().join("fw1-state").display(),
+        primary.map_or_else(String::new, |p| format!("primary_fingerprint = \"{p}\"\n"))
     )
 }
 
 fn fw2_sync(lab: &Lab, fingerprint: &str) -> String {
     format!(
-        "[sync]\nrole = \"primary\"\nlisten = \"203.0.113.2:8443\"\nstate_dir = \"{}\"\nuser = \"sync\"\npassword = \"pw-sync\"\n\n[[sync.peers]]\nname = \"fw1\"\nurl = \"https://203.0.113.1:8443\"\nfingerprint = \"{fingerprint}\"\n",
+        "[sync]\nrole = \"primary\"\nlisten = \"203.0.113.2:8443\"\nstate_dir = \"{}\"\nuser = \"sync\"\npassword = \"pw-sync-long-enough\"\n\n[[sync.peers]]\nname = \"fw1\"\nurl = \"https://203.0.113.1:8443\"\nfingerprint = \"{fingerprint}\"\n",
         lab.dir().join("fw2-state").display()
     )
 }
@@ -179,6 +181,8 @@ struct Cluster {
     fw2: Node,
     /// fw1's certificate, pinned by fw2.
     fingerprint: String,
+    /// fw2's certificate, which fw1 pins as its primary's.
+    primary: String,
 }
 
 impl Cluster {
@@ -260,7 +264,7 @@ fn cluster() -> Cluster {
         lab.connect(host, dev, &sync, &[addr]).expect("connect");
     }
     // The peer first: it makes the certificate the primary pins.
-    let c1 = node_config(&lab, 1, &fw1_sync(&lab), BASE_RULES);
+    let c1 = node_config(&lab, 1, &fw1_sync(&lab, None), BASE_RULES);
     let fw1 = Node::start(&h1, c1);
     let fp = fw1.status()["config_sync"]["fingerprint"]
         .as_str()
@@ -268,6 +272,12 @@ fn cluster() -> Cluster {
         .to_string();
     let c2 = node_config(&lab, 2, &fw2_sync(&lab, &fp), BASE_RULES);
     let fw2 = Node::start(&h2, c2);
+    // fw1 takes pushes only from fw2's certificate.
+    pin_primary(&fw1, &fw2);
+    let primary = fw2.status()["config_sync"]["fingerprint"]
+        .as_str()
+        .expect("fw2 prints its fingerprint")
+        .to_string();
     let c = Cluster {
         lab,
         client,
@@ -275,6 +285,7 @@ fn cluster() -> Cluster {
         fw1,
         fw2,
         fingerprint: fp,
+        primary,
     };
     c.wait("fw2 has fw1 in sync", Duration::from_secs(30), || {
         c.json(&c.fw2, "/config_sync/peers/0/in_sync") == true
@@ -511,7 +522,7 @@ fn adverts_keep_their_interval_under_load_and_the_backup_never_takes_over() {
         node_config(
             &c.lab,
             1,
-            &fw1_sync(&c.lab),
+            &fw1_sync(&c.lab, Some(&c.primary)),
             &format!("{BASE_RULES}{}", big_areas(RULES + 1)),
         );
         let t = Instant::now();

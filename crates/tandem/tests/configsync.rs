@@ -453,6 +453,17 @@ fn python_xmlrpc_client_calls_status_and_version_over_https() {
         "{r}"
     );
     assert_eq!(r["unknown_method"]["code"], 404, "{r}");
+    // Holding the password is not enough to steer fw2: pushes and heartbeats only from fw1's
+    // certificate, reloads only from fw2 itself.
+    for call in ["foreign_push", "foreign_heartbeat", "foreign_reload"] {
+        assert_eq!(r[call]["code"], 403, "{call}: {r}");
+    }
+    assert!(
+        r["foreign_push"]["string"]
+            .as_str()
+            .is_some_and(|s| s.contains("only from its primary's certificate")),
+        "{r}"
+    );
     assert_eq!(r["no_auth"]["http"], 401, "{r}");
     assert_eq!(r["wrong_auth"]["http"], 401, "{r}");
     assert!(r["untrusted_cert"]["ssl_error"].is_string(), "{r}");
@@ -529,4 +540,80 @@ fn sync_listen_on_a_vip_is_refused_with_its_place() {
         err.contains("fw.toml:14:10: sync.listen 192.0.2.1 is a VIP (vhid 7)"),
         "{err}"
     );
+}
+
+/// Holds `n` idle TCP connections to `addr:port` (no TLS bytes) open for `secs`; prints
+/// `connected K` once it has tried them all.
+const IDLE_FLOOD_PY: &str = r#"
+import resource, socket, sys, time
+addr, port, n, secs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 64)), hard))
+held = []
+for _ in range(n):
+    try:
+        held.append(socket.create_connection((addr, port), timeout=2))
+    except OSError:
+        pass
+print("connected", len(held), flush=True)
+time.sleep(secs)
+"#;
+
+#[test]
+fn a_flood_of_idle_connections_on_the_sync_port_never_stops_a_takeover_from_being_announced() {
+    if !lab::require_netns() {
+        return;
+    }
+    // fw2, the backup, may hold 256 files at most; 300 idle connections come at its
+    // config-sync port (they send nothing: no credentials are needed for this).
+    let o = Opts {
+        fw2_open_files: Some(256),
+        ..opts()
+    };
+    let mut c = cluster("configsync_fd_flood", &o);
+    c.wait_in_sync();
+    c.fw1().expect_state(7, "MASTER", ELECTION);
+    c.fw2.expect_state(7, "BACKUP", ELECTION);
+    let arp = c
+        .client
+        .spawn(&["tcpdump", "-i", "eth0", "-n", "-l", "arp"])
+        .expect("tcpdump (is it installed?)");
+    let flood =
+        c.h1.spawn(&[
+            "python3",
+            "-c",
+            IDLE_FLOOD_PY,
+            "203.0.113.2",
+            "8443",
+            "300",
+            "60",
+        ])
+        .expect("flood");
+    assert!(
+        lab::wait_until(Duration::from_secs(20), || flood
+            .stdout()
+            .contains("connected")),
+        "the flood never connected: {}",
+        flood.stderr()
+    );
+    // The master dies; fw2 takes over and tells the LAN at once.
+    c.kill_fw1();
+    c.fw2.expect_state(7, "MASTER", TAKEOVER);
+    let announced = lab::wait_until(Duration::from_secs(5), || {
+        arp.stdout()
+            .lines()
+            .any(|l| l.contains("tell 192.0.2.1") || l.contains("Announcement, 192.0.2.1"))
+    });
+    assert!(
+        announced,
+        "fw2 took over but did not announce 192.0.2.1:\n{}\n{}",
+        arp.stdout(),
+        c.fw2.log()
+    );
+    assert!(!c.fw2.log().contains("cannot announce"), "{}", c.fw2.log());
+    let refused = c.fw2.status()["config_sync"]["rpc"]["rejected"]["too-many-connections"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(refused > 0, "{}", c.fw2.status()["config_sync"]["rpc"]);
+    drop(flood);
 }

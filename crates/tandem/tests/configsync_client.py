@@ -44,6 +44,25 @@ def main():
     except xmlrpc.client.Fault as f:
         out["unknown_method"] = {"code": f.faultCode, "string": f.faultString}
 
+    # The password is every node's: with it alone, no push and no heartbeat is taken (only
+    # from the primary's certificate), and no reload from elsewhere than the node itself.
+    evil = {"node": "evil", "software": "0.1.0", "protocol": 1, "schema": 1}
+    try:
+        authed.tandem.apply_areas(999, {"rules": ""}, evil, True)
+        out["foreign_push"] = "applied"
+    except xmlrpc.client.Fault as f:
+        out["foreign_push"] = {"code": f.faultCode, "string": f.faultString}
+    try:
+        authed.tandem.heartbeat(evil, 999)
+        out["foreign_heartbeat"] = "accepted"
+    except xmlrpc.client.Fault as f:
+        out["foreign_heartbeat"] = {"code": f.faultCode, "string": f.faultString}
+    try:
+        authed.tandem.reload()
+        out["foreign_reload"] = "reloaded"
+    except xmlrpc.client.Fault as f:
+        out["foreign_reload"] = {"code": f.faultCode, "string": f.faultString}
+
     # Without credentials, and with wrong ones: HTTP 401.
     for name, proxy_url in [
         ("no_auth", f"https://{host}"),

@@ -22,6 +22,8 @@ pub struct RawNode {
     #[serde(default = "default_true")]
     preempt: bool,
     control_socket: Spanned<String>,
+    #[serde(default)]
+    status_group: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,6 +56,8 @@ pub struct Node {
     pub advskew: Skew,
     pub preempt: bool,
     pub control_socket: PathBuf,
+    /// A group whose members may ask for status (and `config show`) without being root.
+    pub status_group: Option<(String, u32)>,
 }
 
 #[derive(Clone, PartialEq, Eq)]
@@ -106,6 +110,7 @@ pub fn node(errs: &mut Errors<'_>, raw: Option<&Spanned<RawNode>>) -> Node {
             advskew: Skew(0),
             preempt: true,
             control_socket: PathBuf::new(),
+            status_group: None,
         };
     };
     let n = raw.get_ref();
@@ -127,11 +132,38 @@ pub fn node(errs: &mut Errors<'_>, raw: Option<&Spanned<RawNode>>) -> Node {
             "node.control_socket must name a path",
         );
     }
+    let status_group =
+        n.status_group
+            .as_ref()
+            .and_then(|g| match linux::access::group_id(g.get_ref()) {
+                Ok(Some(gid)) => Some((g.get_ref().clone(), gid)),
+                Ok(None) => {
+                    errs.at(
+                        g.span(),
+                        format!(
+                            "node.status_group: no group {:?} on this machine",
+                            g.get_ref()
+                        ),
+                    );
+                    None
+                }
+                Err(e) => {
+                    errs.at(
+                        g.span(),
+                        format!(
+                            "node.status_group {:?}: cannot look it up: {e}",
+                            g.get_ref()
+                        ),
+                    );
+                    None
+                }
+            });
     Node {
         name,
         advskew: Skew(advskew),
         preempt: n.preempt,
         control_socket: errs.resolve(&n.control_socket),
+        status_group,
     }
 }
 

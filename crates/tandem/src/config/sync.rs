@@ -56,11 +56,19 @@ pub struct SyncSettings {
     pub heartbeat: Duration,
     pub retry_max: Duration,
     pub primary_timeout: Duration,
+    /// Peer: the primary's certificate (SHA-256), the only one whose calls may push areas or
+    /// heartbeats here. None: no push is taken until it is set (a reload applies it).
+    pub primary_fingerprint: Option<[u8; 32]>,
 }
+
+/// Shortest password or token accepted: it is all that keeps a stranger with network access
+/// from the read-only calls, and from guessing at the others.
+pub const MIN_SYNC_SECRET: usize = 16;
 
 impl SyncSettings {
     /// Whether two settings differ in anything a running daemon would have to restart config
-    /// sync for (everything but the list of areas, which a reload applies).
+    /// sync for (everything but the list of areas and the primary's fingerprint, which a
+    /// reload applies).
     pub fn needs_restart(&self, other: &SyncSettings) -> bool {
         let creds = |c: &Credentials| (c.user.clone(), c.password.clone(), c.token.clone());
         (
@@ -125,6 +133,8 @@ pub struct RawSync {
     retry_max: Option<Spanned<f64>>,
     #[serde(default)]
     primary_timeout: Option<Spanned<f64>>,
+    #[serde(default)]
+    primary_fingerprint: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -238,6 +248,26 @@ pub fn sync(errs: &mut Errors<'_>, raw: &Spanned<RawSync>, vips: &[(IpAddr, u8)]
     let state_dir = errs.resolve(&r.state_dir);
     let password = text_secret(errs, raw.span(), &r.password, &r.password_file, "password");
     let token = text_secret(errs, raw.span(), &r.token, &r.token_file, "token");
+    for (value, inline, file, what) in [
+        (&password, &r.password, &r.password_file, "password"),
+        (&token, &r.token, &r.token_file, "token"),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.chars().count() < MIN_SYNC_SECRET)
+        {
+            let span = inline
+                .as_ref()
+                .or(file.as_ref())
+                .map_or(raw.span(), Spanned::span);
+            errs.at(
+                span,
+                format!(
+                    "sync.{what} must be at least {MIN_SYNC_SECRET} characters (it is all that stands between the network and the sync API; e.g. `openssl rand -base64 24`)"
+                ),
+            );
+        }
+    }
     let user = r.user.as_ref().map(|u| u.get_ref().clone());
     let secret_error = errs.has(|m| m.contains("sync.password") || m.contains("sync.token"));
     match (&user, &password, &token) {
@@ -370,6 +400,23 @@ pub fn sync(errs: &mut Errors<'_>, raw: &Spanned<RawSync>, vips: &[(IpAddr, u8)]
             DriftPolicy::Refuse
         }
     };
+    let primary_fingerprint = match (&r.primary_fingerprint, role) {
+        (None, _) => None,
+        (Some(f), Role::Primary) => {
+            errs.at(
+                f.span(),
+                "sync.primary_fingerprint is a peer's setting (the certificate of its primary); a primary pins its peers in [[sync.peers]]",
+            );
+            None
+        }
+        (Some(f), Role::Peer) => match tls::parse_fingerprint(f.get_ref()) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                errs.at(f.span(), format!("sync.primary_fingerprint: {e}"));
+                None
+            }
+        },
+    };
     SyncSettings {
         role,
         listen,
@@ -387,5 +434,6 @@ pub fn sync(errs: &mut Errors<'_>, raw: &Spanned<RawSync>, vips: &[(IpAddr, u8)]
         heartbeat: seconds(errs, &r.heartbeat, "heartbeat", 2.0),
         retry_max: seconds(errs, &r.retry_max, "retry_max", 5.0),
         primary_timeout: seconds(errs, &r.primary_timeout, "primary_timeout", 10.0),
+        primary_fingerprint,
     }
 }

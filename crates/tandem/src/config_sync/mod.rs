@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::FileStore;
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
+use tracing::{info, warn};
 
 /// What reaches the daemon from config sync's tasks.
 pub enum Input {
@@ -92,6 +92,8 @@ pub struct ConfigSync {
     primary: Option<Primary>,
     peer: Peer,
     store: FileStore,
+    /// Peer: the primary's certificate, as the running config pins it.
+    primary_pin: Option<[u8; 32]>,
 }
 
 impl ConfigSync {
@@ -132,6 +134,7 @@ impl ConfigSync {
             listener,
             server_tls,
             s.credentials.clone(),
+            configsync_net::server::Limits::default(),
             inc_tx,
             counters.clone(),
         ));
@@ -146,7 +149,7 @@ impl ConfigSync {
                         }
                     }
                 });
-                Some(Primary::start(&s, &cfg.node.name, ev_tx)?)
+                Some(Primary::start(&s, &cfg.node.name, &id, ev_tx)?)
             }
             Role::Peer => {
                 let tick = tx.clone();
@@ -174,6 +177,7 @@ impl ConfigSync {
             primary,
             peer: Peer::default(),
             store: FileStore::new(&s.state_dir),
+            primary_pin: None,
         };
         cs.activated(cfg);
         info!(
@@ -191,6 +195,42 @@ impl ConfigSync {
     pub fn activated(&mut self, cfg: &Config) {
         if let (Some(p), Some(s)) = (self.primary.as_mut(), cfg.sync.as_ref()) {
             p.publish(cfg, &s.areas);
+        }
+        let pin = cfg.sync.as_ref().and_then(|s| s.primary_fingerprint);
+        if self.role == Role::Peer && pin != self.primary_pin {
+            match pin {
+                Some(p) => info!(
+                    "config sync: takes pushes only from the primary's certificate {}",
+                    tls::fingerprint_of_hash(&p)
+                ),
+                None => warn!(
+                    "config sync: no primary pinned ([sync] primary_fingerprint): no push is taken"
+                ),
+            }
+        }
+        self.primary_pin = pin;
+    }
+
+    /// Peer: whether a call that writes (a push, a heartbeat) comes with the pinned primary's
+    /// certificate. The password alone never suffices: every node holds it.
+    fn check_primary(&self, client_cert: Option<[u8; 32]>) -> Result<(), Refusal> {
+        match (self.primary_pin, client_cert) {
+            (None, _) => Err(Refusal::Forbidden(format!(
+                "{} has no primary pinned: it takes pushes only from the certificate set in its [sync] primary_fingerprint",
+                self.node
+            ))),
+            (Some(pin), Some(c)) if pin == c => Ok(()),
+            (Some(pin), Some(c)) => Err(Refusal::Forbidden(format!(
+                "{} takes pushes only from its primary's certificate {}; this caller presented {}",
+                self.node,
+                tls::fingerprint_of_hash(&pin),
+                tls::fingerprint_of_hash(&c)
+            ))),
+            (Some(pin), None) => Err(Refusal::Forbidden(format!(
+                "{} takes pushes only from its primary's certificate {}; this caller presented none",
+                self.node,
+                tls::fingerprint_of_hash(&pin)
+            ))),
         }
     }
 
@@ -211,7 +251,14 @@ impl ConfigSync {
     fn call(&mut self, inc: Incoming, cfg: &Config, own: &ParsedFile) -> Outcome {
         let answer = match inc.call {
             Call::Status => return Outcome::Status(inc.reply),
-            Call::Reload => return Outcome::Reload(inc.reply),
+            // Applying the node's own file is the operator's act on the node itself.
+            Call::Reload if inc.peer.ip().is_loopback() || inc.peer.ip() == self.listen.ip() => {
+                return Outcome::Reload(inc.reply)
+            }
+            Call::Reload => Err(Refusal::Forbidden(format!(
+                "tandem.reload is taken only from this node itself (its own address or loopback), or as `tandem reload`; not from {}",
+                inc.peer.ip()
+            ))),
             Call::Version => Ok(self.version(cfg).encode()),
             Call::GetAreas => Ok(self.get_areas(cfg).encode()),
             Call::Heartbeat { source, generation } => {
@@ -220,6 +267,8 @@ impl ConfigSync {
                         "{} is a primary: it takes no heartbeats",
                         self.node
                     )))
+                } else if let Err(r) = self.check_primary(inc.client_cert) {
+                    Err(self.peer.refuse(r))
                 } else {
                     self.peer
                         .view
@@ -238,6 +287,9 @@ impl ConfigSync {
                         "{} is a primary: it pushes areas and accepts none (set role = \"peer\" on the receiving node)",
                         self.node
                     )))
+                } else if let Err(r) = self.check_primary(inc.client_cert) {
+                    warn!("config sync: push from {} refused: {r}", inc.peer);
+                    Err(self.peer.refuse(r))
                 } else {
                     let started = Instant::now();
                     let policy = cfg
@@ -466,6 +518,7 @@ impl ConfigSync {
             applied: self.peer.applied,
             refused: self.peer.refused,
             rpc: self.counters.lock().map(|c| c.clone()).unwrap_or_default(),
+            primary_fingerprint: self.primary_pin.map(|p| tls::fingerprint_of_hash(&p)),
         };
         match &self.primary {
             Some(p) => {

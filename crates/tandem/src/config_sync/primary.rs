@@ -32,6 +32,7 @@ impl Primary {
     pub fn start(
         s: &SyncSettings,
         node: &str,
+        identity: &tls::Identity,
         events: mpsc::Sender<PushEvent>,
     ) -> anyhow::Result<Primary> {
         let state_path = s.state_dir.join("primary.json");
@@ -53,7 +54,8 @@ impl Primary {
         };
         for p in &s.peers {
             let url = configsync_net::client::Url::parse(&p.url).map_err(anyhow::Error::msg)?;
-            let client_tls = tls::client_config(&p.trust)
+            // The node's own certificate goes with every call: the peer pins it.
+            let client_tls = tls::client_config(&p.trust, Some(identity))
                 .with_context(|| format!("config sync: TLS for peer {}", p.name))?;
             let task = PeerTask {
                 name: p.name.clone(),

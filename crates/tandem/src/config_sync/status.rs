@@ -113,6 +113,9 @@ pub struct ConfigSyncStatus {
     pub refused: u64,
     /// Calls this node's server refused (auth, bad request, TLS) and the last one.
     pub rpc: Counters,
+    /// Peer: the primary's certificate it takes pushes from (None: it takes none).
+    #[serde(default)]
+    pub primary_fingerprint: Option<String>,
 }
 
 /// The secrets of a config (passphrases, passwords, tokens, keys), wherever they are.
@@ -175,6 +178,13 @@ pub fn render(s: &ConfigSyncStatus) -> String {
         }
     }
     if s.role == "peer" {
+        let _ = writeln!(
+            out,
+            "  takes pushes from: {}",
+            s.primary_fingerprint.as_deref().unwrap_or(
+                "nobody (set [sync] primary_fingerprint to the primary's certificate, then tandem reload)"
+            )
+        );
         let _ = writeln!(
             out,
             "  from {} at {}; primary at generation {} (heard {}){}{}",

@@ -30,9 +30,12 @@ fn random_seed() -> u64 {
 impl Daemon {
     pub async fn start(cfg: Config, own: ParsedFile, opts: Options) -> anyhow::Result<Daemon> {
         let lock = NodeLock::acquire(&cfg.node.control_socket, &cfg.node.name)?;
-        let listener = control::bind(&cfg.node.control_socket)?;
+        let access = control::Access {
+            status_gid: cfg.node.status_group.as_ref().map(|(_, gid)| *gid),
+        };
+        let listener = control::bind(&cfg.node.control_socket, access)?;
         let (ctl_tx, ctl_rx) = mpsc::channel::<control::Pending>(16);
-        tokio::spawn(control::serve(listener, ctl_tx));
+        tokio::spawn(control::serve(listener, access, ctl_tx));
 
         let netlink = Netlink::new().await.context("cannot open rtnetlink")?;
         // Everything is checked before anything changes.

@@ -83,6 +83,23 @@ impl Node {
         n
     }
 
+    /// As [`Node::start`], the daemon limited to `open_files` open files (`prlimit`).
+    pub fn start_limited(host: &Host, config: PathBuf, open_files: u32) -> Node {
+        let limit = format!("--nofile={open_files}:{open_files}");
+        let cfg = config.to_string_lossy().into_owned();
+        let p = host
+            .spawn(&["prlimit", &limit, TANDEM, "run", "--config", &cfg])
+            .expect("spawn tandem");
+        let n = Node {
+            host: host.clone(),
+            config,
+            process: Some(p),
+        };
+        let ok = lab::wait_until(Duration::from_secs(10), || n.try_status().is_some());
+        assert!(ok, "{} never answered status:\n{}", host.name(), n.log());
+        n
+    }
+
     pub fn restart(&mut self) {
         let cfg = self.config.to_string_lossy().into_owned();
         let p = self
@@ -274,4 +291,28 @@ pub fn standard(lab: &mut Lab, sync_link: bool) -> Standard {
         fw1,
         fw2,
     }
+}
+
+/// Pins `primary`'s certificate on `peer` (`[sync] primary_fingerprint`, read from the
+/// primary's status) and reloads the peer: from then on it takes pushes from the primary's
+/// certificate only, as an operator sets it up (README, "Setting up two nodes").
+pub fn pin_primary(peer: &Node, primary: &Node) {
+    let fp = primary.status()["config_sync"]["fingerprint"]
+        .as_str()
+        .expect("the primary prints its fingerprint")
+        .to_string();
+    let text = std::fs::read_to_string(&peer.config).expect("read peer config");
+    assert!(
+        text.contains("[sync]\n"),
+        "no [sync] in {}",
+        peer.config.display()
+    );
+    let text = text.replacen(
+        "[sync]\n",
+        &format!("[sync]\nprimary_fingerprint = \"{fp}\"\n"),
+        1,
+    );
+    std::fs::write(&peer.config, text).expect("write peer config");
+    let (ok, out, err) = peer.cli(&["reload"]);
+    assert!(ok, "reload of {} failed: {out}{err}", peer.host.name());
 }

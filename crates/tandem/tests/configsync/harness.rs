@@ -16,12 +16,14 @@ pub struct Cluster {
     fw1: Option<Node>,
     pub fw2: Node,
     pub h1: Host,
+    /// On the lan, 192.0.2.10.
+    pub client: Host,
 }
 
 pub struct Opts<'a> {
     /// The areas fw1 pushes (`None`: the default, all).
     pub areas: Option<&'a [&'a str]>,
-    /// fw1's password for fw2 (fw2 takes "pw-sync").
+    /// fw1's password for fw2 (fw2 takes "pw-sync-long-enough").
     pub password: &'a str,
     pub drift: &'a str,
     /// fw1's synced areas (TOML).
@@ -31,6 +33,8 @@ pub struct Opts<'a> {
     /// fw2 runs from its own folder, `tandem run --config fw2.toml`, with every file named
     /// relative to it (password, passphrase, state dir, state sync key); both run state sync.
     pub fw2_from_its_folder: bool,
+    /// fw2 runs with at most this many open files (soft and hard limit).
+    pub fw2_open_files: Option<u32>,
 }
 
 pub const BASE_RULES: &str = r#"
@@ -74,11 +78,12 @@ addresses = ["198.51.100.1/24"]
 pub fn opts() -> Opts<'static> {
     Opts {
         areas: None,
-        password: "pw-sync",
+        password: "pw-sync-long-enough",
         drift: "refuse",
         fw1_areas: format!("{VIPS}{BASE_RULES}"),
         fw2_areas: "",
         fw2_from_its_folder: false,
+        fw2_open_files: None,
     }
 }
 
@@ -145,7 +150,7 @@ role = "peer"
 listen = "203.0.113.2:8443"
 state_dir = "{state}"
 user = "sync"
-password = "pw-sync"
+password = "pw-sync-long-enough"
 drift = "{drift}"
 primary_timeout = 6
 {own_areas}"#,
@@ -206,14 +211,17 @@ fingerprint = "{fingerprint}"
 pub fn cluster(name: &str, o: &Opts<'_>) -> Cluster {
     let mut lab = Lab::new(name).expect("lab");
     let Standard {
-        fw1: h1, fw2: h2, ..
+        fw1: h1,
+        fw2: h2,
+        client,
+        ..
     } = standard(&mut lab, true);
     let fw2 = if o.fw2_from_its_folder {
         let dir = lab.dir().join("fw2");
         std::fs::create_dir_all(&dir).expect("mkdir");
         for (f, text) in [
             ("carp.key", "carp-s3cret\n"),
-            ("sync.pw", "pw-sync\n"),
+            ("sync.pw", "pw-sync-long-enough\n"),
             ("statesync.key", "config sync test, state sync key\n"),
         ] {
             std::fs::write(dir.join(f), text).expect("write secret");
@@ -226,6 +234,10 @@ pub fn cluster(name: &str, o: &Opts<'_>) -> Cluster {
         // From the lab's folder, not fw2's: the paths in fw2.toml are relative to the file,
         // not to the daemon's working directory.
         Node::start_in(&h2, lab.dir(), "fw2/fw2.toml")
+    } else if let Some(n) = o.fw2_open_files {
+        let c2 = lab.dir().join("fw2.toml");
+        std::fs::write(&c2, fw2_config(&lab, o.drift, o.fw2_areas)).expect("write");
+        Node::start_limited(&h2, c2, n)
     } else {
         let c2 = lab.dir().join("fw2.toml");
         std::fs::write(&c2, fw2_config(&lab, o.drift, o.fw2_areas)).expect("write");
@@ -248,11 +260,14 @@ pub fn cluster(name: &str, o: &Opts<'_>) -> Cluster {
     }
     std::fs::write(&c1, text).expect("write");
     let fw1 = Node::start(&h1, c1);
+    // And fw2 takes pushes only from fw1's certificate.
+    pin_primary(&fw2, &fw1);
     Cluster {
         lab,
         fw1: Some(fw1),
         fw2,
         h1,
+        client,
     }
 }
 
@@ -276,6 +291,13 @@ impl Cluster {
                 .map(|s| s["config_sync"].to_string())
                 .unwrap_or_default(),
         )
+    }
+
+    /// fw1's daemon dies (SIGKILL: no bow-out).
+    pub fn kill_fw1(&mut self) {
+        if let Some(mut n) = self.fw1.take() {
+            n.kill();
+        }
     }
 
     pub fn peer(&self) -> Value {
@@ -359,7 +381,7 @@ pub fn python_client(c: &Cluster, cert: &Path) -> Value {
                 "https://203.0.113.2:8443",
                 cert.to_str().expect("path"),
                 "sync",
-                "pw-sync",
+                "pw-sync-long-enough",
             ])
             .output()
             .expect("python3");
