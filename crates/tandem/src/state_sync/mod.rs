@@ -141,13 +141,23 @@ fn key_id_text(key: &SealKey) -> String {
     format!("{:08x}", key.key_id())
 }
 
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
+/// What state sync takes from the OS generator at each start. The daemon draws it before it
+/// changes anything (sysctls, ruleset, VIPs): a node that cannot read the generator does not
+/// start (see `crate::random`).
+pub struct Random {
+    /// A new epoch every start: it is part of every nonce sealed under the cluster's key.
+    epoch: u64,
+    /// The engine's seed (its challenges).
+    seed: u64,
+}
+
+impl Random {
+    pub fn draw() -> anyhow::Result<Random> {
+        Ok(Random {
+            epoch: crate::random::u64("the state sync epoch")?,
+            seed: crate::random::u64("the state sync engine's seed")?,
+        })
     }
-    u64::from_ne_bytes(b)
 }
 
 /// Opens everything (so configuration problems stop the daemon at start) and spawns the task.
@@ -155,6 +165,7 @@ pub async fn start(
     node: &str,
     settings: &StateSyncSettings,
     netlink: &linux::netlink::Netlink,
+    random: Random,
 ) -> anyhow::Result<Handle> {
     for (name, value, why) in linux::conntrack::required_sysctls()
         .iter()
@@ -188,9 +199,9 @@ pub async fn start(
     let sock = bind(local, settings.port, &settings.device)?;
     let key = seal_key(&settings.key)?;
     let key_id = key_id_text(&key);
-    let mut cfg = statesync::Config::new(node_id(node), random_u64(), key);
+    let mut cfg = statesync::Config::new(node_id(node), random.epoch, key);
     cfg.mtu = 1400;
-    let engine = Replicator::new(Instant::now(), cfg, random_u64())
+    let engine = Replicator::new(Instant::now(), cfg, random.seed)
         .map_err(|e| anyhow::anyhow!("statesync: {e}"))?;
     // Subscribe before the first dump, so no change falls between the two.
     let events = Events::subscribe(Groups::ALL).context("subscribing to conntrack events")?;
