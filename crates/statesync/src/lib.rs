@@ -20,5 +20,5 @@ pub use engine::{
     Input, LocalEvent, PeerStatus, RejectReason, Replicator, ServeStatus, Status, TimerKind,
 };
 pub use model::{Conn, ConnKey};
-pub use seal::{KeyError, SealKey, Sealer};
+pub use seal::{KeyError, SealKey, Sealer, MIN_SECRET_LEN};
 pub use wire::NodeId;

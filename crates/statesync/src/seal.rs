@@ -2,11 +2,14 @@
 //! pre-shared key, with the 28-byte header as associated data.
 //!
 //! - The pre-shared key is 32 bytes ([`SealKey::from_bytes`], [`SealKey::from_hex`]) or a
-//!   passphrase stretched with HKDF-SHA256 ([`SealKey::from_passphrase`]; HKDF is not a
-//!   password hash: use a long random passphrase).
+//!   shared secret of any bytes, at least [`MIN_SECRET_LEN`] (128 bits), put through
+//!   HKDF-SHA256 extract ([`SealKey::from_secret`]; HKDF is not a password hash: use random
+//!   key material, not a word someone could guess).
 //! - Two subkeys are derived from it with HKDF-SHA256: the AEAD key and a 32-bit key id that
 //!   the header carries, so that a peer with another key is counted as foreign (wrong key)
-//!   rather than as tampering, without the id revealing anything about the AEAD key.
+//!   rather than as tampering, without the id revealing anything about the AEAD key. The same
+//!   id ([`SealKey::key_id`]) is the key's public fingerprint: operators compare it between
+//!   nodes.
 //! - The 24-byte XChaCha nonce is `node id (4) | epoch (8) | seq (8) | 0 (4)`, all from the
 //!   header: it never repeats as long as node ids are unique and each daemon start picks a new
 //!   random epoch (the engine never reuses a seq within an epoch).
@@ -32,12 +35,15 @@ impl fmt::Debug for SealKey {
     }
 }
 
+/// Shortest shared secret [`SealKey::from_secret`] takes: 16 bytes, 128 bits.
+pub const MIN_SECRET_LEN: usize = 16;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     #[error("a hex key must be 64 hex digits (32 bytes)")]
     BadHex,
-    #[error("the passphrase is empty")]
-    Empty,
+    #[error("the shared secret has {len} bytes; at least {MIN_SECRET_LEN} (128 bits) are needed")]
+    TooShort { len: usize },
 }
 
 impl SealKey {
@@ -60,16 +66,36 @@ impl SealKey {
         Ok(SealKey(key))
     }
 
-    /// HKDF-SHA256 extract of the passphrase with a fixed salt.
-    pub fn from_passphrase(passphrase: &str) -> Result<SealKey, KeyError> {
-        if passphrase.is_empty() {
-            return Err(KeyError::Empty);
+    /// HKDF-SHA256 extract of a shared secret with a fixed salt. The secret is taken byte for
+    /// byte (any bytes: binary key files are not text), and must hold at least
+    /// [`MIN_SECRET_LEN`] bytes. A UTF-8 passphrase gives the key it always gave.
+    pub fn from_secret(secret: &[u8]) -> Result<SealKey, KeyError> {
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(KeyError::TooShort { len: secret.len() });
         }
-        let (prk, _) = Hkdf::<Sha256>::extract(Some(PASSPHRASE_SALT), passphrase.as_bytes());
+        let (prk, _) = Hkdf::<Sha256>::extract(Some(PASSPHRASE_SALT), secret);
         let mut key = [0u8; 32];
         key.copy_from_slice(&prk);
         Ok(SealKey(key))
     }
+
+    /// The key's public id: the 32-bit value every datagram sealed under it carries in its
+    /// header (HKDF-expand under a label of its own, so it says nothing about the AEAD key).
+    /// Nodes that show the same id use the same key.
+    pub fn key_id(&self) -> u32 {
+        subkeys(self).1
+    }
+}
+
+/// The AEAD key and the key id, both HKDF-SHA256-expanded from the key under their own labels.
+fn subkeys(key: &SealKey) -> ([u8; 32], u32) {
+    let hk = Hkdf::<Sha256>::from_prk(&key.0).unwrap_or_else(|_| Hkdf::new(None, &key.0));
+    let mut aead_key = [0u8; 32];
+    let mut id = [0u8; 4];
+    // Both lengths are far below HKDF's limit (255 * 32 bytes); the calls cannot fail.
+    let _ = hk.expand(INFO_AEAD, &mut aead_key);
+    let _ = hk.expand(INFO_KEY_ID, &mut id);
+    (aead_key, u32::from_be_bytes(id))
 }
 
 fn hex_digit(c: u8) -> Option<u8> {
@@ -115,15 +141,10 @@ fn nonce(header: &[u8]) -> XNonce {
 
 impl Sealer {
     pub fn new(key: &SealKey) -> Sealer {
-        let hk = Hkdf::<Sha256>::from_prk(&key.0).unwrap_or_else(|_| Hkdf::new(None, &key.0));
-        let mut aead_key = [0u8; 32];
-        let mut id = [0u8; 4];
-        // Both lengths are far below HKDF's limit (255 * 32 bytes); the calls cannot fail.
-        let _ = hk.expand(INFO_AEAD, &mut aead_key);
-        let _ = hk.expand(INFO_KEY_ID, &mut id);
+        let (aead_key, key_id) = subkeys(key);
         Sealer {
             cipher: XChaCha20Poly1305::new(&aead_key.into()),
-            key_id: u32::from_be_bytes(id),
+            key_id,
         }
     }
 
@@ -245,14 +266,64 @@ mod tests {
             SealKey::from_hex(&hex.replace('0', "g")),
             Err(KeyError::BadHex)
         );
-        assert_eq!(SealKey::from_passphrase(""), Err(KeyError::Empty));
-        let a = SealKey::from_passphrase("correct horse").unwrap_or_else(|e| panic!("{e}"));
-        let b = SealKey::from_passphrase("correct horse").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(a, b);
-        assert_ne!(
-            a,
-            SealKey::from_passphrase("battery").unwrap_or_else(|e| panic!("{e}"))
+        assert_eq!(
+            SealKey::from_secret(b""),
+            Err(KeyError::TooShort { len: 0 })
         );
+        // 128 bits is the least key material taken.
+        assert_eq!(
+            SealKey::from_secret(b"fifteen bytes!!"),
+            Err(KeyError::TooShort { len: 15 })
+        );
+        let ok = |s: &[u8]| SealKey::from_secret(s).unwrap_or_else(|e| panic!("{e}"));
+        let a = ok(b"correct horse battery");
+        assert_eq!(a, ok(b"correct horse battery"));
+        assert_ne!(a, ok(b"correct horse battery staple"));
+        assert_eq!(ok(b"sixteen bytes!!!"), ok(b"sixteen bytes!!!"));
         assert_eq!(format!("{a:?}"), "SealKey(..)");
+    }
+
+    /// A key file holds bytes, not text: two binary keys that differ only in bytes that are
+    /// not UTF-8 are two keys (read as text, each such byte became U+FFFD and both were one).
+    #[test]
+    fn binary_secrets_differing_only_in_non_utf8_bytes_are_different_keys() {
+        // Lone continuation bytes and bytes that never occur in UTF-8: each reads as U+FFFD.
+        let a: Vec<u8> = [
+            b"tandem ".as_slice(),
+            &[0xff, 0xfe, 0x80, 0x81, 0x9f, 0xbf, 0xc0, 0xf8, 0xfd],
+        ]
+        .concat();
+        let b: Vec<u8> = [
+            b"tandem ".as_slice(),
+            &[0xfe, 0xff, 0xbf, 0xa0, 0x80, 0x90, 0xc1, 0xf9, 0xfc],
+        ]
+        .concat();
+        assert_eq!(
+            String::from_utf8_lossy(&a),
+            String::from_utf8_lossy(&b),
+            "the two keys must look alike as text for this test to mean anything"
+        );
+        let ka = SealKey::from_secret(&a).unwrap_or_else(|e| panic!("{e}"));
+        let kb = SealKey::from_secret(&b).unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(ka, kb);
+        assert_ne!(ka.key_id(), kb.key_id());
+        // And a datagram sealed under one does not open under the other.
+        let d = Sealer::new(&ka).seal_datagram(&header(1, ka.key_id()), b"state");
+        assert_eq!(
+            Sealer::new(&kb).open_datagram(&d),
+            Err(OpenOrDecode::Open(OpenError::BadSeal))
+        );
+    }
+
+    #[test]
+    fn the_key_id_is_the_one_headers_carry() {
+        for secret in [
+            &b"correct horse battery staple"[..],
+            &[0u8; 16],
+            &[0xff; 64],
+        ] {
+            let k = SealKey::from_secret(secret).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(k.key_id(), Sealer::new(&k).key_id());
+        }
     }
 }

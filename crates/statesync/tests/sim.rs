@@ -334,7 +334,8 @@ fn attack_scenario(seed: u64) {
     // Replays from node 1's previous life, and from this one; tampered copies; a foreign key.
     let current: Vec<Vec<u8>> = sim.nodes[0].sent.clone();
     let foreign = statesync::Sealer::new(
-        &statesync::SealKey::from_passphrase("another cluster").unwrap_or_else(|e| panic!("{e}")),
+        &statesync::SealKey::from_secret(b"another cluster, another key")
+            .unwrap_or_else(|e| panic!("{e}")),
     );
     for (i, d) in old.iter().chain(current.iter()).enumerate() {
         let after = Duration::from_micros(rng.range(0, 2000));

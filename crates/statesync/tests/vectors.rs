@@ -249,7 +249,7 @@ fn non_canonical_and_unknown() {
 #[test]
 fn sealed_datagram_matches_independent_implementation() {
     let key =
-        SealKey::from_passphrase("correct horse battery staple").unwrap_or_else(|e| panic!("{e}"));
+        SealKey::from_secret(b"correct horse battery staple").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         key,
         SealKey::from_hex("ce5407e055629860f1c5bbf712f3ca9404c612fd3bd88671ebff82733529cb66")

@@ -554,3 +554,87 @@ fn a_node_whose_peer_comes_late_becomes_ready_once_it_does() {
     );
     drop(fw1);
 }
+
+/// `node_config`, with the key read from a file holding `key` (binary: any bytes).
+fn node_config_key_file(lab: &Lab, n: u8, key: &[u8]) -> std::path::PathBuf {
+    let path = node_config(lab, n, true);
+    let key_file = lab.dir().join(format!("fw{n}.key"));
+    std::fs::write(&key_file, key).expect("write key file");
+    let text = std::fs::read_to_string(&path).expect("read config");
+    let text = text.replace(
+        "key = \"state sync test key, shared by both nodes\"",
+        &format!("key_file = \"{}\"", key_file.display()),
+    );
+    assert!(text.contains("key_file"), "no key line replaced");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// A key file is bytes: a node whose binary key differs from the cluster's only in bytes that
+/// are not UTF-8 (read as text, each became U+FFFD and the two keys were one) is foreign: its
+/// datagrams are refused as sealed under another key, and status shows another key id. With
+/// the cluster's key it is a peer like any other, with the same key id.
+#[test]
+fn a_binary_key_that_differs_only_in_non_utf8_bytes_is_another_key() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("statesync_binary_keys").expect("lab");
+    let Standard {
+        fw1: h1, fw2: h2, ..
+    } = standard(&mut lab, true);
+    let key1: Vec<u8> = [
+        &b"binary sync key "[..],
+        &[0xff, 0xfe, 0x80, 0xc0, 0xbf, 0x0a],
+    ]
+    .concat();
+    let key2: Vec<u8> = [
+        &b"binary sync key "[..],
+        &[0xfe, 0xff, 0xbf, 0xc1, 0x80, 0x0a],
+    ]
+    .concat();
+    assert_eq!(
+        String::from_utf8_lossy(&key1),
+        String::from_utf8_lossy(&key2)
+    );
+    let c1 = node_config_key_file(&lab, 1, &key1);
+    let c2 = node_config_key_file(&lab, 2, &key2);
+    let fw1 = Node::start(&h1, c1);
+    let mut fw2 = Node::start(&h2, c2);
+    let key_id = |n: &Node| {
+        n.status()["state_sync"]["key_id"]
+            .as_str()
+            .map(String::from)
+    };
+    let (id1, id2) = (key_id(&fw1), key_id(&fw2));
+    assert!(
+        id1.as_ref()
+            .is_some_and(|i| i.len() == 8 && i.chars().all(|c| c.is_ascii_hexdigit())),
+        "fw1's key id: {}",
+        fw1.status()
+    );
+    assert_ne!(id1, id2, "two keys, one key id");
+    // fw1's heartbeats reach fw2 and are refused before they are opened.
+    let refused = lab::wait_until(Duration::from_secs(10), || {
+        rejected(&fw2.status(), "wrong_key") > 0
+    });
+    assert!(refused, "fw2 took fw1's datagrams: {}", fw2.status());
+    assert_eq!(fw2.status()["state_sync"]["engine"]["ready"], false);
+    assert!(
+        fw2.status()["sync"]["state"]
+            .as_str()
+            .is_some_and(|s| s.contains("under another key")),
+        "{}",
+        fw2.status()
+    );
+    // With fw1's key, fw2 shows fw1's key id and gets the table.
+    std::fs::write(lab.dir().join("fw2.key"), &key1).expect("write key file");
+    fw2.sigterm();
+    fw2.restart();
+    assert_eq!(key_id(&fw2), id1);
+    let ready = lab::wait_until(Duration::from_secs(15), || {
+        fw2.status()["state_sync"]["engine"]["ready"] == true
+    });
+    assert!(ready, "fw2 never became ready: {}", fw2.status());
+    drop(fw1);
+}

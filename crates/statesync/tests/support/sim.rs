@@ -71,7 +71,7 @@ impl Default for NetConfig {
 }
 
 pub fn key() -> SealKey {
-    SealKey::from_passphrase("sim cluster key").unwrap_or_else(|e| panic!("{e}"))
+    SealKey::from_secret(b"the sim cluster's key").unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn addr(i: usize) -> SocketAddr {

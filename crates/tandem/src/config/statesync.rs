@@ -1,4 +1,9 @@
 //! The node-local `[statesync]` table: connection state sync over the sync link.
+//!
+//! The key (`key`, or `key_file` without its trailing newline) is taken byte for byte, so a
+//! binary key file works; written as `hex:<digits>` or `base64:<text>` it is decoded first.
+//! Whichever form, it must hold at least 16 bytes (128 bits) of key material, and the same
+//! material in any form is the same key.
 
 use super::secret::secret;
 use super::Errors;
@@ -10,8 +15,8 @@ use toml::Spanned;
 
 /// Default UDP port of state sync.
 pub const STATESYNC_PORT: u16 = 7777;
-/// Shortest shared secret accepted: it is the only thing keeping forged states out.
-const MIN_STATESYNC_KEY: usize = 16;
+/// Shortest shared secret accepted (128 bits): it is the only thing keeping forged states out.
+const MIN_STATESYNC_KEY: usize = statesync::MIN_SECRET_LEN;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,7 +42,8 @@ pub struct StateSyncSettings {
     pub port: u16,
     /// Unicast peers (their addresses on the sync link).
     pub peers: Vec<IpAddr>,
-    /// The shared secret every message is sealed with.
+    /// The shared secret every message is sealed with: the key material, decoded when it was
+    /// written as `hex:` or `base64:`.
     pub key: Vec<u8>,
 }
 
@@ -108,13 +114,47 @@ pub fn statesync(
             ),
         }
     }
+    // Present and not empty; its length is checked once decoded.
     let key = secret(
         errs,
         raw.span(),
         (&r.key, "statesync.key"),
         (&r.key_file, "statesync.key_file"),
-        MIN_STATESYNC_KEY,
+        1,
     )
+    .filter(|k| !k.is_empty())
+    .and_then(|k| {
+        let (span, what) = match (&r.key, &r.key_file) {
+            (Some(v), _) => (v.span(), "statesync.key".to_string()),
+            (None, Some(f)) => (
+                f.span(),
+                format!("statesync.key_file {}", errs.resolve(f).display()),
+            ),
+            (None, None) => return None,
+        };
+        match key_material(&k) {
+            Ok(m) if m.len() >= MIN_STATESYNC_KEY => Some(m),
+            Ok(m) => {
+                errs.at(
+                    span,
+                    format!(
+                        "{what} must hold at least {MIN_STATESYNC_KEY} bytes (128 bits) of key material{}, not {}",
+                        match encoding(&k) {
+                            Some(Encoding::Hex) => " (32 hex digits)",
+                            Some(Encoding::Base64) => " (24 base64 characters)",
+                            None => "",
+                        },
+                        m.len(),
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                errs.at(span, format!("{what}: {e}"));
+                None
+            }
+        }
+    })
     .unwrap_or_default();
     StateSyncSettings {
         enabled: r.enabled.unwrap_or(true),
@@ -123,5 +163,54 @@ pub fn statesync(
         port,
         peers,
         key,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Hex,
+    Base64,
+}
+
+const HEX_PREFIX: &[u8] = b"hex:";
+const BASE64_PREFIX: &[u8] = b"base64:";
+
+fn encoding(key: &[u8]) -> Option<Encoding> {
+    if key.starts_with(HEX_PREFIX) {
+        Some(Encoding::Hex)
+    } else if key.starts_with(BASE64_PREFIX) {
+        Some(Encoding::Base64)
+    } else {
+        None
+    }
+}
+
+/// The key material a key stands for: `hex:<digits>` and `base64:<text>` decoded, anything else
+/// byte for byte. The errors never quote the key.
+fn key_material(key: &[u8]) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    match encoding(key) {
+        Some(Encoding::Hex) => {
+            let digits = &key[HEX_PREFIX.len()..];
+            if !digits.len().is_multiple_of(2) {
+                return Err("after \"hex:\" comes an even number of hex digits".into());
+            }
+            digits
+                .chunks_exact(2)
+                .map(|pair| {
+                    let d = |c: u8| char::from(c).to_digit(16);
+                    match (d(pair[0]), d(pair[1])) {
+                        (Some(hi), Some(lo)) => Ok((hi << 4 | lo) as u8),
+                        _ => Err("after \"hex:\" come only hex digits (0-9, a-f)".to_string()),
+                    }
+                })
+                .collect()
+        }
+        Some(Encoding::Base64) => base64::engine::general_purpose::STANDARD
+            .decode(&key[BASE64_PREFIX.len()..])
+            .map_err(|_| {
+                "after \"base64:\" comes standard base64 (A-Z, a-z, 0-9, +, /, = padding)".into()
+            }),
+        None => Ok(key.to_vec()),
     }
 }

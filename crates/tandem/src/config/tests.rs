@@ -154,3 +154,117 @@ fn a_composed_config_locates_each_value_in_its_own_file() {
     let c = Config::build(ok, &own_path).expect("valid");
     assert_eq!(c.node.name, "fw1");
 }
+
+/// GOOD with a `[statesync]` table whose key line is `key_line`.
+fn with_statesync(key_line: &str) -> String {
+    format!("{GOOD}\n[statesync]\ninterface = \"lan\"\npeers = [\"192.0.2.2\"]\n{key_line}\n")
+}
+
+/// Where the key's value starts in `with_statesync(key_line)`: "FILE:LINE:COL:".
+fn key_place(file: &str, key_line: &str) -> String {
+    let text = with_statesync(key_line);
+    let line = text.lines().position(|l| l == key_line).expect("key line") + 1;
+    let col = key_line.find('"').expect("quoted") + 1;
+    format!("{file}:{line}:{col}:")
+}
+
+fn statesync_key(c: &Config) -> Vec<u8> {
+    c.statesync.as_ref().expect("[statesync]").key.clone()
+}
+
+#[test]
+fn a_binary_statesync_key_file_is_taken_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("node.toml");
+    let text = with_statesync("key_file = \"sync.key\"");
+    // Bytes that are not UTF-8 stay what they are; the trailing newline goes.
+    let a: Vec<u8> = [&b"binary key "[..], &[0xff, 0xfe, 0x80, 0xc0, 0xbf]].concat();
+    let b: Vec<u8> = [&b"binary key "[..], &[0xfe, 0xff, 0xbf, 0xc1, 0x80]].concat();
+    std::fs::write(dir.path().join("sync.key"), [&a[..], b"\n"].concat()).expect("write");
+    let ka = statesync_key(&parse(&file, &text).expect("key a"));
+    std::fs::write(dir.path().join("sync.key"), &b).expect("write");
+    let kb = statesync_key(&parse(&file, &text).expect("key b"));
+    assert_eq!(ka, a);
+    assert_eq!(kb, b);
+    assert_ne!(ka, kb);
+}
+
+#[test]
+fn a_statesync_key_can_be_written_as_hex_or_base64() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("node.toml");
+    let material = b"sixteen bytes!!!".to_vec();
+    let forms = [
+        "key = \"sixteen bytes!!!\"",
+        "key = \"hex:7369787465656e206279746573212121\"",
+        "key = \"hex:7369787465656E206279746573212121\"",
+        "key = \"base64:c2l4dGVlbiBieXRlcyEhIQ==\"",
+    ];
+    for form in forms {
+        let c = parse(&file, &with_statesync(form)).unwrap_or_else(|e| panic!("{form}: {e}"));
+        assert_eq!(statesync_key(&c), material, "{form}");
+    }
+    // In a key file too (its trailing newline is not part of it).
+    std::fs::write(
+        dir.path().join("sync.key"),
+        "hex:000102030405060708090a0b0c0d0e0f\n",
+    )
+    .expect("write");
+    let c = parse(&file, &with_statesync("key_file = \"sync.key\"")).expect("hex file");
+    assert_eq!(statesync_key(&c), (0u8..16).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_statesync_key_needs_128_bits_and_errors_never_quote_it() {
+    for (key_line, want) in [
+        (
+            "key = \"fifteen bytes!!\"",
+            "statesync.key must hold at least 16 bytes (128 bits) of key material, not 15",
+        ),
+        (
+            "key = \"hex:7369787465656e2062797465732121\"",
+            "statesync.key must hold at least 16 bytes (128 bits) of key material (32 hex digits), not 15",
+        ),
+        (
+            "key = \"base64:c2l4dGVlbiBieXRlcyEh\"",
+            "statesync.key must hold at least 16 bytes (128 bits) of key material (24 base64 characters), not 15",
+        ),
+        (
+            "key = \"hex:7369787465656e20627974657321212x\"",
+            "statesync.key: after \"hex:\" come only hex digits (0-9, a-f)",
+        ),
+        (
+            "key = \"hex:7369787465656e2062797465732121212\"",
+            "statesync.key: after \"hex:\" comes an even number of hex digits",
+        ),
+        (
+            "key = \"base64:c2l4dGVlbiBieXRlcyEhISE\"",
+            "statesync.key: after \"base64:\" comes standard base64",
+        ),
+        ("key = \"\"", "statesync.key must not be empty"),
+    ] {
+        let e = errors(&with_statesync(key_line));
+        assert_eq!(e.len(), 1, "{key_line}: {e:?}");
+        let place = key_place("t.toml", key_line);
+        assert!(
+            e[0].starts_with(&format!("{place} {want}")),
+            "{key_line}: {e:?}"
+        );
+        let secret = key_line.split('"').nth(1).expect("quoted");
+        if !secret.is_empty() {
+            assert!(!e[0].contains(secret), "the key is quoted: {e:?}");
+        }
+    }
+    // A key file's too: located at key_file, naming the file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("node.toml");
+    std::fs::write(dir.path().join("sync.key"), [0xffu8; 15]).expect("write");
+    let key_line = "key_file = \"sync.key\"";
+    let e = parse(&file, &with_statesync(key_line)).expect_err("15 bytes");
+    let place = key_place(&file.display().to_string(), key_line);
+    let want = format!(
+        "{place} statesync.key_file {} must hold at least 16 bytes (128 bits) of key material, not 15",
+        dir.path().join("sync.key").display()
+    );
+    assert_eq!(e.to_string(), want);
+}

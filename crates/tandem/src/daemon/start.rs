@@ -1,7 +1,9 @@
-//! How a node comes up. The lock comes first: until this process holds the node, it changes
-//! nothing (no stale-VIP sweep, no sysctl, no ruleset, no control socket), so a second start
-//! with the same config leaves the running daemon and its VIPs alone. Then the firewall goes up
-//! before any VIP can be answered for, and state sync demotes the node until it has the table.
+//! How a node comes up. The OS random generator is read first: a node that cannot read it
+//! does not start, and has changed nothing. Then the lock: until this process holds the node,
+//! it changes nothing (no stale-VIP sweep, no sysctl, no ruleset, no control socket), so a
+//! second start with the same config leaves the running daemon and its VIPs alone. Then the
+//! firewall goes up before any VIP can be answered for, and state sync demotes the node until
+//! it has the table.
 
 use super::{Daemon, Options};
 use crate::carp_thread;
@@ -17,18 +19,17 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-fn random_seed() -> u64 {
-    // The seed only picks initial advert counters; the OS pool is plenty.
-    let mut b = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
-    }
-    u64::from_ne_bytes(b) ^ u64::from(std::process::id())
+/// The CARP engine's seed (it picks the initial advert counters), from the OS generator.
+fn random_seed() -> anyhow::Result<u64> {
+    crate::random::u64("the CARP engine's seed")
 }
 
 impl Daemon {
     pub async fn start(cfg: Config, own: ParsedFile, opts: Options) -> anyhow::Result<Daemon> {
+        // Every random value this start needs, before anything changes (crate::random says
+        // why there is no fallback).
+        let carp_seed = random_seed()?;
+        let state_sync_random = state_sync::Random::draw()?;
         let lock = NodeLock::acquire(&cfg.node.control_socket, &cfg.node.name)?;
         let access = control::Access {
             status_gid: cfg.node.status_group.as_ref().map(|(_, gid)| *gid),
@@ -57,7 +58,9 @@ impl Daemon {
         }
 
         let states = match cfg.statesync.as_ref().filter(|s| s.enabled) {
-            Some(ss) => Some(state_sync::start(&cfg.node.name, ss, &netlink).await?),
+            Some(ss) => {
+                Some(state_sync::start(&cfg.node.name, ss, &netlink, state_sync_random).await?)
+            }
             None => None,
         };
         let sync_link = match cfg.statesync.as_ref().filter(|s| s.enabled) {
@@ -77,7 +80,7 @@ impl Daemon {
             b
         });
         let (carp, carp_events) = carp_thread::Handle::spawn(carp_thread::Options {
-            seed: random_seed(),
+            seed: carp_seed,
             record: opts.record,
             barrier,
         })?;

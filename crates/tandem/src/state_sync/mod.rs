@@ -40,6 +40,10 @@ pub struct StateSyncStatus {
     pub enabled: bool,
     pub listen: String,
     pub peers: Vec<String>,
+    /// The sealing key's public id (8 hex digits, the id every datagram's header carries):
+    /// every node of the cluster must show the same one.
+    #[serde(default)]
+    pub key_id: String,
     /// The engine's own view: readiness, bulk sync, counters, per-peer lag.
     pub engine: Option<statesync::Status>,
     /// Kernel writes: conns installed and removed, and failures.
@@ -73,13 +77,14 @@ pub async fn next_notice(h: &mut Option<Handle>) -> Option<Notice> {
 /// One line for `tandem status`.
 pub fn summary(s: &StateSyncStatus) -> String {
     let Some(e) = &s.engine else {
-        return format!("{} (no engine status)", s.listen);
+        return format!("{} key id {} (no engine status)", s.listen, s.key_id);
     };
     let alive = e.peers.iter().filter(|p| p.alive).count();
     let mut line = format!(
-        "{} on {}, {} states, bulk {:?}, peers {}/{} alive, installed {} removed {}",
+        "{} on {} key id {}, {} states, bulk {:?}, peers {}/{} alive, installed {} removed {}",
         if e.ready { "ready" } else { "NOT READY" },
         s.listen,
+        s.key_id,
         e.states,
         e.bulk.phase,
         alive,
@@ -87,6 +92,15 @@ pub fn summary(s: &StateSyncStatus) -> String {
         s.installed,
         s.removed
     );
+    let foreign = e
+        .counters
+        .rejected
+        .get(&statesync::RejectReason::WrongKey)
+        .copied()
+        .unwrap_or(0);
+    if foreign > 0 {
+        line += &format!("; {foreign} datagrams under another key (compare key ids)");
+    }
     if let Some(a) = &s.last_alarm {
         line += &format!("; alarm: {a}");
     }
@@ -115,13 +129,35 @@ fn node_id(name: &str) -> statesync::NodeId {
     statesync::NodeId(h.max(1))
 }
 
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut b);
+/// The sealing key of `[statesync] key`: its key material (as the config decoded it) byte
+/// for byte, never read as text (where every byte that is not UTF-8 would read as U+FFFD, and
+/// binary keys that differ only in such bytes would be one key).
+fn seal_key(material: &[u8]) -> anyhow::Result<SealKey> {
+    SealKey::from_secret(material).map_err(|e| anyhow::anyhow!("statesync key: {e}"))
+}
+
+/// A key id as status shows it: 8 hex digits.
+fn key_id_text(key: &SealKey) -> String {
+    format!("{:08x}", key.key_id())
+}
+
+/// What state sync takes from the OS generator at each start. The daemon draws it before it
+/// changes anything (sysctls, ruleset, VIPs): a node that cannot read the generator does not
+/// start (see `crate::random`).
+pub struct Random {
+    /// A new epoch every start: it is part of every nonce sealed under the cluster's key.
+    epoch: u64,
+    /// The engine's seed (its challenges).
+    seed: u64,
+}
+
+impl Random {
+    pub fn draw() -> anyhow::Result<Random> {
+        Ok(Random {
+            epoch: crate::random::u64("the state sync epoch")?,
+            seed: crate::random::u64("the state sync engine's seed")?,
+        })
     }
-    u64::from_ne_bytes(b)
 }
 
 /// Opens everything (so configuration problems stop the daemon at start) and spawns the task.
@@ -129,6 +165,7 @@ pub async fn start(
     node: &str,
     settings: &StateSyncSettings,
     netlink: &linux::netlink::Netlink,
+    random: Random,
 ) -> anyhow::Result<Handle> {
     for (name, value, why) in linux::conntrack::required_sysctls()
         .iter()
@@ -160,11 +197,11 @@ pub async fn start(
             )
         })?;
     let sock = bind(local, settings.port, &settings.device)?;
-    let key = SealKey::from_passphrase(&String::from_utf8_lossy(&settings.key))
-        .map_err(|e| anyhow::anyhow!("statesync key: {e}"))?;
-    let mut cfg = statesync::Config::new(node_id(node), random_u64(), key);
+    let key = seal_key(&settings.key)?;
+    let key_id = key_id_text(&key);
+    let mut cfg = statesync::Config::new(node_id(node), random.epoch, key);
     cfg.mtu = 1400;
-    let engine = Replicator::new(Instant::now(), cfg, random_u64())
+    let engine = Replicator::new(Instant::now(), cfg, random.seed)
         .map_err(|e| anyhow::anyhow!("statesync: {e}"))?;
     // Subscribe before the first dump, so no change falls between the two.
     let events = Events::subscribe(Groups::ALL).context("subscribing to conntrack events")?;
@@ -183,7 +220,7 @@ pub async fn start(
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let (note_tx, note_rx) = mpsc::channel(16);
     info!(
-        "state sync on {} ({}) {}:{} with {} peer(s), node id {}",
+        "state sync on {} ({}) {}:{} with {} peer(s), node id {}, key id {key_id}",
         settings.interface,
         settings.device,
         local,
@@ -200,6 +237,7 @@ pub async fn start(
             enabled: true,
             listen: format!("{local}:{}", settings.port),
             peers: settings.peers.iter().map(ToString::to_string).collect(),
+            key_id: key_id.clone(),
             engine: None,
             installed: 0,
             removed: 0,
@@ -289,4 +327,36 @@ fn bind(local: IpAddr, port: u16, device: &str) -> anyhow::Result<UdpSocket> {
     s.bind(&SocketAddr::new(local, port).into())
         .with_context(|| format!("binding the statesync socket to {local}:{port}"))?;
     Ok(UdpSocket::from_std(s.into())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two key files that differ only in bytes that are not UTF-8 are two keys: a node holding
+    /// the other one is foreign, its datagrams do not open.
+    #[test]
+    fn binary_keys_differing_only_in_non_utf8_bytes_seal_apart() {
+        let a = [&b"tandem sync key "[..], &[0xff, 0x80, 0xfe, 0xc0]].concat();
+        let b = [&b"tandem sync key "[..], &[0xfe, 0xbf, 0xff, 0xc1]].concat();
+        let ka = seal_key(&a).expect("key a");
+        let kb = seal_key(&b).expect("key b");
+        assert_ne!(ka.key_id(), kb.key_id());
+        let header = statesync::wire::Header {
+            kind: statesync::wire::Kind::Control,
+            key_id: ka.key_id(),
+            node: statesync::NodeId(1),
+            epoch: 1,
+            seq: 1,
+        };
+        let d = statesync::Sealer::new(&ka).seal_datagram(&header, b"forged states");
+        assert!(statesync::Sealer::new(&kb).open_datagram(&d).is_err());
+        // Text keys keep the key they had.
+        assert_eq!(
+            seal_key(b"correct horse battery staple")
+                .expect("text")
+                .key_id(),
+            0x6284_d9a2
+        );
+    }
 }
