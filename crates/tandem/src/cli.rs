@@ -25,8 +25,8 @@ pub struct Cli {
 /// How a command finds the running daemon.
 #[derive(clap::Args)]
 struct Target {
-    #[arg(long, short)]
-    config: PathBuf,
+    #[arg(long, short, required_unless_present = "socket")]
+    config: Option<PathBuf>,
     /// The daemon's control socket, when the config file cannot tell (it is being edited).
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -36,9 +36,10 @@ impl Target {
     /// The socket: `--socket`, else the config's `[node] control_socket`, read with as little
     /// as possible so that a config half edited still works.
     fn socket(&self) -> anyhow::Result<PathBuf> {
-        match &self.socket {
-            Some(s) => Ok(s.clone()),
-            None => config::control_socket(&self.config).map_err(anyhow::Error::msg),
+        match (&self.socket, &self.config) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(c)) => config::control_socket(c).map_err(anyhow::Error::msg),
+            (None, None) => anyhow::bail!("give --config FILE or --socket PATH"),
         }
     }
 }

@@ -509,6 +509,28 @@ fn a_peer_run_from_its_folder_with_relative_paths_takes_pushes_and_reports_state
         .permissions()
         .mode();
     assert_eq!(mode & 0o077, 0, "state dir mode {mode:o}");
+    // No node-local secret is ever copied into the state dir.
+    let mut files = vec![dir.join("state")];
+    while let Some(f) = files.pop() {
+        if f.is_dir() {
+            files.extend(
+                std::fs::read_dir(&f)
+                    .expect("read dir")
+                    .filter_map(|e| e.ok().map(|e| e.path())),
+            );
+            continue;
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&f).expect("read")).into_owned();
+        for secret in [
+            "carp-s3cret",
+            "pw-sync-long-enough",
+            "config sync test, state sync key",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {}", f.display());
+        }
+        let mode = std::fs::metadata(&f).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} mode {mode:o}", f.display());
+    }
     // tandem.status over XML-RPC tells the same as `tandem status`: state sync runs here.
     let cert = dir.join("state").join("cert.pem");
     let r = python_client(&c, &cert);

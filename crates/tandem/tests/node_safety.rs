@@ -259,16 +259,7 @@ fn status_works_while_the_config_is_being_edited() {
     assert!(ok, "status failed on a half edited config: {err}");
     assert!(out.contains("\"MASTER\""), "{out}");
     let sock = lab.dir().join("fw1.sock");
-    let (ok, out, err) = cli(
-        &h1,
-        &[
-            "status",
-            "--config",
-            "/nonexistent.toml",
-            "--socket",
-            path_str(&sock),
-        ],
-    );
+    let (ok, out, err) = cli(&h1, &["status", "--socket", path_str(&sock)]);
     assert!(ok && out.contains("MASTER"), "{out}{err}");
     // A reload of the broken file is refused, located, and changes nothing.
     let (ok, _, err) = fw1.cli(&["reload"]);
@@ -330,4 +321,73 @@ fn a_peer_with_another_address_set_is_reported_as_such() {
         fw2.log()
     );
     assert_eq!(fw2.vip(7)["adverts_rejected"].get("bad_hmac"), None);
+}
+
+/// Runs the CLI in `h` as another user (uid, gid, no supplementary groups).
+fn cli_as(h: &Host, uid: u32, gid: u32, args: &[&str]) -> (bool, String, String) {
+    let out = h
+        .command("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--clear-groups",
+            TANDEM,
+        ])
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_control_socket_answers_root_and_lets_the_status_group_only_read() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("the_control_socket_checks_its_callers").expect("lab");
+    let (_, h1, _) = hosts(&mut lab);
+    let c1 = node_config(&lab, "fw1", 0, &["192.0.2.100/24"]);
+    let text = std::fs::read_to_string(&c1).expect("config");
+    std::fs::write(
+        &c1,
+        text.replacen(
+            "[interfaces]",
+            "status_group = \"nogroup\"\n\n[interfaces]",
+            1,
+        ),
+    )
+    .expect("write");
+    let fw1 = Node::start(&h1, c1);
+    fw1.expect_state(7, "MASTER", ELECTION);
+    let sock = lab.dir().join("fw1.sock");
+    let s = path_str(&sock);
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(&sock).expect("socket");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660, "socket mode");
+    assert_eq!(meta.gid(), 65534, "socket group");
+
+    // nobody, in nogroup: may read status, may not reload.
+    let (ok, out, err) = cli_as(&h1, 65534, 65534, &["status", "--socket", s]);
+    assert!(ok && out.contains("MASTER"), "{out}{err}");
+    let (ok, _, err) = cli_as(&h1, 65534, 65534, &["reload", "--socket", s]);
+    assert!(
+        !ok && err.contains("may read status, not change anything"),
+        "{err}"
+    );
+
+    // Someone else gets nothing, even when a careless admin opened the socket to everyone:
+    // the daemon checks who is calling, not only the file's mode.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+    let (ok, out, err) = cli_as(&h1, 4321, 4321, &["status", "--socket", s]);
+    assert!(!ok, "a stranger read status: {out}");
+    assert!(
+        err.contains("neither root nor in the status group"),
+        "{err}"
+    );
+    // Root still may.
+    assert_eq!(fw1.state(7), "MASTER");
 }

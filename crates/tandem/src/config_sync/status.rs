@@ -259,4 +259,19 @@ mod tests {
         assert!(r.contains("user = \"sync\""), "{r}");
         assert!(r.contains("password_file = \"pw.txt\""), "{r}");
     }
+
+    #[test]
+    fn secrets_are_redacted_however_they_are_written() {
+        let t: toml::Table = toml::from_str(concat!(
+            "carp = { passphrase = 'single-quoted' }\n",
+            "[sync]\n\"password\" = \"quoted-key\"\n",
+            "token = \"\"\"\nmulti\nline\"\"\"\n",
+            "[statesync]\nkey = '''literal'''\n",
+        ))
+        .expect("toml");
+        let r = toml::to_string(&redacted(&t)).expect("toml");
+        for secret in ["single-quoted", "quoted-key", "multi", "literal"] {
+            assert!(!r.contains(secret), "{secret} in:\n{r}");
+        }
+    }
 }
