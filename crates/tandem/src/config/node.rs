@@ -33,7 +33,13 @@ pub struct RawCarp {
     passphrase_file: Option<Spanned<String>>,
     #[serde(default)]
     advbase: Option<Spanned<i64>>,
+    #[serde(default)]
+    auth: Option<Spanned<String>>,
 }
+
+/// The shortest passphrase `auth = "tandem"` takes: an advert anyone on the link captures is
+/// enough to test guesses offline, so the passphrase must be worth guessing.
+pub const MIN_TANDEM_PASSPHRASE: usize = 16;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,6 +66,9 @@ pub struct Node {
 pub struct Carp {
     pub passphrase: Vec<u8>,
     pub advbase: Advbase,
+    /// `bsd` (BSD CARP's HMAC, interoperable) or `tandem` (the whole advert authenticated,
+    /// replays refused; every node of the cluster must say the same).
+    pub auth: carp::AuthMode,
 }
 
 impl fmt::Debug for Carp {
@@ -67,6 +76,7 @@ impl fmt::Debug for Carp {
         f.debug_struct("Carp")
             .field("passphrase", &"<secret>")
             .field("advbase", &self.advbase)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -165,6 +175,7 @@ pub fn carp(errs: &mut Errors<'_>, raw: Option<&Spanned<RawCarp>>) -> Carp {
         return Carp {
             passphrase: Vec::new(),
             advbase: Advbase(1),
+            auth: carp::AuthMode::Bsd,
         };
     };
     let c = raw.get_ref();
@@ -176,7 +187,35 @@ pub fn carp(errs: &mut Errors<'_>, raw: Option<&Spanned<RawCarp>>) -> Carp {
         1,
     )
     .unwrap_or_default();
-    if passphrase.len() > carp::auth::MAX_KEY_LEN {
+    let auth = match &c.auth {
+        None => carp::AuthMode::Bsd,
+        Some(v) => match v.get_ref().as_str() {
+            "bsd" => carp::AuthMode::Bsd,
+            "tandem" => carp::AuthMode::Tandem,
+            other => {
+                errs.at(
+                    v.span(),
+                    format!("carp.auth must be \"bsd\" or \"tandem\", not {other:?}"),
+                );
+                carp::AuthMode::Bsd
+            }
+        },
+    };
+    if auth == carp::AuthMode::Tandem
+        && !passphrase.is_empty()
+        && passphrase.len() < MIN_TANDEM_PASSPHRASE
+    {
+        if let Some(v) = &c.auth {
+            errs.at(
+                v.span(),
+                format!(
+                    "carp.auth = \"tandem\" needs a passphrase of at least {MIN_TANDEM_PASSPHRASE} bytes (this one has {}): an advert captured on the link is enough to test guesses offline",
+                    passphrase.len()
+                ),
+            );
+        }
+    }
+    if auth == carp::AuthMode::Bsd && passphrase.len() > carp::auth::MAX_KEY_LEN {
         tracing::warn!(
             "carp passphrase is longer than {} bytes; like BSD CARP only the first {} are used",
             carp::auth::MAX_KEY_LEN,
@@ -190,6 +229,7 @@ pub fn carp(errs: &mut Errors<'_>, raw: Option<&Spanned<RawCarp>>) -> Carp {
     Carp {
         passphrase,
         advbase: Advbase(advbase),
+        auth,
     }
 }
 
@@ -199,5 +239,58 @@ pub fn firewall(raw: Option<&RawFirewall>, areas: &firewall::Areas) -> FirewallS
             .and_then(|f| f.enabled)
             .unwrap_or(*areas != firewall::Areas::default()),
         forwarding: raw.is_none_or(|f| f.forwarding),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigErrors, ParsedFile};
+    use std::path::Path;
+
+    const BASE: &str = "[node]\nname = \"fw1\"\ncontrol_socket = \"/run/t.sock\"\n\n[interfaces]\nlan = \"eth0\"\n\n[carp]\n";
+
+    fn parse(carp: &str) -> Result<Config, ConfigErrors> {
+        let text = format!("{BASE}{carp}");
+        Config::build(
+            ParsedFile::parse(Path::new("t.toml"), text)?,
+            Path::new("t.toml"),
+        )
+    }
+
+    fn errors(carp: &str) -> Vec<String> {
+        match parse(carp) {
+            Ok(_) => panic!("expected errors for {carp}"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn carp_auth_is_bsd_unless_tandem_is_asked_for() {
+        let c = parse("passphrase = \"s3cret\"\n").expect("valid");
+        assert_eq!(c.carp.auth, carp::AuthMode::Bsd);
+        let c = parse("passphrase = \"s3cret\"\nauth = \"bsd\"\n").expect("valid");
+        assert_eq!(c.carp.auth, carp::AuthMode::Bsd);
+        let c =
+            parse("passphrase = \"a long cluster secret\"\nauth = \"tandem\"\n").expect("valid");
+        assert_eq!(c.carp.auth, carp::AuthMode::Tandem);
+        assert!(format!("{:?}", c.carp).contains("Tandem"));
+        assert!(!format!("{:?}", c.carp).contains("cluster secret"));
+    }
+
+    #[test]
+    fn carp_auth_refuses_other_modes_and_short_passphrases_with_their_place() {
+        let e = errors("passphrase = \"s3cret\"\nauth = \"sha256\"\n");
+        assert_eq!(
+            e,
+            vec![
+                "t.toml:10:8: carp.auth must be \"bsd\" or \"tandem\", not \"sha256\"".to_string()
+            ]
+        );
+        let e = errors("passphrase = \"s3cret\"\nauth = \"tandem\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:10:8: carp.auth = \"tandem\" needs a passphrase of at least 16 bytes (this one has 6)"),
+            "{e:?}"
+        );
     }
 }
