@@ -48,6 +48,9 @@ pub struct RawFirewall {
     enabled: Option<bool>,
     #[serde(default = "default_true")]
     forwarding: bool,
+    /// The nft program, by absolute path (never looked up through PATH).
+    #[serde(default)]
+    nft: Option<Spanned<String>>,
 }
 
 fn default_true() -> bool {
@@ -82,13 +85,15 @@ impl fmt::Debug for Carp {
 }
 
 /// The node-local `[firewall]` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirewallSettings {
     /// Whether this node applies the ruleset: `enabled` if given, else whether the config has
     /// any firewall area at all (a VIP-only config must not get a default-drop ruleset).
     pub managed: bool,
     /// Turn on IPv4 and IPv6 forwarding (a firewall routes).
     pub forwarding: bool,
+    /// The nft every ruleset is applied with: absolute, `/usr/sbin/nft` by default.
+    pub nft: PathBuf,
 }
 
 /// A number in `lo..=hi`, or an error at its place.
@@ -233,13 +238,51 @@ pub fn carp(errs: &mut Errors<'_>, raw: Option<&Spanned<RawCarp>>) -> Carp {
     }
 }
 
-pub fn firewall(raw: Option<&RawFirewall>, areas: &firewall::Areas) -> FirewallSettings {
+pub fn firewall(
+    errs: &mut Errors<'_>,
+    raw: Option<&RawFirewall>,
+    areas: &firewall::Areas,
+) -> FirewallSettings {
+    let nft = match raw.and_then(|f| f.nft.as_ref()) {
+        Some(v) => nft_path(errs, v),
+        None => PathBuf::from(linux::nft::DEFAULT_NFT),
+    };
     FirewallSettings {
         managed: raw
             .and_then(|f| f.enabled)
             .unwrap_or(*areas != firewall::Areas::default()),
         forwarding: raw.is_none_or(|f| f.forwarding),
+        nft,
     }
+}
+
+/// `[firewall] nft`: an absolute path to an executable file. Not relative to the config file
+/// like other paths: the program that writes the firewall is named in full.
+fn nft_path(errs: &mut Errors<'_>, v: &Spanned<String>) -> PathBuf {
+    let path = PathBuf::from(v.get_ref());
+    let shown = v.get_ref();
+    if !path.is_absolute() {
+        errs.at(
+            v.span(),
+            format!("firewall.nft {shown:?} is not an absolute path (nft is never looked up through PATH)"),
+        );
+        return path;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            errs.at(v.span(), format!("firewall.nft {shown:?}: no such file"));
+        }
+        Err(e) => errs.at(v.span(), format!("firewall.nft {shown:?}: {e}")),
+        Ok(m) if !m.is_file() || m.permissions().mode() & 0o111 == 0 => {
+            errs.at(
+                v.span(),
+                format!("firewall.nft {shown:?} is not an executable file"),
+            );
+        }
+        Ok(_) => {}
+    }
+    path
 }
 
 #[cfg(test)]
@@ -275,6 +318,24 @@ mod tests {
         assert_eq!(c.carp.auth, carp::AuthMode::Tandem);
         assert!(format!("{:?}", c.carp).contains("Tandem"));
         assert!(!format!("{:?}", c.carp).contains("cluster secret"));
+    }
+
+    #[test]
+    fn nft_is_usr_sbin_nft_unless_an_absolute_executable_is_named() {
+        let c = parse("passphrase = \"s3cret\"\n").expect("valid");
+        assert_eq!(c.firewall.nft, Path::new("/usr/sbin/nft"));
+        let c = parse("passphrase = \"s3cret\"\n[firewall]\nnft = \"/bin/sh\"\n").expect("valid");
+        assert_eq!(c.firewall.nft, Path::new("/bin/sh"));
+        let e = errors("passphrase = \"s3cret\"\n[firewall]\nnft = \"./nft\"\n");
+        assert_eq!(
+            e,
+            vec!["t.toml:11:7: firewall.nft \"./nft\" is not an absolute path (nft is never looked up through PATH)".to_string()]
+        );
+        let e = errors("passphrase = \"s3cret\"\n[firewall]\nnft = \"/etc\"\n");
+        assert_eq!(
+            e,
+            vec!["t.toml:11:7: firewall.nft \"/etc\" is not an executable file".to_string()]
+        );
     }
 
     #[test]
