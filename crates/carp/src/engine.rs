@@ -7,13 +7,19 @@
 //!
 //! Behaviour follows FreeBSD's carp(4): demotion is added to the advertised skew (capped at 240)
 //! and every router of the node carries the same demotion, so all VIPs move together.
+//!
+//! Each router authenticates adverts in the mode of its [`Key`](crate::Key): BSD CARP's HMAC-SHA1 (the
+//! default, interoperable), or tandem mode ([`crate::auth`]), where the MAC covers the whole
+//! advert and its source address, and the advert counter must grow strictly per source address
+//! and vhid (a replay is rejected as `replayed`). A tandem node's counter is one number for the
+//! whole node: it starts at the wall-clock time the daemon passes in
+//! ([`Carp::set_counter_clock`], see [`counter_clock`]) and grows by one per advert, so a
+//! restarted node starts above every counter it sent before.
 
-use crate::auth::{Authenticator, Key};
+use crate::auth::{AuthMode, Authenticator, TandemAuthenticator};
 use crate::units::{ticks_to_duration, Advbase, Interval, Skew, Vhid};
-use crate::wire::{self, Advert, DecodeError};
-use serde::{Deserialize, Serialize};
+use crate::wire::{self, Advert};
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -30,252 +36,27 @@ const SEND_SUCCESSES_TO_RECOVER: u32 = 3;
 /// A departing master advertises the slowest possible interval so backups take over at once.
 const BOW_OUT: (Advbase, Skew) = (Advbase(255), Skew(255));
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RouterConfig {
-    pub iface: IfaceId,
-    pub vhid: Vhid,
-    pub advbase: Advbase,
-    pub advskew: Skew,
-    pub preempt: bool,
-    /// Every address of the vhid; all nodes must carry the same set (it is in the HMAC).
-    pub addresses: Vec<IpAddr>,
-    pub key: Key,
-}
+mod types;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum State {
-    Init,
-    Backup,
-    Master,
-}
+pub use types::{
+    Action, Counters, DemoteSource, Family, Input, Reason, RejectReason, RouterConfig,
+    RouterStatus, State, TimerKind,
+};
 
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            State::Init => "INIT",
-            State::Backup => "BACKUP",
-            State::Master => "MASTER",
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub fn of(a: &IpAddr) -> Family {
-        match a {
-            IpAddr::V4(_) => Family::V4,
-            IpAddr::V6(_) => Family::V6,
-        }
-    }
-}
-
-/// Why a router changed state; logged with every transition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reason {
-    Startup,
-    LinkUp,
-    LinkDown,
-    MasterDownTimer,
-    PreemptSlowerMaster,
-    MasterWillTimeOut,
-    MoreFrequentAdvert,
-    EqualAdvertTieLost,
-    Shutdown,
-    Removed,
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Reason::Startup => "startup",
-            Reason::LinkUp => "link-up",
-            Reason::LinkDown => "link-down",
-            Reason::MasterDownTimer => "master-down-timer",
-            Reason::PreemptSlowerMaster => "preempt-slower-master",
-            Reason::MasterWillTimeOut => "master-will-time-out",
-            Reason::MoreFrequentAdvert => "more-frequent-advert",
-            Reason::EqualAdvertTieLost => "equal-advert-tie-lost",
-            Reason::Shutdown => "shutdown",
-            Reason::Removed => "removed",
-        })
-    }
-}
-
-/// Why an advert was dropped. Each is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectReason {
-    BadTtl,
-    TooShort,
-    BadVersion,
-    BadType,
-    BadChecksum,
-    BadVhid,
-    UnknownVhid,
-    BadHmac,
-    /// The HMAC verifies with a subset of this vhid's addresses: right passphrase, but the
-    /// sender's vhid carries other addresses (every node must carry the same set).
-    AddressMismatch,
-}
-
-impl RejectReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::BadTtl => "bad_ttl",
-            RejectReason::TooShort => "too_short",
-            RejectReason::BadVersion => "bad_version",
-            RejectReason::BadType => "bad_type",
-            RejectReason::BadChecksum => "bad_checksum",
-            RejectReason::BadVhid => "bad_vhid",
-            RejectReason::UnknownVhid => "unknown_vhid",
-            RejectReason::BadHmac => "bad_hmac",
-            RejectReason::AddressMismatch => "address_mismatch",
-        }
-    }
-}
-
-impl fmt::Display for RejectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl From<DecodeError> for RejectReason {
-    fn from(e: DecodeError) -> Self {
-        match e {
-            DecodeError::TooShort(_) => RejectReason::TooShort,
-            DecodeError::BadVersion(_) => RejectReason::BadVersion,
-            DecodeError::BadType(_) => RejectReason::BadType,
-            DecodeError::ZeroVhid => RejectReason::BadVhid,
-            DecodeError::BadChecksum => RejectReason::BadChecksum,
-        }
-    }
-}
-
-/// Something that lowers this node's standing; the node's demotion is the sum of the active ones.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DemoteSource {
-    LinkDown(IfaceId),
-    SendErrors(IfaceId, Vhid),
-    /// State sync has not finished its bulk transfer.
-    StateSync,
-    /// Config generation behind the cluster's.
-    ConfigSync,
-    /// Set by the operator (maintenance mode).
-    Operator,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Input {
-    /// A CARP payload (after the IP header) received on `iface`.
-    Advert {
-        iface: IfaceId,
-        src: IpAddr,
-        ttl: u8,
-        payload: Vec<u8>,
+/// A router's MAC, in its key's mode.
+enum Auth {
+    Bsd(Authenticator),
+    Tandem {
+        mac: TandemAuthenticator,
+        /// Per source address: the highest counter accepted from it (only adverts whose MAC
+        /// verified get here, so nobody without the passphrase can grow or poison it).
+        last_counter: BTreeMap<IpAddr, u64>,
     },
-    /// Link state of an interface (administratively up and carrier).
-    Link { iface: IfaceId, up: bool },
-    /// Sets (or with 0 clears) one demotion source.
-    Demote { source: DemoteSource, value: u8 },
-    /// The outcome of carrying out a [`Action::Send`].
-    SendResult {
-        iface: IfaceId,
-        vhid: Vhid,
-        ok: bool,
-    },
-    /// Clean stop: masters bow out and release their addresses.
-    Shutdown,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Multicast this payload on `iface` (224.0.0.18 or ff02::12, TTL 255).
-    Send {
-        iface: IfaceId,
-        vhid: Vhid,
-        family: Family,
-        payload: Vec<u8>,
-    },
-    AddAddresses {
-        iface: IfaceId,
-        vhid: Vhid,
-    },
-    RemoveAddresses {
-        iface: IfaceId,
-        vhid: Vhid,
-    },
-    /// Gratuitous ARP / unsolicited NA for every address of the vhid.
-    Announce {
-        iface: IfaceId,
-        vhid: Vhid,
-    },
-    Transition {
-        iface: IfaceId,
-        vhid: Vhid,
-        from: State,
-        to: State,
-        reason: Reason,
-    },
-    Rejected {
-        iface: IfaceId,
-        vhid: Option<Vhid>,
-        src: IpAddr,
-        reason: RejectReason,
-    },
-    DemotionChanged {
-        from: u8,
-        to: u8,
-    },
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counters {
-    pub adverts_sent: u64,
-    pub adverts_received: u64,
-    pub send_errors: u64,
-    pub rejected: BTreeMap<RejectReason, u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RouterStatus {
-    pub iface: IfaceId,
-    pub vhid: Vhid,
-    pub state: State,
-    pub advbase: Advbase,
-    /// Configured skew.
-    pub advskew: Skew,
-    /// Skew as advertised, demotion included.
-    pub advertised_skew: Skew,
-    pub demotion: u8,
-    pub preempt: bool,
-    pub addresses: Vec<IpAddr>,
-    /// Source of the last accepted advert from another node.
-    pub last_master: Option<IpAddr>,
-    pub counters: Counters,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TimerKind {
-    Advertise,
-    MasterDown,
 }
 
 struct Router {
     cfg: RouterConfig,
-    auth: Authenticator,
+    auth: Auth,
     families: Vec<Family>,
     state: State,
     counter: u64,
@@ -285,9 +66,10 @@ struct Router {
     send_ok_streak: u32,
     last_master: Option<IpAddr>,
     counters: Counters,
-    /// When an advert with a bad HMAC was last looked into, and whether another address set
-    /// explained it: at most once a second, so a flood of forged adverts costs no more.
-    diagnosed: Option<(Instant, bool)>,
+    /// When an advert with a bad HMAC was last looked into, and what it was found to be
+    /// (another address set, the other mode, or plainly bad): at most once a second, so a
+    /// flood of forged adverts costs no more.
+    diagnosed: Option<(Instant, RejectReason)>,
 }
 
 /// All CARP virtual routers of one node.
@@ -300,6 +82,8 @@ pub struct Carp {
     actions: VecDeque<Action>,
     rng: SplitMix64,
     shut_down: bool,
+    /// Tandem mode: the last advert counter this node used (for every router: one number).
+    clock_counter: u64,
 }
 
 // Family as an ordered map key without making the public enum Ord.
@@ -320,7 +104,15 @@ impl Carp {
             actions: VecDeque::new(),
             rng: SplitMix64(seed),
             shut_down: false,
+            clock_counter: 0,
         }
+    }
+
+    /// Where tandem-mode advert counters start: the wall-clock time at start, as
+    /// [`counter_clock`] turns it into a counter. Counters only ever grow: an earlier value than
+    /// the current counter changes nothing. (BSD-mode routers keep BSD's random counter.)
+    pub fn set_counter_clock(&mut self, start: u64) {
+        self.clock_counter = self.clock_counter.max(start);
     }
 
     /// This node's own source address on an interface: adverts from it are ignored (loops) and
@@ -337,7 +129,17 @@ impl Carp {
         if self.routers.contains_key(&key) {
             self.remove_router(cfg.iface, cfg.vhid);
         }
-        let auth = Authenticator::new(cfg.key.clone(), cfg.vhid, &cfg.addresses);
+        let auth = match cfg.key.mode() {
+            AuthMode::Bsd => Auth::Bsd(Authenticator::new(
+                cfg.key.clone(),
+                cfg.vhid,
+                &cfg.addresses,
+            )),
+            AuthMode::Tandem => Auth::Tandem {
+                mac: TandemAuthenticator::new(cfg.key.clone(), &cfg.addresses),
+                last_counter: BTreeMap::new(),
+            },
+        };
         let mut families: Vec<Family> = cfg.addresses.iter().map(Family::of).collect();
         families.sort_by_key(|f| fkey(*f));
         families.dedup();
@@ -469,6 +271,7 @@ impl Carp {
                 addresses: r.cfg.addresses.clone(),
                 last_master: r.last_master,
                 counters: r.counters.clone(),
+                auth: r.cfg.key.mode(),
             })
             .collect()
     }
@@ -590,21 +393,85 @@ impl Carp {
         });
     }
 
-    /// Whether a bad HMAC would verify with another (smaller) set of the vhid's addresses.
-    fn another_address_set(&mut self, now: Instant, key: (IfaceId, Vhid), a: &Advert) -> bool {
+    /// What an advert whose MAC does not verify is: one that verifies with a (smaller) set of
+    /// the vhid's addresses (BSD mode), one that verifies in the other mode, or a bad HMAC.
+    fn diagnose(
+        &mut self,
+        now: Instant,
+        key: (IfaceId, Vhid),
+        a: &Advert,
+        src: IpAddr,
+        payload: &[u8],
+    ) -> RejectReason {
         let Some(r) = self.routers.get_mut(&key) else {
-            return false;
+            return RejectReason::BadHmac;
         };
         if let Some((at, found)) = r.diagnosed {
             if now.saturating_duration_since(at) < Duration::from_secs(1) {
                 return found;
             }
         }
-        let found =
-            crate::auth::matching_subset(&r.cfg.key, key.1, &r.cfg.addresses, a.counter, &a.hmac)
-                .is_some();
+        let (k, addrs) = (&r.cfg.key, &r.cfg.addresses);
+        let found = match r.cfg.key.mode() {
+            AuthMode::Bsd => {
+                if crate::auth::matching_subset(k, key.1, addrs, a.counter, &a.hmac).is_some() {
+                    RejectReason::AddressMismatch
+                } else if TandemAuthenticator::new(k.clone(), addrs).verify(payload, src) {
+                    RejectReason::AuthModeMismatch
+                } else {
+                    RejectReason::BadHmac
+                }
+            }
+            AuthMode::Tandem => {
+                let bsd = k.as_mode(AuthMode::Bsd);
+                if Authenticator::new(bsd.clone(), key.1, addrs).verify(a.counter, &a.hmac)
+                    || crate::auth::matching_subset(&bsd, key.1, addrs, a.counter, &a.hmac)
+                        .is_some()
+                {
+                    RejectReason::AuthModeMismatch
+                } else {
+                    RejectReason::BadHmac
+                }
+            }
+        };
         r.diagnosed = Some((now, found));
         found
+    }
+
+    /// Checks an advert's MAC (and in tandem mode its counter, which it then records).
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        key: (IfaceId, Vhid),
+        a: &Advert,
+        src: IpAddr,
+        payload: &[u8],
+    ) -> Result<(), RejectReason> {
+        let Some(r) = self.routers.get_mut(&key) else {
+            return Err(RejectReason::UnknownVhid);
+        };
+        let verified = match &mut r.auth {
+            Auth::Bsd(auth) => auth.verify(a.counter, &a.hmac),
+            Auth::Tandem { mac, last_counter } => {
+                if mac.verify(payload, src) {
+                    if last_counter
+                        .get(&src)
+                        .is_some_and(|last| a.counter <= *last)
+                    {
+                        return Err(RejectReason::Replayed);
+                    }
+                    last_counter.insert(src, a.counter);
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if verified {
+            Ok(())
+        } else {
+            Err(self.diagnose(now, key, a, src, payload))
+        }
     }
 
     fn on_advert(&mut self, now: Instant, iface: IfaceId, src: IpAddr, ttl: u8, payload: &[u8]) {
@@ -625,17 +492,15 @@ impl Carp {
             Err(e) => return self.reject(iface, claimed, src, e.into()),
         };
         let key = (iface, advert.vhid);
-        let Some(r) = self.routers.get(&key) else {
+        if !self.routers.contains_key(&key) {
             return self.reject(iface, Some(advert.vhid), src, RejectReason::UnknownVhid);
-        };
-        if !r.auth.verify(advert.counter, &advert.hmac) {
-            let reason = if self.another_address_set(now, key, &advert) {
-                RejectReason::AddressMismatch
-            } else {
-                RejectReason::BadHmac
-            };
+        }
+        if let Err(reason) = self.authenticate(now, key, &advert, src, payload) {
             return self.reject(iface, Some(advert.vhid), src, reason);
         }
+        let Some(r) = self.routers.get(&key) else {
+            return;
+        };
         let state = r.state;
         let preempt = r.cfg.preempt;
         let our_base = r.cfg.advbase;
@@ -777,26 +642,63 @@ impl Carp {
             return;
         };
         let (advbase, advskew) = timing.unwrap_or((r.cfg.advbase, skew));
-        r.counter = r.counter.wrapping_add(1);
-        let advert = Advert {
+        let counter = match r.auth {
+            Auth::Bsd(_) => {
+                r.counter = r.counter.wrapping_add(1);
+                r.counter
+            }
+            Auth::Tandem { .. } => {
+                self.clock_counter = self.clock_counter.wrapping_add(1);
+                self.clock_counter
+            }
+        };
+        let mut advert = Advert {
             vhid: r.cfg.vhid,
             advbase,
             advskew,
             demote: 0,
-            counter: r.counter,
-            hmac: r.auth.sign(r.counter),
+            counter,
+            hmac: [0; wire::HMAC_LEN],
         };
-        let payload = wire::encode(&advert).to_vec();
         for family in &r.families {
+            let payload = match &r.auth {
+                Auth::Bsd(auth) => {
+                    advert.hmac = auth.sign(counter);
+                    wire::encode(&advert)
+                }
+                // Signed for the source address the advert leaves from; without one (no socket
+                // yet) the send fails anyway.
+                Auth::Tandem { mac, .. } => {
+                    let src = self
+                        .local_addrs
+                        .get(&(key.0, fkey(*family)))
+                        .copied()
+                        .unwrap_or(match family {
+                            Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                            Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                        });
+                    mac.seal(&advert, src)
+                }
+            };
             r.counters.adverts_sent += 1;
             self.actions.push_back(Action::Send {
                 iface: key.0,
                 vhid: key.1,
                 family: *family,
-                payload: payload.clone(),
+                payload: payload.to_vec(),
             });
         }
     }
+}
+
+/// A tandem-mode counter start from the wall-clock time since the Unix epoch, as 32.32 fixed
+/// point: whole seconds in the high 32 bits, the fraction of a second in the low 32. Adverts
+/// add one each, so a node that restarts even a fraction of a second later starts above every
+/// counter of its previous run (it would have to have sent 2^32 adverts a second to catch up).
+/// Seconds wrap in 2106.
+pub fn counter_clock(since_epoch: Duration) -> u64 {
+    let frac = (u64::from(since_epoch.subsec_nanos()) << 32) / 1_000_000_000;
+    (since_epoch.as_secs() << 32) | frac
 }
 
 /// Tiny seeded generator (SplitMix64): deterministic, no dependency, good enough for counters.

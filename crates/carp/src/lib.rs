@@ -13,9 +13,9 @@ pub mod trace;
 pub mod units;
 pub mod wire;
 
-pub use auth::{Authenticator, Key};
+pub use auth::{AuthMode, Authenticator, Key, TandemAuthenticator};
 pub use engine::{
-    Action, Carp, Counters, DemoteSource, Family, IfaceId, Input, Reason, RejectReason,
-    RouterConfig, RouterStatus, State, TimerKind,
+    counter_clock, Action, Carp, Counters, DemoteSource, Family, IfaceId, Input, Reason,
+    RejectReason, RouterConfig, RouterStatus, State, TimerKind,
 };
 pub use units::{Advbase, Interval, Skew, Vhid};

@@ -22,6 +22,8 @@ pub struct TraceLine {
 pub enum Record {
     /// The engine's RNG seed; always the first line.
     Seed(u64),
+    /// Where tandem-mode advert counters start ([`Carp::set_counter_clock`]).
+    CounterClock(u64),
     LocalAddress {
         iface: IfaceId,
         addr: IpAddr,
@@ -76,6 +78,7 @@ pub fn replay(trace: &[TraceLine]) -> Result<Vec<(u64, Action)>, TraceError> {
         let now = base + Duration::from_micros(line.at_us);
         match &line.record {
             Record::Seed(_) => {}
+            Record::CounterClock(start) => engine.set_counter_clock(*start),
             Record::LocalAddress { iface, addr } => engine.set_local_address(*iface, *addr),
             Record::AddRouter(cfg) => engine.add_router(now, cfg.clone()),
             Record::RemoveRouter { iface, vhid } => engine.remove_router(*iface, *vhid),

@@ -369,3 +369,39 @@ fn a_peer_with_another_address_set_is_told_apart_from_a_wrong_passphrase() {
     assert_eq!(r.get(&RejectReason::BadHmac), Some(&1), "{r:?}");
     assert_eq!(RejectReason::AddressMismatch.as_str(), "address_mismatch");
 }
+
+#[test]
+fn an_advert_for_our_vhid_on_another_interface_is_dropped_as_unknown() {
+    // vhid 7 lives on interface 1 (lan). The same vhid, with a valid HMAC, arriving on
+    // interface 2 (say the WAN, where an attacker replays a captured lan advert) must not
+    // touch the lan router: a vhid is only ever known on the interface that carries it.
+    let t0 = Instant::now();
+    let c = cfg(7, 100, true);
+    let mut n = node(t0, &c);
+    let md = n.poll_timeout().expect("timer").0;
+    n.handle_timeout(md);
+    assert_eq!(n.state(IF, vhid(7)), Some(State::Master));
+    drain(&mut n);
+    n.handle(
+        md,
+        Input::Advert {
+            iface: IF + 1,
+            src: ip("198.51.100.66"),
+            ttl: 255,
+            payload: advert_from(&c, 1, 0, 99),
+        },
+    );
+    assert_eq!(n.state(IF, vhid(7)), Some(State::Master), "stepped down");
+    assert_eq!(n.node_rejected().get(&RejectReason::UnknownVhid), Some(&1));
+    let s = &n.status()[0];
+    assert_eq!(s.counters.adverts_received, 0);
+    assert_eq!(s.last_master, None);
+    assert!(matches!(
+        drain(&mut n).as_slice(),
+        [Action::Rejected {
+            iface: 2,
+            reason: RejectReason::UnknownVhid,
+            ..
+        }]
+    ));
+}

@@ -47,3 +47,33 @@ fn a_trace_without_seed_or_with_garbage_is_an_error() {
     let e = parse("{\"at_us\":1,\"seed\":1}\nnot json\n").expect_err("garbage");
     assert!(e.to_string().starts_with("trace line 2:"), "{e}");
 }
+
+#[test]
+fn a_tandem_mode_trace_replays_with_its_counter_clock() {
+    // As `tandem run --record` writes it for `[carp] auth = "tandem"`: the counter clock
+    // follows the seed, and the key says its mode.
+    let text = r#"
+{"at_us":0,"seed":42}
+{"at_us":1,"counter-clock":7301444403200000000}
+{"at_us":2,"local-address":{"iface":2,"addr":"192.0.2.2"}}
+{"at_us":3,"add-router":{"iface":2,"vhid":7,"advbase":1,"advskew":0,"preempt":true,"addresses":["192.0.2.100"],"key":{"tandem":[116,97,110,100,101,109,32,109,111,100,101,32,112,97,115,115]}}}
+{"at_us":3100000,"timeout":null}
+"#;
+    let trace = parse(text).expect("trace parses");
+    let actions = replay(&trace).expect("replays");
+    let payload = actions
+        .iter()
+        .find_map(|(_, a)| match a {
+            Action::Send { payload, .. } => Some(payload.clone()),
+            _ => None,
+        })
+        .expect("the new master advertises");
+    let a = carp::wire::decode(&payload).expect("decodes");
+    assert_eq!(a.counter, 7_301_444_403_200_000_001);
+    let auth = carp::TandemAuthenticator::new(
+        carp::Key::tandem(b"tandem mode pass"),
+        &["192.0.2.100".parse().expect("literal")],
+    );
+    assert!(auth.verify(&payload, "192.0.2.2".parse().expect("literal")));
+    assert_eq!(replay(&trace).expect("replays again"), actions);
+}

@@ -56,7 +56,7 @@ pub(crate) fn render(c: &Compiled) -> String {
         Some("type filter hook input priority filter; policy drop;"),
     );
     o.push_str("\t\tiifname \"lo\" accept\n");
-    cluster_accepts(&mut o);
+    cluster_accepts(&mut o, c, "iifname");
     o.push_str("\t\tct state established,related accept\n");
     o.push_str("\t\tct state invalid drop\n");
     for r in c
@@ -98,7 +98,7 @@ pub(crate) fn render(c: &Compiled) -> String {
         Some("type filter hook output priority filter; policy accept;"),
     );
     o.push_str("\t\toifname \"lo\" accept\n");
-    cluster_accepts(&mut o);
+    cluster_accepts(&mut o, c, "oifname");
     o.push_str("\t\tct state established,related accept\n");
     for r in c
         .rules
@@ -161,10 +161,28 @@ fn chain_open(o: &mut String, name: &str, hook: Option<&str>) {
     }
 }
 
-/// What keeps the cluster alive whatever the rules say: CARP/VRRP adverts and IPv6 ND.
-fn cluster_accepts(o: &mut String) {
-    o.push_str("\t\tip protocol 112 accept comment \"CARP/VRRP\"\n");
-    o.push_str("\t\tip6 nexthdr 112 accept comment \"CARP/VRRP\"\n");
+/// What keeps the cluster alive whatever the rules say: CARP/VRRP adverts on the interfaces
+/// that carry VIPs (in the families of their VIPs; nowhere else, so nobody on a link without a
+/// VIP can talk to the CARP engine), and IPv6 ND. `dir` is `iifname` or `oifname`.
+fn cluster_accepts(o: &mut String, c: &Compiled, dir: &str) {
+    for (devices, proto) in [
+        (&c.carp_v4, "ip protocol 112"),
+        (&c.carp_v6, "ip6 nexthdr 112"),
+    ] {
+        if devices.is_empty() {
+            continue;
+        }
+        let quoted: Vec<String> = devices.iter().map(|d| format!("\"{d}\"")).collect();
+        let devs = if quoted.len() == 1 {
+            quoted.join("")
+        } else {
+            format!("{{ {} }}", quoted.join(", "))
+        };
+        let _ = writeln!(
+            o,
+            "\t\t{dir} {devs} {proto} accept comment \"CARP/VRRP on VIP interfaces\""
+        );
+    }
     let _ = writeln!(
         o,
         "\t\ticmpv6 type {{ {ND_TYPES} }} accept comment \"IPv6 neighbour discovery\""

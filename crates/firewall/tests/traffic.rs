@@ -78,7 +78,10 @@ impl Lab {
         self.exec(n, &["python3", "-c", &code]);
     }
     fn default_block_packets(&self) -> u64 {
-        let chain = self.exec("f", &["nft", "list", "chain", "inet", "tandem", "forward"]);
+        self.chain_default_block("forward")
+    }
+    fn chain_default_block(&self, chain: &str) -> u64 {
+        let chain = self.exec("f", &["nft", "list", "chain", "inet", "tandem", chain]);
         chain
             .lines()
             .find(|l| l.contains("default block"))
@@ -103,45 +106,8 @@ impl Drop for Lab {
     }
 }
 
-const CONFIG: &str = r#"
-[interfaces]
-lan = "eth0"
-wan = "eth1"
-
-[[rules]]
-interface = "lan"
-action = "reject"
-protocol = "tcp"
-destination_port = 81
-
-[[rules]]
-interface = "lan"
-action = "pass"
-source = "lan:network"
-
-[[nat.outbound]]
-interface = "wan"
-source = "lan:network"
-translation = "interface"
-
-[[nat.port_forward]]
-interface = "wan"
-destination = "198.51.100.1"
-protocol = "tcp"
-port = 2222
-target = "192.0.2.20"
-target_port = 22
-"#;
-
-#[test]
-fn rendered_ruleset_filters_and_translates_real_traffic() {
-    if !runnable() {
-        return;
-    }
-    let mut lab = Lab {
-        prefix: format!("tfw{}", std::process::id()),
-        children: Vec::new(),
-    };
+/// client (c, 192.0.2.20) — fw (f: eth0 192.0.2.1, eth1 198.51.100.1) — server (s, 198.51.100.20).
+fn wire(lab: &Lab) {
     let (c, f, s) = (lab.ns("c"), lab.ns("f"), lab.ns("s"));
     for n in [&c, &f, &s] {
         lab.run(&["ip", "netns", "add", n]);
@@ -183,6 +149,48 @@ fn rendered_ruleset_filters_and_translates_real_traffic() {
         "via",
         "198.51.100.1",
     ]);
+}
+
+const CONFIG: &str = r#"
+[interfaces]
+lan = "eth0"
+wan = "eth1"
+
+[[rules]]
+interface = "lan"
+action = "reject"
+protocol = "tcp"
+destination_port = 81
+
+[[rules]]
+interface = "lan"
+action = "pass"
+source = "lan:network"
+
+[[nat.outbound]]
+interface = "wan"
+source = "lan:network"
+translation = "interface"
+
+[[nat.port_forward]]
+interface = "wan"
+destination = "198.51.100.1"
+protocol = "tcp"
+port = 2222
+target = "192.0.2.20"
+target_port = 22
+"#;
+
+#[test]
+fn rendered_ruleset_filters_and_translates_real_traffic() {
+    if !runnable() {
+        return;
+    }
+    let mut lab = Lab {
+        prefix: format!("tfw{}", std::process::id()),
+        children: Vec::new(),
+    };
+    wire(&lab);
     lab.exec("f", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
 
     let areas = firewall::parse_areas(CONFIG).expect("parses");
@@ -227,4 +235,51 @@ fn rendered_ruleset_filters_and_translates_real_traffic() {
     lab.segment("c", "192.0.2.20", "198.51.100.20", 0x02);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(lab.default_block_packets(), before + 1, "SYN dropped");
+}
+
+/// An attacker on an interface without a VIP sends CARP (IP protocol 112) to the firewall: the
+/// ruleset drops it before any socket sees it. On the VIP's interface the same packet passes.
+#[test]
+fn carp_is_dropped_on_interfaces_without_a_vip() {
+    if !runnable() {
+        return;
+    }
+    let lab = Lab {
+        prefix: format!("tfc{}", std::process::id()),
+        children: Vec::new(),
+    };
+    wire(&lab);
+    let mut ctx = firewall::NodeContext::default();
+    ctx.interfaces.insert("lan".into(), "eth0".into());
+    ctx.interfaces.insert("wan".into(), "eth1".into());
+    ctx.vips
+        .push(("lan".into(), "192.0.2.100/24".parse().expect("cidr")));
+    let ruleset = firewall::render(&firewall::Areas::default(), &ctx).expect("valid");
+    let file = std::env::temp_dir().join(format!("{}.nft", lab.prefix));
+    std::fs::write(&file, &ruleset.nft).expect("write ruleset");
+    let path = file.to_str().expect("utf-8 path").to_owned();
+    lab.exec("f", &["nft", "-f", &path]);
+    let _ = std::fs::remove_file(&file);
+
+    // A 36-byte CARP-looking payload, sent as IP protocol 112 to the firewall's own address.
+    let carp = |n: &str, dst: &str| {
+        let code = format!(
+            "import socket\nsocket.socket(socket.AF_INET,socket.SOCK_RAW,112).sendto(bytes([0x21,7,0,7,0,1])+bytes(30),('{dst}',0))\n"
+        );
+        lab.exec(n, &["python3", "-c", &code]);
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let before = lab.chain_default_block("input");
+    carp("c", "192.0.2.1");
+    assert_eq!(
+        lab.chain_default_block("input"),
+        before,
+        "CARP on the VIP's interface (lan) was dropped"
+    );
+    carp("s", "198.51.100.1");
+    assert_eq!(
+        lab.chain_default_block("input"),
+        before + 1,
+        "CARP on wan, which carries no VIP, was accepted"
+    );
 }

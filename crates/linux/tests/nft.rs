@@ -6,7 +6,7 @@ mod common;
 
 use common::join;
 use lab::{require_netns, Host, Lab};
-use linux::nft::{self, NftError};
+use linux::nft::{Nft, NftError};
 
 /// The table Tandem owns, with a set, a chain and a rule: the "old ruleset".
 const OLD: &str = "table inet tandem {}
@@ -73,7 +73,7 @@ fn setup(name: &str) -> (Lab, Host) {
     std::fs::write(&file, OTHER).expect("write");
     h.run(&["nft", "-f", file.to_str().expect("utf-8")])
         .expect("other table");
-    in_ns(&h, || nft::apply(OLD)).expect("old ruleset applies");
+    in_ns(&h, || Nft::default().apply(OLD)).expect("old ruleset applies");
     (lab, h)
 }
 
@@ -118,7 +118,7 @@ fn a_script_failing_partway_leaves_the_old_table_exactly() {
     ];
     for (what, script, mention) in cases {
         let s = script.clone();
-        let err = in_ns(&h, move || nft::apply(&s)).expect_err(what);
+        let err = in_ns(&h, move || Nft::default().apply(&s)).expect_err(what);
         let NftError::Rejected(msg) = &err else {
             panic!("{what}: {err:?}");
         };
@@ -130,12 +130,12 @@ fn a_script_failing_partway_leaves_the_old_table_exactly() {
         );
         // check refuses it too, and changes nothing either.
         let s = script.clone();
-        let err = in_ns(&h, move || nft::check(&s)).expect_err(what);
+        let err = in_ns(&h, move || Nft::default().check(&s)).expect_err(what);
         assert!(matches!(err, NftError::Rejected(_)), "{what}: {err:?}");
         assert_eq!(ruleset(&h), before, "{what}: check changed the ruleset");
     }
     // The test's own negative control: the replacement alone does apply and change things.
-    in_ns(&h, || nft::apply(NEW)).expect("the replacement alone applies");
+    in_ns(&h, || Nft::default().apply(NEW)).expect("the replacement alone applies");
     assert_ne!(ruleset(&h), before);
 }
 
@@ -146,15 +146,15 @@ fn check_validates_without_touching_anything() {
     }
     let (_lab, h) = setup("linux_nft_check");
     let before = ruleset(&h);
-    in_ns(&h, || nft::check(NEW)).expect("a good script checks");
+    in_ns(&h, || Nft::default().check(NEW)).expect("a good script checks");
     assert_eq!(ruleset(&h), before, "check applied the script");
 
     // In an empty namespace, check creates nothing.
     let mut lab = Lab::new("linux_nft_check_empty").expect("lab");
     let empty = lab.host("empty").expect("host");
-    in_ns(&empty, || nft::check(NEW)).expect("checks");
+    in_ns(&empty, || Nft::default().check(NEW)).expect("checks");
     assert_eq!(
-        in_ns(&empty, || nft::list_table("inet", "tandem")).expect("list"),
+        in_ns(&empty, || Nft::default().list_table("inet", "tandem")).expect("list"),
         None
     );
     assert_eq!(ruleset(&empty).trim(), "");
@@ -166,7 +166,7 @@ fn apply_replaces_the_table_whole_and_no_other() {
         return;
     }
     let (_lab, h) = setup("linux_nft_replace");
-    let old = in_ns(&h, || nft::list_table("inet", "tandem"))
+    let old = in_ns(&h, || Nft::default().list_table("inet", "tandem"))
         .expect("list")
         .expect("table exists");
     assert!(old.contains("192.0.2.10"), "{old}");
@@ -174,8 +174,8 @@ fn apply_replaces_the_table_whole_and_no_other() {
         .run(&["nft", "-a", "list", "table", "ip", "other"])
         .expect("other");
 
-    in_ns(&h, || nft::apply(NEW)).expect("apply");
-    let new = in_ns(&h, || nft::list_table("inet", "tandem"))
+    in_ns(&h, || Nft::default().apply(NEW)).expect("apply");
+    let new = in_ns(&h, || Nft::default().list_table("inet", "tandem"))
         .expect("list")
         .expect("table exists");
     // Sets are replaced too (a `flush table` would have kept alias_old_v4 and its elements).
@@ -193,16 +193,18 @@ fn apply_replaces_the_table_whole_and_no_other() {
     );
 
     // Applying the same script twice is fine (the first line creates the table if missing).
-    in_ns(&h, || nft::apply(NEW)).expect("apply again");
+    in_ns(&h, || Nft::default().apply(NEW)).expect("apply again");
     // And on an empty namespace.
     let mut lab = Lab::new("linux_nft_replace_empty").expect("lab");
     let empty = lab.host("empty").expect("host");
     assert_eq!(
-        in_ns(&empty, || nft::list_table("inet", "tandem")).expect("list"),
+        in_ns(&empty, || Nft::default().list_table("inet", "tandem")).expect("list"),
         None
     );
-    in_ns(&empty, || nft::apply(NEW)).expect("apply on empty");
-    assert!(in_ns(&empty, || nft::list_table("inet", "tandem"))
-        .expect("list")
-        .is_some_and(|t| t.contains("198.51.100.7")));
+    in_ns(&empty, || Nft::default().apply(NEW)).expect("apply on empty");
+    assert!(
+        in_ns(&empty, || Nft::default().list_table("inet", "tandem"))
+            .expect("list")
+            .is_some_and(|t| t.contains("198.51.100.7"))
+    );
 }

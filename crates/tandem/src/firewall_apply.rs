@@ -115,7 +115,8 @@ pub async fn apply(
     ruleset: &firewall::Ruleset,
 ) -> anyhow::Result<()> {
     let script = ruleset.nft.clone();
-    tokio::task::spawn_blocking(move || linux::nft::apply(&script))
+    let nft = nft(cfg)?;
+    tokio::task::spawn_blocking(move || nft.apply(&script))
         .await
         .context("the nft apply thread died")?
         .with_context(|| {
@@ -155,10 +156,16 @@ pub async fn apply(
     Ok(())
 }
 
+/// The nft this config applies rulesets with (`[firewall] nft`, absolute).
+fn nft(cfg: &Config) -> anyhow::Result<linux::nft::Nft> {
+    Ok(linux::nft::Nft::new(cfg.firewall.nft.clone())?)
+}
+
 /// Removes Tandem's table (the firewall was switched off); every other table stays.
-pub async fn remove() -> anyhow::Result<()> {
+pub async fn remove(cfg: &Config) -> anyhow::Result<()> {
     let script = format!("table {t} {{}}\ndelete table {t}\n", t = firewall::TABLE);
-    tokio::task::spawn_blocking(move || linux::nft::apply(&script))
+    let nft = nft(cfg)?;
+    tokio::task::spawn_blocking(move || nft.apply(&script))
         .await
         .context("the nft apply thread died")?
         .map_err(anyhow::Error::from)

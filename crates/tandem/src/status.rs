@@ -57,17 +57,27 @@ pub fn render(s: &Status) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<5} {:<10} {:<10} {:<7} {:>7} {:>7} {:>6} {:>6}  {:<24} REJECTED",
-        "VHID", "INTERFACE", "DEVICE", "STATE", "ADVBASE", "ADVSKEW", "SENT", "RECV", "ADDRESSES"
+        "{:<5} {:<10} {:<10} {:<7} {:<6} {:>7} {:>7} {:>6} {:>6}  {:<24} REJECTED",
+        "VHID",
+        "INTERFACE",
+        "DEVICE",
+        "STATE",
+        "AUTH",
+        "ADVBASE",
+        "ADVSKEW",
+        "SENT",
+        "RECV",
+        "ADDRESSES"
     );
     for v in &s.vips {
         let _ = writeln!(
             out,
-            "{:<5} {:<10} {:<10} {:<7} {:>7} {:>7} {:>6} {:>6}  {:<24} {}",
+            "{:<5} {:<10} {:<10} {:<7} {:<6} {:>7} {:>7} {:>6} {:>6}  {:<24} {}",
             v.vhid,
             v.interface,
             v.device,
             v.state,
+            v.auth,
             v.advbase,
             v.advskew,
             v.adverts_sent,

@@ -15,6 +15,9 @@
 
 #![allow(dead_code)]
 
+#[path = "sim_attack.rs"]
+mod attack;
+
 use carp::units::ticks_to_duration;
 use carp::wire;
 use carp::{
@@ -31,6 +34,10 @@ pub const LAN_VHID: u8 = 7;
 pub const WAN_VHID: u8 = 8;
 
 pub type NodeId = usize;
+/// An advert as an eavesdropper records it: (time, sender, interface, payload).
+pub type Captured = (Duration, NodeId, IfaceId, Vec<u8>);
+/// The wall-clock time (since the Unix epoch) at virtual time zero.
+pub const WALL_CLOCK_AT_ZERO: Duration = Duration::from_secs(1_700_000_000);
 pub type Key2 = (IfaceId, Vhid);
 
 pub fn vhid(v: u8) -> Vhid {
@@ -204,6 +211,8 @@ pub struct Sim {
     /// Report links before adding routers on (re)start, as a daemon that reads netlink first
     /// would; otherwise after. Chosen per start by the seed unless fixed.
     pub links_first: Option<bool>,
+    /// With `Some`, every advert sent: an eavesdropper.
+    pub captured: Option<Vec<Captured>>,
 }
 
 impl Sim {
@@ -233,6 +242,7 @@ impl Sim {
             fifo: BTreeMap::new(),
             log: Vec::new(),
             links_first: None,
+            captured: None,
         };
         for id in 0..n {
             sim.start(id);
@@ -472,6 +482,9 @@ impl Sim {
         if !self.link(from, iface) {
             return;
         }
+        if let Some(c) = self.captured.as_mut() {
+            c.push((self.now, from, iface, payload.clone()));
+        }
         for to in 0..self.nodes.len() {
             if to == from || self.group[to] != self.group[from] {
                 continue;
@@ -587,6 +600,8 @@ impl Sim {
         };
         let now = self.instant(self.now);
         let mut carp = Carp::new(seed);
+        // The wall clock at start (tandem-mode counters): a fixed date plus virtual time.
+        carp.set_counter_clock(carp::counter_clock(WALL_CLOCK_AT_ZERO + self.now));
         let routers = self.nodes[id].cfg.routers.clone();
         let down: Vec<IfaceId> = self.nodes[id]
             .links

@@ -125,6 +125,10 @@ pub(crate) struct Compiled {
     pub forwards: Vec<CForward>,
     pub one_to_one: Vec<COneToOne>,
     pub routes: Vec<Route>,
+    /// Devices whose VIPs need CARP/VRRP (IP protocol 112) over IPv4, and over IPv6: sorted,
+    /// each once. Protocol 112 is passed there and nowhere else.
+    pub carp_v4: Vec<String>,
+    pub carp_v6: Vec<String>,
 }
 
 /// The name of an alias's set in `Compiled::sets` and in the script (`suffix`: `v4`, `v6` or

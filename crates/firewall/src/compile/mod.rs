@@ -101,6 +101,7 @@ pub(crate) fn compile(areas: &Areas, ctx: &NodeContext) -> Result<Compiled, Vec<
     let forwards = c.forwards();
     let one_to_one = c.one_to_one();
     let routes = c.routes();
+    let (carp_v4, carp_v6) = c.carp_devices();
     if c.errors.is_empty() {
         Ok(Compiled {
             sets,
@@ -109,6 +110,8 @@ pub(crate) fn compile(areas: &Areas, ctx: &NodeContext) -> Result<Compiled, Vec<
             forwards,
             one_to_one,
             routes,
+            carp_v4,
+            carp_v6,
         })
     } else {
         Err(c.errors)
@@ -135,6 +138,23 @@ impl Compiler<'_> {
                 ));
             }
         }
+    }
+
+    /// The devices that carry a VIP, per family of their VIPs (a VIP whose logical interface
+    /// this node does not map is refused by the daemon; here it opens nothing).
+    fn carp_devices(&self) -> (Vec<String>, Vec<String>) {
+        let mut v4 = std::collections::BTreeSet::new();
+        let mut v6 = std::collections::BTreeSet::new();
+        for (iface, net) in &self.ctx.vips {
+            let Some(dev) = self.ctx.interfaces.get(iface) else {
+                continue;
+            };
+            match net {
+                crate::IpNet::V4(_) => v4.insert(dev.clone()),
+                crate::IpNet::V6(_) => v6.insert(dev.clone()),
+            };
+        }
+        (v4.into_iter().collect(), v6.into_iter().collect())
     }
 
     fn device(&mut self, iface: &Spanned<String>, allow_any: bool) -> Option<Option<String>> {

@@ -27,6 +27,8 @@ pub struct Routers {
     pub advskew: carp::Skew,
     pub preempt: bool,
     pub passphrase: Vec<u8>,
+    /// How adverts are authenticated (`[carp] auth`).
+    pub auth: carp::AuthMode,
     pub vips: Vec<Vip>,
 }
 
@@ -100,6 +102,9 @@ pub struct VipStatus {
     pub adverts_received: u64,
     pub adverts_rejected: BTreeMap<String, u64>,
     pub send_errors: u64,
+    /// How its adverts are authenticated: `bsd` or `tandem`.
+    #[serde(default)]
+    pub auth: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

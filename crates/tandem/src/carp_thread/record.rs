@@ -85,6 +85,11 @@ impl Engine {
         self.carp.remove_router(iface, vhid);
     }
 
+    pub fn set_counter_clock(&mut self, start: u64) {
+        self.record(Instant::now(), Record::CounterClock(start));
+        self.carp.set_counter_clock(start);
+    }
+
     pub fn set_local_address(&mut self, iface: IfaceId, addr: IpAddr) {
         self.record(Instant::now(), Record::LocalAddress { iface, addr });
         self.carp.set_local_address(iface, addr);

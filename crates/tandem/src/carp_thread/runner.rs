@@ -94,13 +94,20 @@ pub fn run(
                 return;
             }
         };
-        let engine = match Engine::new(opts.seed, opts.record.as_deref()) {
+        let mut engine = match Engine::new(opts.seed, opts.record.as_deref()) {
             Ok(e) => e,
             Err(e) => {
                 let _ = ready.send(Err(format!("{e:#}")));
                 return;
             }
         };
+        // Tandem-mode advert counters start at the wall clock, so they grow across restarts.
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => engine.set_counter_clock(carp::counter_clock(since)),
+            Err(_) => warn!(
+                "the wall clock is before 1970: tandem-mode CARP peers will take this node's adverts for replays until it is set"
+            ),
+        }
         let (adv_tx, adv_rx) = mpsc::channel(1024);
         let carp = Carp {
             engine,
@@ -212,7 +219,7 @@ impl Carp {
     /// See [`Command::Converge`].
     async fn converge(&mut self, r: &Routers) -> Result<String, String> {
         let now = Instant::now();
-        let key = Key::from_passphrase(&r.passphrase);
+        let key = Key::new(r.auth, &r.passphrase);
         // Resolve every device first, so a missing one changes nothing.
         let mut links = BTreeMap::new();
         for vip in &r.vips {
@@ -598,6 +605,7 @@ impl Carp {
                     adverts_received: r.counters.adverts_received,
                     adverts_rejected: reason_map(&r.counters.rejected),
                     send_errors: r.counters.send_errors,
+                    auth: r.auth.to_string(),
                 }
             })
             .collect();

@@ -174,7 +174,7 @@ impl Config {
             .sync
             .as_ref()
             .map(|s| sync::sync(&mut errs, s, &vip_addrs));
-        let firewall = node::firewall(raw.firewall.as_ref(), &raw.areas);
+        let firewall = node::firewall(&mut errs, raw.firewall.as_ref(), &raw.areas);
         errs.finish()?;
         Ok(Config {
             sources,

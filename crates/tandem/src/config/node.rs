@@ -35,7 +35,13 @@ pub struct RawCarp {
     passphrase_file: Option<Spanned<String>>,
     #[serde(default)]
     advbase: Option<Spanned<i64>>,
+    #[serde(default)]
+    auth: Option<Spanned<String>>,
 }
+
+/// The shortest passphrase `auth = "tandem"` takes: an advert anyone on the link captures is
+/// enough to test guesses offline, so the passphrase must be worth guessing.
+pub const MIN_TANDEM_PASSPHRASE: usize = 16;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +50,9 @@ pub struct RawFirewall {
     enabled: Option<bool>,
     #[serde(default = "default_true")]
     forwarding: bool,
+    /// The nft program, by absolute path (never looked up through PATH).
+    #[serde(default)]
+    nft: Option<Spanned<String>>,
 }
 
 fn default_true() -> bool {
@@ -64,6 +73,9 @@ pub struct Node {
 pub struct Carp {
     pub passphrase: Vec<u8>,
     pub advbase: Advbase,
+    /// `bsd` (BSD CARP's HMAC, interoperable) or `tandem` (the whole advert authenticated,
+    /// replays refused; every node of the cluster must say the same).
+    pub auth: carp::AuthMode,
 }
 
 impl fmt::Debug for Carp {
@@ -71,18 +83,21 @@ impl fmt::Debug for Carp {
         f.debug_struct("Carp")
             .field("passphrase", &"<secret>")
             .field("advbase", &self.advbase)
+            .field("auth", &self.auth)
             .finish()
     }
 }
 
 /// The node-local `[firewall]` table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FirewallSettings {
     /// Whether this node applies the ruleset: `enabled` if given, else whether the config has
     /// any firewall area at all (a VIP-only config must not get a default-drop ruleset).
     pub managed: bool,
     /// Turn on IPv4 and IPv6 forwarding (a firewall routes).
     pub forwarding: bool,
+    /// The nft every ruleset is applied with: absolute, `/usr/sbin/nft` by default.
+    pub nft: PathBuf,
 }
 
 /// A number in `lo..=hi`, or an error at its place.
@@ -197,6 +212,7 @@ pub fn carp(errs: &mut Errors<'_>, raw: Option<&Spanned<RawCarp>>) -> Carp {
         return Carp {
             passphrase: Vec::new(),
             advbase: Advbase(1),
+            auth: carp::AuthMode::Bsd,
         };
     };
     let c = raw.get_ref();
@@ -208,7 +224,35 @@ pub fn carp(errs: &mut Errors<'_>, raw: Option<&Spanned<RawCarp>>) -> Carp {
         1,
     )
     .unwrap_or_default();
-    if passphrase.len() > carp::auth::MAX_KEY_LEN {
+    let auth = match &c.auth {
+        None => carp::AuthMode::Bsd,
+        Some(v) => match v.get_ref().as_str() {
+            "bsd" => carp::AuthMode::Bsd,
+            "tandem" => carp::AuthMode::Tandem,
+            other => {
+                errs.at(
+                    v.span(),
+                    format!("carp.auth must be \"bsd\" or \"tandem\", not {other:?}"),
+                );
+                carp::AuthMode::Bsd
+            }
+        },
+    };
+    if auth == carp::AuthMode::Tandem
+        && !passphrase.is_empty()
+        && passphrase.len() < MIN_TANDEM_PASSPHRASE
+    {
+        if let Some(v) = &c.auth {
+            errs.at(
+                v.span(),
+                format!(
+                    "carp.auth = \"tandem\" needs a passphrase of at least {MIN_TANDEM_PASSPHRASE} bytes (this one has {}): an advert captured on the link is enough to test guesses offline",
+                    passphrase.len()
+                ),
+            );
+        }
+    }
+    if auth == carp::AuthMode::Bsd && passphrase.len() > carp::auth::MAX_KEY_LEN {
         tracing::warn!(
             "carp passphrase is longer than {} bytes; like BSD CARP only the first {} are used",
             carp::auth::MAX_KEY_LEN,
@@ -222,14 +266,124 @@ pub fn carp(errs: &mut Errors<'_>, raw: Option<&Spanned<RawCarp>>) -> Carp {
     Carp {
         passphrase,
         advbase: Advbase(advbase),
+        auth,
     }
 }
 
-pub fn firewall(raw: Option<&RawFirewall>, areas: &firewall::Areas) -> FirewallSettings {
+pub fn firewall(
+    errs: &mut Errors<'_>,
+    raw: Option<&RawFirewall>,
+    areas: &firewall::Areas,
+) -> FirewallSettings {
+    let nft = match raw.and_then(|f| f.nft.as_ref()) {
+        Some(v) => nft_path(errs, v),
+        None => PathBuf::from(linux::nft::DEFAULT_NFT),
+    };
     FirewallSettings {
         managed: raw
             .and_then(|f| f.enabled)
             .unwrap_or(*areas != firewall::Areas::default()),
         forwarding: raw.is_none_or(|f| f.forwarding),
+        nft,
+    }
+}
+
+/// `[firewall] nft`: an absolute path to an executable file. Not relative to the config file
+/// like other paths: the program that writes the firewall is named in full.
+fn nft_path(errs: &mut Errors<'_>, v: &Spanned<String>) -> PathBuf {
+    let path = PathBuf::from(v.get_ref());
+    let shown = v.get_ref();
+    if !path.is_absolute() {
+        errs.at(
+            v.span(),
+            format!("firewall.nft {shown:?} is not an absolute path (nft is never looked up through PATH)"),
+        );
+        return path;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            errs.at(v.span(), format!("firewall.nft {shown:?}: no such file"));
+        }
+        Err(e) => errs.at(v.span(), format!("firewall.nft {shown:?}: {e}")),
+        Ok(m) if !m.is_file() || m.permissions().mode() & 0o111 == 0 => {
+            errs.at(
+                v.span(),
+                format!("firewall.nft {shown:?} is not an executable file"),
+            );
+        }
+        Ok(_) => {}
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigErrors, ParsedFile};
+    use std::path::Path;
+
+    const BASE: &str = "[node]\nname = \"fw1\"\ncontrol_socket = \"/run/t.sock\"\n\n[interfaces]\nlan = \"eth0\"\n\n[carp]\n";
+
+    fn parse(carp: &str) -> Result<Config, ConfigErrors> {
+        let text = format!("{BASE}{carp}");
+        Config::build(
+            ParsedFile::parse(Path::new("t.toml"), text)?,
+            Path::new("t.toml"),
+        )
+    }
+
+    fn errors(carp: &str) -> Vec<String> {
+        match parse(carp) {
+            Ok(_) => panic!("expected errors for {carp}"),
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn carp_auth_is_bsd_unless_tandem_is_asked_for() {
+        let c = parse("passphrase = \"s3cret\"\n").expect("valid");
+        assert_eq!(c.carp.auth, carp::AuthMode::Bsd);
+        let c = parse("passphrase = \"s3cret\"\nauth = \"bsd\"\n").expect("valid");
+        assert_eq!(c.carp.auth, carp::AuthMode::Bsd);
+        let c =
+            parse("passphrase = \"a long cluster secret\"\nauth = \"tandem\"\n").expect("valid");
+        assert_eq!(c.carp.auth, carp::AuthMode::Tandem);
+        assert!(format!("{:?}", c.carp).contains("Tandem"));
+        assert!(!format!("{:?}", c.carp).contains("cluster secret"));
+    }
+
+    #[test]
+    fn nft_is_usr_sbin_nft_unless_an_absolute_executable_is_named() {
+        let c = parse("passphrase = \"s3cret\"\n").expect("valid");
+        assert_eq!(c.firewall.nft, Path::new("/usr/sbin/nft"));
+        let c = parse("passphrase = \"s3cret\"\n[firewall]\nnft = \"/bin/sh\"\n").expect("valid");
+        assert_eq!(c.firewall.nft, Path::new("/bin/sh"));
+        let e = errors("passphrase = \"s3cret\"\n[firewall]\nnft = \"./nft\"\n");
+        assert_eq!(
+            e,
+            vec!["t.toml:11:7: firewall.nft \"./nft\" is not an absolute path (nft is never looked up through PATH)".to_string()]
+        );
+        let e = errors("passphrase = \"s3cret\"\n[firewall]\nnft = \"/etc\"\n");
+        assert_eq!(
+            e,
+            vec!["t.toml:11:7: firewall.nft \"/etc\" is not an executable file".to_string()]
+        );
+    }
+
+    #[test]
+    fn carp_auth_refuses_other_modes_and_short_passphrases_with_their_place() {
+        let e = errors("passphrase = \"s3cret\"\nauth = \"sha256\"\n");
+        assert_eq!(
+            e,
+            vec![
+                "t.toml:10:8: carp.auth must be \"bsd\" or \"tandem\", not \"sha256\"".to_string()
+            ]
+        );
+        let e = errors("passphrase = \"s3cret\"\nauth = \"tandem\"\n");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:10:8: carp.auth = \"tandem\" needs a passphrase of at least 16 bytes (this one has 6)"),
+            "{e:?}"
+        );
     }
 }

@@ -39,7 +39,7 @@ impl Daemon {
     async fn put_back_firewall(&mut self) -> String {
         let r = match &self.ruleset {
             Some(old) => firewall_apply::apply(&self.cfg, &self.netlink, old).await,
-            None => firewall_apply::remove().await,
+            None => firewall_apply::remove(&self.cfg).await,
         };
         match r {
             Ok(()) => "the previous ruleset and routes were put back".to_string(),
@@ -104,7 +104,7 @@ impl Daemon {
         }
         let applied = match &ruleset {
             Some(r) => firewall_apply::apply(&new, &self.netlink, r).await,
-            None if self.ruleset.is_some() => firewall_apply::remove().await,
+            None if self.ruleset.is_some() => firewall_apply::remove(&new).await,
             None => Ok(()),
         };
         if let Err(e) = applied {

@@ -125,6 +125,7 @@ impl Daemon {
             advskew: cfg.node.advskew,
             preempt: cfg.node.preempt,
             passphrase: cfg.carp.passphrase.clone(),
+            auth: cfg.carp.auth,
             vips: cfg.vips.clone(),
         }
     }

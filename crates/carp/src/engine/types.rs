@@ -1,0 +1,265 @@
+//! What goes into the engine and what comes out of it: router configuration, inputs,
+//! actions, reasons and status.
+
+use super::IfaceId;
+use crate::auth::{AuthMode, Key};
+use crate::units::{Advbase, Skew, Vhid};
+use crate::wire::DecodeError;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterConfig {
+    pub iface: IfaceId,
+    pub vhid: Vhid,
+    pub advbase: Advbase,
+    pub advskew: Skew,
+    pub preempt: bool,
+    /// Every address of the vhid; all nodes must carry the same set (it is in the HMAC).
+    pub addresses: Vec<IpAddr>,
+    /// The passphrase, and with it the authentication mode ([`Key::mode`]).
+    pub key: Key,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum State {
+    Init,
+    Backup,
+    Master,
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Init => "INIT",
+            State::Backup => "BACKUP",
+            State::Master => "MASTER",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(a: &IpAddr) -> Family {
+        match a {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+/// Why a router changed state; logged with every transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reason {
+    Startup,
+    LinkUp,
+    LinkDown,
+    MasterDownTimer,
+    PreemptSlowerMaster,
+    MasterWillTimeOut,
+    MoreFrequentAdvert,
+    EqualAdvertTieLost,
+    Shutdown,
+    Removed,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Reason::Startup => "startup",
+            Reason::LinkUp => "link-up",
+            Reason::LinkDown => "link-down",
+            Reason::MasterDownTimer => "master-down-timer",
+            Reason::PreemptSlowerMaster => "preempt-slower-master",
+            Reason::MasterWillTimeOut => "master-will-time-out",
+            Reason::MoreFrequentAdvert => "more-frequent-advert",
+            Reason::EqualAdvertTieLost => "equal-advert-tie-lost",
+            Reason::Shutdown => "shutdown",
+            Reason::Removed => "removed",
+        })
+    }
+}
+
+/// Why an advert was dropped. Each is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    BadTtl,
+    TooShort,
+    BadVersion,
+    BadType,
+    BadChecksum,
+    BadVhid,
+    UnknownVhid,
+    BadHmac,
+    /// The HMAC verifies with a subset of this vhid's addresses: right passphrase, but the
+    /// sender's vhid carries other addresses (every node must carry the same set).
+    AddressMismatch,
+    /// Tandem mode: the MAC is right but the counter is not above the last one accepted from
+    /// that source for the vhid (a replayed advert, or a peer whose clock went back).
+    Replayed,
+    /// The advert verifies in the other authentication mode: the nodes disagree on
+    /// `[carp] auth`.
+    AuthModeMismatch,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::BadTtl => "bad_ttl",
+            RejectReason::TooShort => "too_short",
+            RejectReason::BadVersion => "bad_version",
+            RejectReason::BadType => "bad_type",
+            RejectReason::BadChecksum => "bad_checksum",
+            RejectReason::BadVhid => "bad_vhid",
+            RejectReason::UnknownVhid => "unknown_vhid",
+            RejectReason::BadHmac => "bad_hmac",
+            RejectReason::AddressMismatch => "address_mismatch",
+            RejectReason::Replayed => "replayed",
+            RejectReason::AuthModeMismatch => "auth_mode_mismatch",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<DecodeError> for RejectReason {
+    fn from(e: DecodeError) -> Self {
+        match e {
+            DecodeError::TooShort(_) => RejectReason::TooShort,
+            DecodeError::BadVersion(_) => RejectReason::BadVersion,
+            DecodeError::BadType(_) => RejectReason::BadType,
+            DecodeError::ZeroVhid => RejectReason::BadVhid,
+            DecodeError::BadChecksum => RejectReason::BadChecksum,
+        }
+    }
+}
+
+/// Something that lowers this node's standing; the node's demotion is the sum of the active ones.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DemoteSource {
+    LinkDown(IfaceId),
+    SendErrors(IfaceId, Vhid),
+    /// State sync has not finished its bulk transfer.
+    StateSync,
+    /// Config generation behind the cluster's.
+    ConfigSync,
+    /// Set by the operator (maintenance mode).
+    Operator,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Input {
+    /// A CARP payload (after the IP header) received on `iface`.
+    Advert {
+        iface: IfaceId,
+        src: IpAddr,
+        ttl: u8,
+        payload: Vec<u8>,
+    },
+    /// Link state of an interface (administratively up and carrier).
+    Link { iface: IfaceId, up: bool },
+    /// Sets (or with 0 clears) one demotion source.
+    Demote { source: DemoteSource, value: u8 },
+    /// The outcome of carrying out a [`Action::Send`].
+    SendResult {
+        iface: IfaceId,
+        vhid: Vhid,
+        ok: bool,
+    },
+    /// Clean stop: masters bow out and release their addresses.
+    Shutdown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Multicast this payload on `iface` (224.0.0.18 or ff02::12, TTL 255).
+    Send {
+        iface: IfaceId,
+        vhid: Vhid,
+        family: Family,
+        payload: Vec<u8>,
+    },
+    AddAddresses {
+        iface: IfaceId,
+        vhid: Vhid,
+    },
+    RemoveAddresses {
+        iface: IfaceId,
+        vhid: Vhid,
+    },
+    /// Gratuitous ARP / unsolicited NA for every address of the vhid.
+    Announce {
+        iface: IfaceId,
+        vhid: Vhid,
+    },
+    Transition {
+        iface: IfaceId,
+        vhid: Vhid,
+        from: State,
+        to: State,
+        reason: Reason,
+    },
+    Rejected {
+        iface: IfaceId,
+        vhid: Option<Vhid>,
+        src: IpAddr,
+        reason: RejectReason,
+    },
+    DemotionChanged {
+        from: u8,
+        to: u8,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub send_errors: u64,
+    pub rejected: BTreeMap<RejectReason, u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterStatus {
+    pub iface: IfaceId,
+    pub vhid: Vhid,
+    pub state: State,
+    pub advbase: Advbase,
+    /// Configured skew.
+    pub advskew: Skew,
+    /// Skew as advertised, demotion included.
+    pub advertised_skew: Skew,
+    pub demotion: u8,
+    pub preempt: bool,
+    pub addresses: Vec<IpAddr>,
+    /// Source of the last accepted advert from another node.
+    pub last_master: Option<IpAddr>,
+    pub counters: Counters,
+    /// How its adverts are authenticated.
+    pub auth: AuthMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimerKind {
+    Advertise,
+    MasterDown,
+}
