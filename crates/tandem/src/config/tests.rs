@@ -268,3 +268,35 @@ fn a_statesync_key_needs_128_bits_and_errors_never_quote_it() {
     );
     assert_eq!(e.to_string(), want);
 }
+
+#[test]
+fn sync_credentials_must_be_long_and_a_primary_pin_is_a_peers_setting() {
+    let base = "[sync]\nrole = \"peer\"\nlisten = \"203.0.113.2:8443\"\nstate_dir = \"st\"\nuser = \"sync\"\n";
+    let e = errors(&format!("{GOOD}\n{base}password = \"short-pw\"\n"));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("sync.password must be at least 16 characters")),
+        "{e:?}"
+    );
+    let fp = "sha256:".to_string() + &["AB"; 32].join(":");
+    let ok = parse(
+        Path::new("t.toml"),
+        &format!(
+            "{GOOD}\n{base}password = \"a-password-long-enough\"\nprimary_fingerprint = \"{fp}\"\n"
+        ),
+    )
+    .expect("valid");
+    assert_eq!(
+        ok.sync.and_then(|s| s.primary_fingerprint),
+        Some([0xAB; 32])
+    );
+    let e = errors(&format!(
+        "{GOOD}\n{}password = \"a-password-long-enough\"\nprimary_fingerprint = \"{fp}\"\n[[sync.peers]]\nname = \"fw2\"\nurl = \"https://203.0.113.2:8443\"\nfingerprint = \"{fp}\"\n",
+        base.replace("\"peer\"", "\"primary\"")
+    ));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("primary_fingerprint is a peer's setting")),
+        "{e:?}"
+    );
+}
