@@ -172,12 +172,21 @@ async fn answer(
 
 /// Client side: sends one request and returns the reply.
 pub async fn call(path: &Path, req: &Request) -> anyhow::Result<Reply> {
-    let stream = UnixStream::connect(path).await.with_context(|| {
-        format!(
-            "no daemon answers on control socket {} (is `tandem run` running with this config?)",
+    let stream = match UnixStream::connect(path).await {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "permission denied on control socket {}: only root, or members of the daemon's [node] status_group for status, may talk to the daemon",
             path.display()
-        )
-    })?;
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "no daemon answers on control socket {} (is `tandem run` running with this config?)",
+                    path.display()
+                )
+            })
+        }
+    };
     let (rd, mut wr) = stream.into_split();
     let mut msg = serde_json::to_string(req)?;
     msg.push('\n');

@@ -30,6 +30,7 @@ pub fn secret(
         }
         (None, Some(f)) => {
             let path = errs.resolve(f);
+            warn_if_shared(&path, from_file.1);
             match std::fs::read(&path) {
                 Ok(mut bytes) => {
                     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -67,6 +68,22 @@ pub fn secret(
                 );
             }
             None
+        }
+    }
+}
+
+/// A secret file others can read is the admin's to fix; say so (it still works).
+fn warn_if_shared(path: &std::path::Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "{what} {} can be read by others (mode {:o}): `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
         }
     }
 }
