@@ -14,13 +14,14 @@
 # counts, value profiles...), corpus (inputs in the corpus at the end), crashes (crash, oom,
 # timeout or leak artifacts written by this run).
 #
-# Usage: bench/fuzz.sh [--seconds N] [--targets LIST] [--strict] [--write]
+# Usage: bench/fuzz.sh [--seconds N] [--targets LIST] [--strict] [--write] [--keep]
 #   --seconds N     libFuzzer -max_total_time per target (default 30)
 #   --targets LIST  comma-separated CRATE/TARGET (e.g. configsync/call,carp/decode); default all
 #   --strict        TANDEM_FUZZ_STRICT=1: the targets also check the contracts of findings
 #                   still open (crates/configsync/tests/fuzz_findings.rs), to re-find or
 #                   verify them
 #   --write         replace the marked fuzz section of bench/README.md with the results
+#   --keep          keep the temp dir with the build and libFuzzer logs
 # Needs: a nightly toolchain (`rustup toolchain install nightly`); installs cargo-fuzz with
 # `cargo install cargo-fuzz --locked` when it is missing. Builds and fuzzing run under
 # `nice -n 10`. Exits 1 when any target crashed (after printing the table).
@@ -32,12 +33,14 @@ SECONDS_PER=30
 TARGETS=""
 STRICT=0
 WRITE=0
+KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) SECONDS_PER=$2; shift 2 ;;
         --targets) TARGETS=$2; shift 2 ;;
         --strict) STRICT=1; shift ;;
         --write) WRITE=1; shift ;;
+        --keep) KEEP=1; shift ;;
         -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -57,7 +60,11 @@ fi
 if [ "$STRICT" = 1 ]; then export TANDEM_FUZZ_STRICT=1; else unset TANDEM_FUZZ_STRICT; fi
 
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+if [ "$KEEP" = 1 ]; then
+    log "logs in $TMP"
+else
+    trap 'rm -rf "$TMP"' EXIT
+fi
 LOAD_AVG_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 
 # Every fuzz workspace and its targets, in path order.

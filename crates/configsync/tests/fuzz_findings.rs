@@ -128,3 +128,112 @@ fn finding_plan_forced_push_rolls_back() {
         Open::NONE,
     );
 }
+
+// ---- kept inputs ---------------------------------------------------------------------------
+
+fn apply_call(areas: &str) -> Vec<u8> {
+    format!(
+        "<?xml version=\"1.0\"?>\n<methodCall><methodName>tandem.apply_areas</methodName><params>\
+<param><value><int>2</int></value></param>\
+<param><value><struct>{areas}</struct></value></param>\
+<param><value><struct>{}{}{}{}</struct></value></param>\
+<param><value><boolean>0</boolean></value></param></params></methodCall>",
+        member("node", "<string>fw1</string>"),
+        member("software", "<string>0.1.0</string>"),
+        member("protocol", "<int>1</int>"),
+        member("schema", "<int>1</int>"),
+    )
+    .into_bytes()
+}
+
+fn decoded_rules(body: &[u8]) -> String {
+    let call = dxr::MethodCall::from_xml(std::str::from_utf8(body).expect("utf-8")).expect("xml");
+    match configsync::rpc::decode(&call.name, &call.params) {
+        Ok(configsync::rpc::Call::Apply(a)) => a.areas[&configsync::Area::Rules].clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// call (a shape the corpus found): area text with line ends and control characters. A raw
+/// CRLF in the XML reads as LF, `&#13;` as CR (which dxr writes back as `&#13;`), a raw ESC as
+/// itself: each survives the primary → peer trip, and the CRLF text is still TOML to the peer.
+#[test]
+fn kept_call_area_text_line_ends_and_controls() {
+    let body = apply_call(&member(
+        "rules",
+        "<string>[[rules]]&#13;\ninterface = \"lan\"\r\naction = \"pass\" # \x1b\n</string>",
+    ));
+    assert_eq!(
+        decoded_rules(&body),
+        "[[rules]]\r\ninterface = \"lan\"\naction = \"pass\" # \x1b\n"
+    );
+    check_call(&body, Open::NONE);
+}
+
+/// call (a shape the corpus found): area text in CDATA, with `<` and `&` taken literally; our
+/// encoder escapes them on the way back.
+#[test]
+fn kept_call_area_text_in_cdata() {
+    let body = apply_call(&member(
+        "rules",
+        "<string><![CDATA[[[rules]]\ninterface = \"lan\" # <&amp;>\n]]></string>",
+    ));
+    assert_eq!(
+        decoded_rules(&body),
+        "[[rules]]\ninterface = \"lan\" # <&amp;>\n"
+    );
+    check_call(&body, Open::NONE);
+}
+
+/// area: forms the canonical text rewrites (dotted keys, literal and multi-line strings, quoted
+/// keys, datetimes with an offset and nanoseconds, inline arrays of tables, special floats,
+/// empty sub-tables).
+#[test]
+fn kept_area_rewritten_forms() {
+    use configsync::Area;
+    for (area, text) in [
+        (Area::Rules, "[rules]\na.b = 1\n"),
+        (Area::Aliases, "[[aliases]]\nx = '''\nmulti\nline'''\n"),
+        (
+            Area::Routes,
+            "[[routes]]\n\"a b\" = 1979-05-27T07:32:00.123456789+01:30\n",
+        ),
+        (
+            Area::Rules,
+            "rules = [{ interface = \"lan\" }, { x = -inf, y = -nan, z = 0x1f }]\n",
+        ),
+        (Area::Nat, "[nat]\noutbound = []\n[nat.port_forward]\n"),
+    ] {
+        check_area(area, text, Open::NONE);
+    }
+    assert_eq!(
+        configsync::area::canonical(Area::Rules, "[rules]\na.b = 1\n"),
+        Ok("[rules.a]\nb = 1\n".to_string())
+    );
+    assert_eq!(
+        configsync::area::canonical(Area::Nat, "[nat]\noutbound = []\n[nat.port_forward]\n"),
+        Ok(String::new())
+    );
+}
+
+/// plan: a drifted copy overwritten by policy (backup kept), a rollback, then the same
+/// generation again: refused as drift under policy refuse, applied under overwrite.
+#[test]
+fn kept_plan_overwrite_rollback_and_push_again() {
+    let store = check_plan(
+        &[
+            0, 0, 4, 0b100, 1, // generation 1: rules (lan pass), commit
+            6, 2, 2, // the operator edits the stored copy of rules
+            0, 0b10, 4, 0b100, 2, // generation 2 under policy overwrite: backup, commit
+            7, 0, // rollback to the generation before (1)
+            0, 0, 3, 0b100, 2, // generation 2 again, policy refuse: drift
+            0, 0b10, 3, 0b100, 2, // generation 2 again, policy overwrite: applied
+        ],
+        Open::NONE,
+    );
+    let meta = store.meta.expect("pushed");
+    assert_eq!(meta.generation, 2);
+    assert_eq!(meta.rolled_back_to, None);
+    assert_eq!(store.history.keys().copied().collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(store.backups, 2);
+}

@@ -617,8 +617,9 @@ fn generation(c: &mut Cursor<'_>, current: u64) -> u64 {
 }
 
 /// A peer through a program of pushes (any generation, force, policy, areas and texts), local
-/// edits of its own file and of its stored copy, commits and rollbacks.
-pub fn check_plan(data: &[u8], open: Open) {
+/// edits of its own file and of its stored copy, commits and rollbacks. Returns the store as
+/// the program left it.
+pub fn check_plan(data: &[u8], open: Open) -> Mem {
     let mut c = Cursor(data);
     let mut store = Mem::default();
     let mut own = own_doc();
@@ -680,6 +681,7 @@ pub fn check_plan(data: &[u8], open: Open) {
             }
         }
     }
+    store
 }
 
 fn push(
