@@ -1,9 +1,11 @@
 //! The fuzz targets' checks (tests/support/fuzz_checks.rs, also run by cargo-fuzz from
 //! crates/configsync/fuzz) in every `cargo test -p configsync`: first every committed seed
-//! (fuzz/seeds/TARGET) and every input a local fuzz run kept (fuzz/corpus/TARGET, gitignored;
-//! bench/fuzz.sh fills it), then seeded mutations of the seeds with the targets' dictionaries
+//! (fuzz/seeds/TARGET), then seeded mutations of the seeds with the targets' dictionaries
 //! (byte flips, insertions, deletions, dictionary tokens, splices). `FUZZ_CASES` sets the
 //! number of mutations per target (default 300); a failure prints the seed and the input.
+//! `FUZZ_CORPUS=1` also replays every input local fuzz runs kept (fuzz/corpus/TARGET,
+//! gitignored; bench/fuzz.sh fills it): off by default, so that the result of `cargo test`
+//! does not depend on what a checkout happens to hold.
 
 #[path = "support/fuzz_checks.rs"]
 mod fuzz_checks;
@@ -127,15 +129,17 @@ fn cases() -> usize {
         .unwrap_or(300)
 }
 
-/// Replays the target's seeds and local corpus, then mutations of the seeds (with the
-/// target's dictionary, fuzz/dicts/TARGET.dict, when it has one).
+/// Replays the target's seeds (and its local corpus with `FUZZ_CORPUS=1`), then mutations of
+/// the seeds with the target's dictionary (fuzz/dicts/TARGET.dict) when it has one.
 fn run(target: &str, seed: u64, check: fn(&[u8], Open)) {
     let seeds = inputs(&fuzz_dir().join("seeds").join(target));
     assert!(!seeds.is_empty(), "no seeds for {target}");
-    for (path, data) in seeds
-        .iter()
-        .chain(&inputs(&fuzz_dir().join("corpus").join(target)))
-    {
+    let corpus = if std::env::var_os("FUZZ_CORPUS").is_some_and(|v| v == "1") {
+        inputs(&fuzz_dir().join("corpus").join(target))
+    } else {
+        Vec::new()
+    };
+    for (path, data) in seeds.iter().chain(&corpus) {
         let r = std::panic::catch_unwind(|| check(data, Open::KNOWN));
         assert!(r.is_ok(), "{target}: {} fails", path.display());
     }
