@@ -61,8 +61,38 @@ impl fmt::Display for Area {
 pub enum AreaError {
     #[error("area {area}: not valid TOML: {message}")]
     Syntax { area: Area, message: String },
-    #[error("area {area}: the text may only hold the key `{area}`, it also has `{other}`")]
+    #[error("area {area}: the text may only hold the key `{area}`, it also has {other}")]
     ForeignKey { area: Area, other: String },
+    #[error("area {area}: must be a table (`[{area}]`) or tables (`[[{area}]]`), not {found}")]
+    NotTables { area: Area, found: &'static str },
+}
+
+/// A name from pushed text, as an error may show it: quoted, control characters escaped, at
+/// most 64 characters (the error goes to the peer's log and back to the primary).
+pub fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(64).collect();
+    if cut.len() < s.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+/// What an area's value is: a table, or an array of tables. Anything else has no canonical
+/// text of its own: a bare `key = value` line would land inside the table before it when the
+/// areas are written one after the other (the peer's store, `compose`).
+fn check_shape(area: Area, v: &toml::Value) -> Result<(), AreaError> {
+    let found = match v {
+        toml::Value::Table(_) => return Ok(()),
+        toml::Value::Array(items) if items.iter().all(toml::Value::is_table) => return Ok(()),
+        toml::Value::Array(_) => "an array of values",
+        toml::Value::String(_) => "a string",
+        toml::Value::Integer(_) => "an integer",
+        toml::Value::Float(_) => "a float",
+        toml::Value::Boolean(_) => "a boolean",
+        toml::Value::Datetime(_) => "a date",
+    };
+    Err(AreaError::NotTables { area, found })
 }
 
 fn is_empty(v: &toml::Value) -> bool {
@@ -93,17 +123,22 @@ pub fn extract(doc: &toml::Table, area: Area) -> String {
 pub fn parse_area(area: Area, text: &str) -> Result<Option<toml::Value>, AreaError> {
     let t: toml::Table = toml::from_str(text).map_err(|e| AreaError::Syntax {
         area,
-        message: e.message().trim_end().to_string(),
+        message: crate::rpc::printable(
+            &e.message().trim_end().chars().take(200).collect::<String>(),
+        ),
     })?;
     for k in t.keys() {
         if k != area.as_str() {
             return Err(AreaError::ForeignKey {
                 area,
-                other: k.clone(),
+                other: shown(k),
             });
         }
     }
-    Ok(t.get(area.as_str()).filter(|v| !is_empty(v)).cloned())
+    match t.get(area.as_str()).filter(|v| !is_empty(v)) {
+        Some(v) => check_shape(area, v).map(|()| Some(v.clone())),
+        None => Ok(None),
+    }
 }
 
 /// Re-canonicalizes area text (comments and formatting go).
@@ -343,7 +378,7 @@ translation = "198.51.100.1"
         let e = parse_area(Area::Rules, "[node]\nname = \"x\"\n").expect_err("foreign");
         assert_eq!(
             e.to_string(),
-            "area rules: the text may only hold the key `rules`, it also has `node`"
+            "area rules: the text may only hold the key `rules`, it also has \"node\""
         );
         let e = parse_area(Area::Rules, "[[rules]\n").expect_err("syntax");
         assert!(

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 // ---- primary: generations ------------------------------------------------------------------
 
+/// The largest generation: what XML-RPC's `i8` carries.
+pub const MAX_GENERATION: u64 = i64::MAX as u64;
+
 /// What a primary last pushed: its generation and the hash of each synced area. Persisted in
 /// the state dir so the generation survives restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,7 +34,7 @@ impl PrimaryState {
         if hashes == self.hashes && self.generation > 0 {
             return false;
         }
-        self.generation = self.generation.saturating_add(1);
+        self.generation = self.generation.saturating_add(1).min(MAX_GENERATION);
         self.hashes = hashes;
         self.time = now_unix;
         true
@@ -41,8 +44,9 @@ impl PrimaryState {
     /// here): jump past it so our next push is accepted as newer.
     pub fn jump_past(&mut self, peer_generation: u64, now_unix: u64) {
         if peer_generation >= self.generation {
-            // A number from the wire: never wraps (a peer claiming u64::MAX pins us there).
-            self.generation = peer_generation.saturating_add(1);
+            // A number from the wire: never wraps, and never goes past what the wire carries
+            // (a peer claiming the largest pins us there).
+            self.generation = peer_generation.saturating_add(1).min(MAX_GENERATION);
             self.time = now_unix;
         }
     }
@@ -630,9 +634,9 @@ mod tests {
         assert_eq!(p.generation, 11);
         // A peer claiming the largest generation there is: no wrap (a debug build would panic).
         p.jump_past(u64::MAX, 7);
-        assert_eq!(p.generation, u64::MAX);
+        assert_eq!(p.generation, MAX_GENERATION);
         assert!(p.update(&BTreeMap::new(), 8));
-        assert_eq!(p.generation, u64::MAX);
+        assert_eq!(p.generation, MAX_GENERATION);
         // The empty set of areas still makes a first generation.
         let mut q = PrimaryState::default();
         assert!(q.update(&BTreeMap::new(), 1));

@@ -346,7 +346,11 @@ pub fn decode(method: &str, params: &[Value]) -> Result<Call, Refusal> {
                 let area = Area::parse(name).ok_or_else(|| {
                     bad(
                         method,
-                        format!("unknown area {name:?} (areas are: {})", Area::names()),
+                        format!(
+                            "unknown area {} (areas are: {})",
+                            crate::area::shown(name),
+                            Area::names()
+                        ),
                     )
                 })?;
                 areas.insert(
@@ -372,7 +376,8 @@ pub fn decode(method: &str, params: &[Value]) -> Result<Call, Refusal> {
             }))
         }
         other => Err(Refusal::UnknownMethod(format!(
-            "unknown method {other:?} (this node has: {})",
+            "unknown method {} (this node has: {})",
+            crate::area::shown(other),
             METHODS.join(", ")
         ))),
     }

@@ -31,7 +31,6 @@ fn member(name: &str, value: &str) -> String {
 /// it as it comes (`HeartbeatAnswer::decode`) into its log and `tandem status`. Found by the
 /// `answer` target in under a second (a seed with bytes inserted).
 #[test]
-#[ignore = "finding: HeartbeatAnswer::decode keeps control characters in a peer's drift text"]
 fn finding_answer_drift_with_control_characters() {
     let body = response(&format!(
         "{}{}{}",
@@ -45,7 +44,6 @@ fn finding_answer_drift_with_control_characters() {
 /// answer: the node name in a version answer is not checked like `source.node` in a call: a
 /// newline and a terminal escape reach the primary's status (`PeerVersion::node`).
 #[test]
-#[ignore = "finding: VersionAnswer::decode takes any string as the peer's node name"]
 fn finding_answer_version_node_not_a_name() {
     let body = response(&format!(
         "{}{}{}{}{}{}{}",
@@ -63,7 +61,6 @@ fn finding_answer_version_node_not_a_name() {
 /// answer: a fault string from a peer goes into `Refusal` (and from there into the primary's
 /// log and status) with its control characters.
 #[test]
-#[ignore = "finding: Refusal::from_fault keeps control characters in a peer's fault string"]
 fn finding_answer_fault_string_with_control_characters() {
     let body = b"<?xml version=\"1.0\"?>\n<methodResponse><fault><value><struct>\
 <member><name>faultCode</name><value><int>422</int></value></member>\
@@ -76,7 +73,6 @@ fn finding_answer_fault_string_with_control_characters() {
 /// 2^63, which `rpc::heartbeat_params` / `apply_params` send saturated as i64::MAX, so the
 /// next push carries a generation other than the primary's.
 #[test]
-#[ignore = "finding: a generation learnt from a peer (jump_past) can exceed what the wire carries"]
 fn finding_answer_generation_past_the_wire() {
     let body = response(&format!(
         "{}{}{}",
@@ -91,7 +87,6 @@ fn finding_answer_generation_past_the_wire() {
 /// the last refused call), while `source.node` is cut at 64 characters. Found by the `call`
 /// target (a 539-character refusal).
 #[test]
-#[ignore = "finding: rpc::decode echoes an unknown method name at any length"]
 fn finding_call_long_method_name_echoed() {
     let body = format!(
         "<?xml version=\"1.0\"?>\n<methodCall><methodName>tandem.{}</methodName><params></params></methodCall>",
@@ -105,7 +100,6 @@ fn finding_call_long_method_name_echoed() {
 /// the other (tandem `areas_file`), so it lands inside the area before it (`aliases[0].rules`)
 /// and the area itself reads back as absent. `area::compose` does the same.
 #[test]
-#[ignore = "finding: area::canonical of a non-table area is not self-contained when concatenated"]
 fn finding_area_bare_value_splices_into_the_area_before() {
     check_area(
         configsync::Area::Rules,
@@ -120,7 +114,6 @@ fn finding_area_bare_value_splices_into_the_area_before() {
 /// it sends back. Found by the `area` target in a 30 s run (the first input, as found: its
 /// first byte `=` picks `aliases`); the second is the same with a terminal escape.
 #[test]
-#[ignore = "finding: AreaError::ForeignKey echoes a pushed key with control characters, any length"]
 fn finding_area_foreign_key_echoed_raw() {
     check_area_bytes(
         b"= [\"1FFF\\x0dFFFFFFFFFFFFF'''FFFFFFFFFF.0.0.0/8\"]\n",
@@ -137,7 +130,6 @@ fn finding_area_foreign_key_echoed_raw() {
 /// `force` overrides drift only; an older generation is never applied by a push). Found by
 /// the `plan` target at once.
 #[test]
-#[ignore = "finding: plan_apply applies a forced push older than the peer's generation"]
 fn finding_plan_forced_push_rolls_back() {
     check_plan(
         &[

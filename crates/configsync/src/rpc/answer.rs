@@ -30,21 +30,23 @@ pub const MAX_TEXT: usize = 4000;
 /// characters escaped (a newline becomes `\n`, an escape sequence `\u{1b}[...`), at most
 /// [`MAX_TEXT`] characters.
 pub fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_TEXT));
-    let mut n = 0;
-    for c in s.chars() {
-        let piece: String = if c.is_control() {
-            c.escape_default().collect()
-        } else {
-            c.to_string()
-        };
-        n += piece.chars().count();
-        if n > MAX_TEXT {
-            out.push('…');
-            break;
-        }
-        out.push_str(&piece);
+    let escaped: String = s
+        .chars()
+        .flat_map(|c| {
+            let piece: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            piece
+        })
+        .collect();
+    if escaped.chars().count() <= MAX_TEXT {
+        return escaped;
     }
+    // Cut so that the result is printable() of itself: at most MAX_TEXT characters in all.
+    let mut out: String = escaped.chars().take(MAX_TEXT - 1).collect();
+    out.push('…');
     out
 }
 
