@@ -520,4 +520,8 @@ fn regression_seeds() {
     converge_scenario(0x6e71445d5fe163d, 2, defaults);
     converge_scenario(0x5260bed4bac2c86, 2, defaults);
     converge_scenario(0x233f544ea4a80dcb, 3, defaults);
+    // Node 2 took node 3's full bulk, relaying node 1's conn as node 3 had it, after node 1's
+    // own newer update: it went back to the older version for good (a relayed bulk state
+    // overrode the origin's).
+    converge_scenario(0x38597fe24f9df04f, 3, defaults);
 }

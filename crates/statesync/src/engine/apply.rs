@@ -55,6 +55,9 @@ impl Replicator {
         c.id = None;
         self.gen += 1;
         let key = TKey::of(&c);
+        // A state relayed by a full bulk: the sender's copy of a conn whose origin may be
+        // another node.
+        let mut relayed = false;
         if bulk {
             // Bulk states are for the requester only (they travel in the sender's stream to
             // everyone); they count even when a delete we saw since makes them moot.
@@ -63,10 +66,12 @@ impl Replicator {
                     from,
                     received,
                     deadline,
+                    own_only,
                     ..
                 } if *from == node => {
                     *received += 1;
                     *deadline = now + self.cfg.bulk_timeout;
+                    relayed = !*own_only;
                 }
                 _ => {
                     self.counters.bulk_states_ignored += 1;
@@ -86,6 +91,15 @@ impl Replicator {
             // reported and announced (we handle its traffic: our view is the live one).
             Some(e) if bulk && e.origin == Origin::Local && !e.unannounced => {
                 e.gen = self.gen;
+                self.counters.unchanged_received += 1;
+            }
+            // Nor does a full bulk override a copy we had from another peer: it came from that
+            // peer's stream (its origin's, or its own relayed snapshot), and a relayed snapshot
+            // is no newer: the sender holds the origin's conn only as far as the origin's stream
+            // reached it, and the origin's stream brings us anything newer, in order (or its
+            // own-only bulk after a gap we could not repair). Letting it win regressed a conn
+            // for good when the relay's snapshot overtook the origin's later update.
+            Some(e) if relayed && matches!(e.origin, Origin::Peer(o) if o != node) => {
                 self.counters.unchanged_received += 1;
             }
             Some(e) if replicated_eq(&e.conn, &c) && !later(now, e, c.timeout, refresh_min) => {

@@ -29,6 +29,9 @@ pub(super) enum BulkRx {
         request: u32,
         attempt: u32,
         target: Option<NodeId>,
+        /// We asked for the sender's own conns only (we were ready): every state is the
+        /// sender's own. Otherwise (a full bulk) it relays other nodes' conns too.
+        own_only: bool,
         deadline: Instant,
     },
     Receiving {
@@ -36,6 +39,7 @@ pub(super) enum BulkRx {
         request: u32,
         attempt: u32,
         target: Option<NodeId>,
+        own_only: bool,
         received: u64,
         start_gen: u64,
         deadline: Instant,
@@ -119,10 +123,12 @@ impl Replicator {
         match self.bulk {
             BulkRx::Failed { .. } => self.start_bulk(now, 1, None),
             BulkRx::Requesting {
-                request, target, ..
+                request,
+                target,
+                own_only,
+                ..
             } if target.is_none_or(|t| self.peers.get(&t).is_some_and(|p| p.addr == addr)) => {
                 self.bulk_peer_joined = true;
-                let own_only = self.ready;
                 self.send_control(
                     Dest::Peer(addr),
                     &[Record::BulkRequest {
@@ -143,16 +149,17 @@ impl Replicator {
         }
         self.bulk_peer_joined = false;
         let request = (self.rng.next() as u32).max(1);
+        let own_only = self.ready;
         self.bulk = BulkRx::Requesting {
             request,
             attempt,
             target,
+            own_only,
             deadline: now + self.cfg.bulk_timeout,
         };
         let dest = target
             .and_then(|t| self.peers.get(&t))
             .map_or(Dest::All, |p| Dest::Peer(p.addr));
-        let own_only = self.ready;
         self.send_control(
             dest,
             &[Record::BulkRequest {
@@ -207,6 +214,7 @@ impl Replicator {
                 request: r,
                 attempt,
                 target,
+                own_only,
                 ..
             } if r == request => {
                 self.bulk = BulkRx::Receiving {
@@ -214,6 +222,7 @@ impl Replicator {
                     request,
                     attempt,
                     target,
+                    own_only,
                     received: 0,
                     start_gen: self.gen,
                     deadline,
@@ -224,6 +233,7 @@ impl Replicator {
                 request: r,
                 attempt,
                 target,
+                own_only,
                 ..
             } if f == from && r == request => {
                 // The sender started over (it heard our request twice).
@@ -232,6 +242,7 @@ impl Replicator {
                     request,
                     attempt,
                     target,
+                    own_only,
                     received: 0,
                     start_gen: self.gen,
                     deadline,

@@ -1,0 +1,197 @@
+//! Replicators on a hand-driven network: orderings that the random simulation (tests/sim.rs)
+//! finds only with some seeds, forced here step by step. Each test failed on the engine before
+//! the fix it names.
+
+use statesync::model::{status, Conn, ConnKey, PortProto, TcpInfo, TcpState, Tuple, L4};
+use statesync::{Action, Config, Dest, Input, LocalEvent, NodeId, Replicator, SealKey};
+use std::collections::{BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn cfg(node: u32) -> Config {
+    let mut c = Config::new(
+        NodeId(node),
+        0x1000 + u64::from(node),
+        SealKey::from_bytes([0x5a; 32]),
+    );
+    c.dump_interval = None;
+    c
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1 + i as u8)), 4567)
+}
+
+fn conn(port: u16) -> Conn {
+    let mut c = Conn::without_nat(Tuple {
+        src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
+        dst: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20)),
+        l4: L4::Ports {
+            proto: PortProto::Tcp,
+            src: port,
+            dst: 80,
+        },
+    });
+    c.status = status::CONFIRMED;
+    c.timeout = Some(432_000);
+    c.tcp = Some(TcpInfo {
+        state: TcpState::SynSent,
+        wscale_orig: 7,
+        wscale_reply: 0,
+        flags_orig: 3,
+        flags_reply: 0,
+    });
+    c
+}
+
+/// Node `i` has id `i + 1` and address `addr(i)`. What a node sends waits in a queue per link
+/// until the test delivers, holds or drops it.
+struct Mesh {
+    now: Instant,
+    nodes: Vec<Replicator>,
+    /// `queues[from][to]`.
+    queues: Vec<Vec<VecDeque<Vec<u8>>>>,
+    /// Links whose datagrams are held in their queue for now.
+    held: BTreeSet<(usize, usize)>,
+    ready: Vec<bool>,
+}
+
+impl Mesh {
+    fn new(cfgs: Vec<Config>) -> Mesh {
+        let now = Instant::now();
+        let n = cfgs.len();
+        let nodes = cfgs
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Replicator::new(now, c, i as u64 + 1).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let mut m = Mesh {
+            now,
+            nodes,
+            queues: vec![vec![VecDeque::new(); n]; n],
+            held: BTreeSet::new(),
+            ready: vec![false; n],
+        };
+        m.collect();
+        m
+    }
+
+    /// Moves every node's actions to the queues (and its kernel, which is not modelled: the
+    /// tests read the engines' tables).
+    fn collect(&mut self) {
+        for i in 0..self.nodes.len() {
+            while let Some(a) = self.nodes[i].poll_action() {
+                match a {
+                    Action::Send { to, bytes } => {
+                        for j in 0..self.nodes.len() {
+                            let to_j = match to {
+                                Dest::All => j != i,
+                                Dest::Peer(a) => a == addr(j),
+                            };
+                            if to_j {
+                                self.queues[i][j].push_back(bytes.clone());
+                            }
+                        }
+                    }
+                    Action::ReadyChanged(r) => self.ready[i] = r,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Hands over what waits on every link that is not held.
+    fn deliver(&mut self) {
+        self.collect();
+        let n = self.nodes.len();
+        for from in 0..n {
+            for to in 0..n {
+                if self.held.contains(&(from, to)) {
+                    continue;
+                }
+                while let Some(d) = self.queues[from][to].pop_front() {
+                    self.nodes[to].handle_datagram(self.now, addr(from), &d);
+                }
+            }
+        }
+        self.collect();
+    }
+
+    fn drop_queued(&mut self, from: usize, to: usize) {
+        self.collect();
+        self.queues[from][to].clear();
+    }
+
+    /// Delivers and runs the timers for `d`, a millisecond at a time.
+    fn run(&mut self, d: Duration) {
+        let until = self.now + d;
+        while self.now < until {
+            self.deliver();
+            self.now += MS;
+            for r in &mut self.nodes {
+                if r.poll_timeout().is_some_and(|(t, _)| t <= self.now) {
+                    r.handle_timeout(self.now);
+                }
+            }
+        }
+        self.deliver();
+    }
+
+    fn local(&mut self, i: usize, ev: LocalEvent) {
+        self.nodes[i].handle(self.now, Input::Local(ev));
+        self.collect();
+    }
+
+    fn conn(&self, i: usize, k: &ConnKey) -> Option<Conn> {
+        self.nodes[i].conns().find(|c| c.key() == *k).cloned()
+    }
+}
+
+/// Node 2 resyncs and node 3 answers with a full bulk, which relays node 1's conn as node 3
+/// had it. Node 1 changes the conn, and its update reaches node 2 before node 3's (older)
+/// bulk state does: node 2 must keep node 1's version. A full bulk relays; it never overrides
+/// what the conn's origin itself sent (seed 0x38597fe24f9df04f of `three_nodes_converge`).
+#[test]
+fn relayed_bulk_state_does_not_override_the_origins_update() {
+    let mut m = Mesh::new(vec![cfg(1), cfg(2), cfg(3)]);
+    m.run(100 * MS);
+    assert_eq!(m.ready, vec![true; 3]);
+    let mut c = conn(1000);
+    let k = c.key();
+    m.local(0, LocalEvent::New(c.clone()));
+    m.run(50 * MS);
+    assert!(m.conn(1, &k).is_some() && m.conn(2, &k).is_some());
+
+    // Node 2 asks for a full bulk; only node 3 hears it, and its answer is slow.
+    let now = m.now;
+    m.nodes[1].handle(now, Input::Resync);
+    m.drop_queued(1, 0);
+    m.held.insert((2, 1));
+    m.run(10 * MS);
+    assert!(!m.queues[2][1].is_empty(), "node 3 answered");
+
+    // Node 1's conn moves on; node 2 hears it first.
+    c.status |= status::SEEN_REPLY | status::ASSURED;
+    c.mark = 2;
+    if let Some(t) = &mut c.tcp {
+        t.state = TcpState::Established;
+    }
+    m.local(0, LocalEvent::Update(c.clone()));
+    m.run(50 * MS);
+    let have = m
+        .conn(1, &k)
+        .unwrap_or_else(|| panic!("node 2 lost the conn"));
+    assert_eq!(have.mark, 2);
+
+    // Then node 3's bulk, with the conn as it was.
+    m.held.clear();
+    m.run(100 * MS);
+    assert!(m.ready[1]);
+    let have = m
+        .conn(1, &k)
+        .unwrap_or_else(|| panic!("node 2 lost the conn"));
+    assert_eq!(have.mark, 2, "node 2 went back to the relayed version");
+    assert_eq!(have.tcp.map(|t| t.state), Some(TcpState::Established));
+}
