@@ -195,3 +195,52 @@ fn relayed_bulk_state_does_not_override_the_origins_update() {
     assert_eq!(have.mark, 2, "node 2 went back to the relayed version");
     assert_eq!(have.tcp.map(|t| t.state), Some(TcpState::Established));
 }
+
+/// Node 2 loses a delete from node 1 for good (node 1 no longer keeps that datagram: GONE)
+/// while its own bulk from node 3 is under way. That bulk cannot bring the delete (node 3
+/// relays what it holds and sweeps only what it announced itself): node 2 must still ask
+/// node 1 for its own conns afterwards (seed 0x6f31fa1d73432b69 of `three_nodes_converge`).
+#[test]
+fn gap_lost_during_another_bulk_is_resynced_after_it() {
+    let mut c1 = cfg(1);
+    c1.history = 1;
+    let mut m = Mesh::new(vec![c1, cfg(2), cfg(3)]);
+    m.run(100 * MS);
+    assert_eq!(m.ready, vec![true; 3]);
+    let c = conn(1000);
+    let k = c.key();
+    m.local(0, LocalEvent::New(c.clone()));
+    m.run(50 * MS);
+    assert!(m.conn(1, &k).is_some());
+
+    // Node 2 asks for a full bulk; only node 3 hears it, and its answer is slow.
+    let now = m.now;
+    m.nodes[1].handle(now, Input::Resync);
+    m.drop_queued(1, 0);
+    m.held.insert((2, 1));
+    m.run(10 * MS);
+
+    // Node 1's delete never reaches node 2, and is out of node 1's history by the time node 2
+    // asks for it.
+    m.held.insert((0, 1));
+    m.local(0, LocalEvent::Destroy(c));
+    m.run(30 * MS);
+    m.drop_queued(0, 1);
+    m.local(0, LocalEvent::New(conn(2000)));
+    m.run(30 * MS);
+    m.held.remove(&(0, 1));
+    m.run(100 * MS);
+    let st = m.nodes[1].status(m.now);
+    assert_eq!(st.counters.gaps_unrepaired, 1, "{:#?}", st.counters);
+    assert!(!m.ready[1], "the bulk from node 3 is still held");
+
+    m.held.clear();
+    m.run(500 * MS);
+    assert!(m.ready[1]);
+    assert!(m.conn(1, &conn(2000).key()).is_some());
+    assert!(
+        m.conn(1, &k).is_none(),
+        "node 2 kept a conn node 1 deleted: {:#?}",
+        m.nodes[1].status(m.now).counters
+    );
+}

@@ -524,4 +524,7 @@ fn regression_seeds() {
     // own newer update: it went back to the older version for good (a relayed bulk state
     // overrode the origin's).
     converge_scenario(0x38597fe24f9df04f, 3, defaults);
+    // Node 2 gave up a gap from node 1 (a delete in it) while its bulk from node 3 was under
+    // way, and never asked node 1 again (the gap's resync was dropped).
+    converge_scenario(0x6f31fa1d73432b69, 3, defaults);
 }

@@ -118,10 +118,23 @@ impl Replicator {
     /// bulk failed, a new round starts now instead of after the backoff. If our request is
     /// out, it may have gone before this peer could hear it: it goes again, to this peer (the
     /// same id: a peer that did hear it and answered does not answer twice), and should this
-    /// attempt still time out, the next one goes at once even if it was the round's last.
+    /// attempt still time out, the next one goes at once even if it was the round's last. If
+    /// no bulk is under way and the peer owes us its conns (see [`Self::need_resync`]), it is
+    /// asked for them now.
     pub(super) fn peer_alive(&mut self, now: Instant, addr: SocketAddr) {
         match self.bulk {
             BulkRx::Failed { .. } => self.start_bulk(now, 1, None),
+            BulkRx::Idle | BulkRx::Done { .. } => {
+                // It owes us its conns (a gap we gave up on while it could not be asked).
+                let owed = self
+                    .resync_owed
+                    .keys()
+                    .copied()
+                    .find(|n| self.peers.get(n).is_some_and(|p| p.addr == addr));
+                if let Some(n) = owed {
+                    self.start_bulk(now, 1, Some(n));
+                }
+            }
             BulkRx::Requesting {
                 request,
                 target,
@@ -197,13 +210,37 @@ impl Replicator {
         }
     }
 
-    /// Something was lost for good: ask for a bulk sync unless one is under way.
+    /// Something from `from` was lost for good: it owes us its conns again. Asked at once
+    /// unless a bulk is under way; then when that one is over (see [`Self::next_owed`]). The
+    /// bulk under way does not cover the loss: from another peer, it neither brings nor sweeps
+    /// `from`'s conns as `from` has them (a full bulk relays what its sender holds, and sweeps
+    /// only what its sender announced); from `from` itself, it started before the loss (a
+    /// delete lost after a conn's bulk state left that conn behind).
     pub(super) fn need_resync(&mut self, now: Instant, from: NodeId) {
+        self.gen += 1;
+        self.resync_owed.insert(from, self.gen);
         if matches!(
             self.bulk,
             BulkRx::Idle | BulkRx::Done { .. } | BulkRx::Failed { .. }
         ) {
             self.start_bulk(now, 1, Some(from));
+        }
+    }
+
+    /// No bulk under way: asks the first peer that still owes us its conns and is alive (the
+    /// others are asked when they come alive, see [`Self::peer_alive`]).
+    fn next_owed(&mut self, now: Instant) {
+        if !matches!(self.bulk, BulkRx::Idle | BulkRx::Done { .. }) {
+            return;
+        }
+        let peer_timeout = self.cfg.peer_timeout;
+        let next = self.resync_owed.keys().copied().find(|n| {
+            self.peers.get(n).is_some_and(|p| {
+                !p.down && now.saturating_duration_since(p.last_seen) < peer_timeout
+            })
+        });
+        if let Some(n) = next {
+            self.start_bulk(now, 1, Some(n));
         }
     }
 
@@ -293,11 +330,19 @@ impl Replicator {
         self.bulk = BulkRx::Done { from, count };
         self.bulk_tombstones.clear();
         self.bulk_alarmed = false;
+        if self
+            .resync_owed
+            .get(&from)
+            .is_some_and(|lost| *lost <= start_gen)
+        {
+            self.resync_owed.remove(&from);
+        }
         if !self.ready {
             self.ready = true;
             self.actions.push_back(Action::ReadyChanged(true));
             self.announce_deferred(now);
         }
+        self.next_owed(now);
     }
 
     /// Announces the conns of the startup dump that the first bulk did not bring.

@@ -145,6 +145,10 @@ pub struct Replicator {
     /// Keys deleted while our bulk request is under way: a bulk snapshot taken before the
     /// sender heard of the delete must not bring them back.
     bulk_tombstones: BTreeSet<TKey>,
+    /// Peers whose stream had a gap we gave up on, and so still owe us their own conns (an
+    /// own-only bulk sync), with the modification counter at the give-up: only a bulk from
+    /// that peer which starts after it covers what the gap lost.
+    resync_owed: BTreeMap<NodeId, u64>,
 
     // serve (serve.rs): bulk transfers to peers.
     serving: Option<Serve>,
@@ -211,6 +215,7 @@ impl Replicator {
             bulk_alarmed: false,
             bulk_peer_joined: false,
             bulk_tombstones: BTreeSet::new(),
+            resync_owed: BTreeMap::new(),
             removed: BTreeMap::new(),
             removed_order: VecDeque::new(),
             ready: false,
