@@ -244,3 +244,23 @@ fn gap_lost_during_another_bulk_is_resynced_after_it() {
         m.nodes[1].status(m.now).counters
     );
 }
+
+/// Node 1's first probe of node 2 is lost, and node 2 sends nothing else for a while (its
+/// next heartbeat is a second away) while node 1 holds its datagrams, its bulk request among
+/// them. Node 1 probes again after `probe_interval` instead of waiting for node 2 to speak:
+/// both are ready well before that heartbeat (seed 0x6547162cfd9bf5dc of
+/// `restart_bulk_syncs_before_ready`, where node 2's NACKs sat unanswered for seconds).
+#[test]
+fn lost_probe_is_sent_again() {
+    let mut m = Mesh::new(vec![cfg(1), cfg(2)]);
+    // Node 1 hears node 2's hello and probes it; the probe is lost.
+    m.held.insert((0, 1));
+    m.deliver();
+    m.drop_queued(0, 1);
+    m.held.clear();
+    m.run(300 * MS);
+    assert_eq!(m.ready, vec![true, true]);
+    let st = m.nodes[0].status(m.now);
+    assert_eq!(st.counters.probes_sent, 2, "{:#?}", st.counters);
+    assert!(st.peers.iter().all(|p| p.epoch.is_some()));
+}

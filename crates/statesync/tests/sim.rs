@@ -527,4 +527,8 @@ fn regression_seeds() {
     // Node 2 gave up a gap from node 1 (a delete in it) while its bulk from node 3 was under
     // way, and never asked node 1 again (the gap's resync was dropped).
     converge_scenario(0x6f31fa1d73432b69, 3, defaults);
+    // Node 1's probe of node 2 was lost and only node 2's next heartbeat, a second later,
+    // brought another: meanwhile node 2's NACKs sat held, it gave up the gap and lacked its
+    // conns (node 1 was deaf to node 2 for 4 s).
+    restart_scenario(0x6547162cfd9bf5dc);
 }

@@ -284,6 +284,7 @@ impl Replicator {
             self.next_heartbeat = now + self.cfg.heartbeat_interval;
         }
         self.repair_timers(now);
+        self.probe_timers(now);
         self.bulk_timers(now);
         if self.next_sweep <= now {
             self.sweep_expired(now);
@@ -316,6 +317,7 @@ impl Replicator {
             .filter_map(|p| p.cur.as_ref()?.gap.as_ref().map(|g| g.next_nack))
             .min();
         consider(repair, TimerKind::Repair);
+        consider(self.probe_timer(), TimerKind::Probe);
         if let Some((t, k)) = self.bulk_timer() {
             consider(Some(t), k);
         }

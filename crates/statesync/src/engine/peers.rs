@@ -15,6 +15,9 @@ use std::time::Instant;
 
 /// Old epochs remembered per peer.
 const RETIRED_EPOCHS: usize = 16;
+/// Probes sent again on a timer (`probe_interval` apart) while datagrams wait for an epoch to
+/// be confirmed and nothing new arrives from it; each new datagram held starts over.
+const PROBE_RETRIES: u32 = 8;
 
 #[derive(Debug)]
 pub(super) struct Held {
@@ -31,7 +34,12 @@ pub(super) struct Peer {
     pub(super) down: bool,
     pub(super) cur: Option<Stream>,
     pub(super) retired: VecDeque<u64>,
+    /// The outstanding probe: its nonce and when it went out.
     pub(super) probe: Option<(u64, Instant)>,
+    /// Where it went (where the datagrams held came from) and how often it was sent again on
+    /// the timer since a datagram was last held.
+    pub(super) probe_to: SocketAddr,
+    pub(super) probe_retries: u32,
     pub(super) held: Vec<Held>,
     pub(super) restarts: u64,
 }
@@ -83,6 +91,8 @@ impl Replicator {
                     cur: None,
                     retired: VecDeque::new(),
                     probe: None,
+                    probe_to: from,
+                    probe_retries: 0,
                     held: Vec::new(),
                     restarts: 0,
                 },
@@ -166,6 +176,7 @@ impl Replicator {
                 body: body.to_vec(),
             });
         }
+        p.probe_retries = 0;
         let due = p
             .probe
             .is_none_or(|(_, sent)| now.saturating_duration_since(sent) >= probe_interval);
@@ -173,18 +184,56 @@ impl Replicator {
             self.reject(RejectReason::Unconfirmed);
         }
         if due {
-            let nonce = self.rng.next();
+            self.send_probe(now, node, from);
+        }
+    }
+
+    fn send_probe(&mut self, now: Instant, node: NodeId, to: SocketAddr) {
+        let nonce = self.rng.next();
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.probe = Some((nonce, now));
+            p.probe_to = to;
+        }
+        self.counters.probes_sent += 1;
+        self.send_control(
+            Dest::Peer(to),
+            &[Record::Probe {
+                target: node,
+                nonce,
+            }],
+        );
+    }
+
+    /// When an unanswered probe is sent again: datagrams are held for an epoch that only the
+    /// probe's answer can confirm, and the peer may send nothing else for a while (a
+    /// heartbeat a second): a lost probe or reply must not leave them waiting that long
+    /// (meanwhile this peer's NACKs and bulk requests to us go unanswered).
+    pub(super) fn probe_timer(&self) -> Option<Instant> {
+        let interval = self.cfg.probe_interval;
+        self.peers
+            .values()
+            .filter(|p| !p.held.is_empty() && p.probe_retries < PROBE_RETRIES)
+            .filter_map(|p| p.probe.and_then(|(_, sent)| sent.checked_add(interval)))
+            .min()
+    }
+
+    pub(super) fn probe_timers(&mut self, now: Instant) {
+        let interval = self.cfg.probe_interval;
+        let due: Vec<(NodeId, SocketAddr)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.held.is_empty() && p.probe_retries < PROBE_RETRIES)
+            .filter(|(_, p)| {
+                p.probe
+                    .is_some_and(|(_, sent)| now.saturating_duration_since(sent) >= interval)
+            })
+            .map(|(n, p)| (*n, p.probe_to))
+            .collect();
+        for (node, to) in due {
             if let Some(p) = self.peers.get_mut(&node) {
-                p.probe = Some((nonce, now));
+                p.probe_retries += 1;
             }
-            self.counters.probes_sent += 1;
-            self.send_control(
-                Dest::Peer(from),
-                &[Record::Probe {
-                    target: node,
-                    nonce,
-                }],
-            );
+            self.send_probe(now, node, to);
         }
     }
 
