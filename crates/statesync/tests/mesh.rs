@@ -264,3 +264,81 @@ fn lost_probe_is_sent_again() {
     assert_eq!(st.counters.probes_sent, 2, "{:#?}", st.counters);
     assert!(st.peers.iter().all(|p| p.epoch.is_some()));
 }
+
+/// The kernel's event for a conn we installed: what we installed, with what the kernel and
+/// the installer add.
+fn echo(c: &Conn) -> Conn {
+    let mut e = c.clone();
+    e.status |= status::CONFIRMED;
+    if let Some(t) = &mut e.tcp {
+        t.flags_orig |= statesync::model::tcp_flags::BE_LIBERAL;
+        t.flags_reply |= statesync::model::tcp_flags::BE_LIBERAL;
+    }
+    e.id = Some(7);
+    e
+}
+
+/// Node 2 installs two versions of node 1's conn and removes it (node 1's delete) before its
+/// kernel's events for them come back: the echo of the first install is not a new conn of
+/// node 2's (seed 0x6c3de0bc71298c1a of `three_nodes_converge`, where node 2 then announced
+/// the delete of node 3's conn, and the conn came back to life elsewhere).
+#[test]
+fn echoes_of_superseded_installs_after_a_remove_are_not_news() {
+    let mut m = Mesh::new(vec![cfg(1), cfg(2)]);
+    m.run(100 * MS);
+    let v1 = conn(1000);
+    let k = v1.key();
+    let mut v2 = v1.clone();
+    v2.mark = 2;
+    m.local(0, LocalEvent::New(v1.clone()));
+    m.run(30 * MS);
+    m.local(0, LocalEvent::Update(v2.clone()));
+    m.run(30 * MS);
+    m.local(0, LocalEvent::Destroy(v2.clone()));
+    m.run(30 * MS);
+    assert!(m.conn(1, &k).is_none());
+    // Node 2's kernel reports the two installs and the remove only now.
+    m.local(1, LocalEvent::New(echo(&v1)));
+    m.local(1, LocalEvent::Update(echo(&v2)));
+    m.local(1, LocalEvent::Destroy(echo(&v2)));
+    m.run(50 * MS);
+    let c = m.nodes[1].status(m.now).counters;
+    assert_eq!((c.states_sent, c.deletes_sent), (0, 0), "{c:#?}");
+    assert!(m.conn(1, &k).is_none());
+    assert!(m.conn(0, &k).is_none(), "node 1's conn came back");
+}
+
+/// Node 1 closes a conn and a new one with the same key follows (a reused port). Node 2
+/// removes the first and installs the second; its kernel then reports the remove (DESTROY)
+/// and the install (NEW), in that order. The DESTROY is the echo of node 2's remove, not the
+/// new conn expiring, and the NEW is the echo of its install: node 2 keeps node 1's conn and
+/// announces nothing (it took the conn for its own and announced it, and a later delete from
+/// node 1 could cross that announcement: the conn lived on where it arrived last).
+#[test]
+fn destroy_echo_of_a_remove_does_not_drop_the_conn_installed_since() {
+    let mut m = Mesh::new(vec![cfg(1), cfg(2)]);
+    m.run(100 * MS);
+    let old = conn(1000);
+    let k = old.key();
+    m.local(0, LocalEvent::New(old.clone()));
+    m.run(30 * MS);
+    m.local(1, LocalEvent::New(echo(&old)));
+    m.local(0, LocalEvent::Destroy(old.clone()));
+    m.run(30 * MS);
+    let mut new = old.clone();
+    new.mark = 5;
+    m.local(0, LocalEvent::New(new.clone()));
+    m.run(30 * MS);
+    assert_eq!(m.conn(1, &k).map(|c| c.mark), Some(5));
+    // Node 2's kernel: the remove, then the install.
+    m.local(1, LocalEvent::Destroy(echo(&old)));
+    m.local(1, LocalEvent::New(echo(&new)));
+    m.run(50 * MS);
+    let c = m.nodes[1].status(m.now).counters;
+    assert_eq!((c.states_sent, c.deletes_sent), (0, 0), "{c:#?}");
+    assert_eq!(m.conn(1, &k).map(|c| c.mark), Some(5), "{c:#?}");
+    // And node 1's delete of the new conn leaves no copy behind.
+    m.local(0, LocalEvent::Destroy(new));
+    m.run(50 * MS);
+    assert!(m.conn(1, &k).is_none());
+}

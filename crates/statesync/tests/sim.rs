@@ -531,4 +531,9 @@ fn regression_seeds() {
     // brought another: meanwhile node 2's NACKs sat held, it gave up the gap and lacked its
     // conns (node 1 was deaf to node 2 for 4 s).
     restart_scenario(0x6547162cfd9bf5dc);
+    // Node 2 installed two versions of node 3's conn and removed it before their kernel
+    // echoes came: the first echo looked like a new conn of node 2's, which announced its
+    // delete; node 1, having installed the conn again since that delete, dropped it from its
+    // table on the DESTROY echo and announced the NEW echo as its own: dead, it came back.
+    converge_scenario(0x6c3de0bc71298c1a, 3, defaults);
 }

@@ -319,7 +319,7 @@ impl Replicator {
             .collect();
         for k in stale {
             if let Some(e) = self.table.remove(&k) {
-                self.remember_removed(now, k, e.conn);
+                self.remember_removed(now, k, e);
             }
             self.pending.remove(&k);
             self.counters.bulk_swept += 1;

@@ -27,7 +27,10 @@
 //! - a local DESTROY of a key the table no longer holds (we removed it on a peer's request) is
 //!   ignored, and a DESTROY of a conn whose origin is a peer is not announced either: our copy
 //!   expiring (its timer is only refreshed by the origin's updates) must never delete the
-//!   origin's live conn. Only conns this node announced itself are deleted cluster-wide;
+//!   origin's live conn. Only conns this node announced itself are deleted cluster-wide. The
+//!   DESTROY of a remove we did is recognised too when a peer's version was installed again
+//!   since (the entry stays), and so are the echoes of every version installed before a
+//!   remove;
 //! - should the kernel normalise something the view compares, the first echo is announced
 //!   once, the origin installs it and its own echo then matches: a fixpoint after one round.
 //!
@@ -80,6 +83,7 @@ pub use table::{replicated_eq, REPLICATED_STATUS, REPLICATED_TCP_FLAGS};
 use crate::key::{FastHash, TKey};
 use crate::model::Conn;
 use crate::wire::NodeId;
+use apply::Removed;
 use bulk::BulkRx;
 use peers::Peer;
 use serve::Serve;
@@ -168,8 +172,9 @@ pub struct Replicator {
     install_idx: HashMap<TKey, usize, FastHash>,
     removes: Vec<TKey>,
     /// Conns we removed from the kernel on a peer's word, kept for `echo_window`: their
-    /// kernel echo (an install just before the remove) must not look like a new local conn.
-    removed: BTreeMap<TKey, (Instant, Conn)>,
+    /// kernel echoes (of installs just before the remove, and of the remove itself) must not
+    /// look like local news.
+    removed: BTreeMap<TKey, Removed>,
     removed_order: VecDeque<(Instant, TKey)>,
 }
 
