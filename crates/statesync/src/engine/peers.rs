@@ -19,6 +19,16 @@ const RETIRED_EPOCHS: usize = 16;
 /// be confirmed and nothing new arrives from it; each new datagram held starts over.
 const PROBE_RETRIES: u32 = 8;
 
+/// A peer epoch just confirmed (see [`Replicator::new_epoch`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NewEpoch {
+    addr: SocketAddr,
+    /// The peer had another epoch before (it restarted).
+    restarted: bool,
+    /// Its answer to our bulk request may be in the part of its stream we skip.
+    skipped_answer: bool,
+}
+
 #[derive(Debug)]
 pub(super) struct Held {
     pub(super) epoch: u64,
@@ -40,6 +50,9 @@ pub(super) struct Peer {
     /// the timer since a datagram was last held.
     pub(super) probe_to: SocketAddr,
     pub(super) probe_retries: u32,
+    /// We answered a probe of the epoch we are still to confirm: the peer may have adopted
+    /// ours first, and answered our bulk request in datagrams sent before we hold any.
+    pub(super) answered_first: bool,
     pub(super) held: Vec<Held>,
     pub(super) restarts: u64,
 }
@@ -93,6 +106,7 @@ impl Replicator {
                     probe: None,
                     probe_to: from,
                     probe_retries: 0,
+                    answered_first: false,
                     held: Vec::new(),
                     restarts: 0,
                 },
@@ -140,6 +154,9 @@ impl Replicator {
             for rec in Records::new(body) {
                 match rec {
                     Ok(Record::Probe { target, nonce }) if target == me => {
+                        if let Some(p) = self.peers.get_mut(&node) {
+                            p.answered_first = true;
+                        }
                         self.reply_probe(from, node, nonce)
                     }
                     Ok(Record::ProbeReply {
@@ -157,9 +174,12 @@ impl Replicator {
                 p.last_seen = now;
                 p.down = false;
             }
-            self.confirm(now, node, hdr.epoch, hdr.seq, last_stream);
+            let new = self.confirm(now, node, hdr.epoch, hdr.seq, last_stream);
             self.dispatch(now, node, hdr.kind, body, true);
             self.release_held(now, node);
+            if let Some(new) = new {
+                self.new_epoch(now, node, new);
+            }
             return;
         }
         let probe_interval = self.cfg.probe_interval;
@@ -249,7 +269,8 @@ impl Replicator {
         );
     }
 
-    /// The peer proved `epoch` live: adopt it.
+    /// The peer proved `epoch` live: adopt it. A new epoch is returned, for
+    /// [`Self::new_epoch`] once the datagrams held for it are processed.
     pub(super) fn confirm(
         &mut self,
         now: Instant,
@@ -257,14 +278,12 @@ impl Replicator {
         epoch: u64,
         seq: u64,
         last_stream: u64,
-    ) {
-        let Some(p) = self.peers.get_mut(&node) else {
-            return;
-        };
+    ) -> Option<NewEpoch> {
+        let p = self.peers.get_mut(&node)?;
         let addr = p.addr;
         p.probe = None;
-        let mut new_peer_epoch = false;
-        let mut peer_restarted = false;
+        let answered_first = std::mem::take(&mut p.answered_first);
+        let mut new_peer_epoch = None;
         if p.cur.as_ref().is_none_or(|s| s.epoch != epoch) {
             let restarted = match p.cur.take() {
                 Some(old) => {
@@ -289,10 +308,15 @@ impl Replicator {
             if restarted {
                 p.restarts += 1;
                 self.counters.peer_restarts += 1;
-                peer_restarted = true;
                 // Its request ids start over too.
                 self.served.remove(&node);
             }
+            new_peer_epoch = Some(NewEpoch {
+                addr,
+                restarted,
+                // Its stream before `expected` is never applied here.
+                skipped_answer: answered_first && expected > 1,
+            });
             p.cur = Some(Stream {
                 epoch,
                 window: ReplayWindow::new(),
@@ -303,7 +327,6 @@ impl Replicator {
                 ready: false,
                 states: 0,
             });
-            new_peer_epoch = true;
         }
         // Held datagrams of other epochs are replays of the past (or of a life the peer has
         // already left): retire those epochs.
@@ -331,23 +354,36 @@ impl Replicator {
             self.reject(RejectReason::StaleEpoch);
         }
         self.update_gap(now, node);
-        if new_peer_epoch {
-            match self.bulk {
-                // The sender of our bulk restarted: that transfer will never end.
-                BulkRx::Receiving {
-                    from,
-                    attempt,
-                    target,
-                    ..
-                } if from == node && peer_restarted => {
-                    // It is alive again, though: even after the round's last attempt, the next
-                    // goes at once.
-                    self.bulk_peer_joined = true;
-                    self.retry_bulk(now, attempt, target);
-                }
-                // Someone new (or new again) to ask.
-                _ => self.peer_alive(now, addr),
+        new_peer_epoch
+    }
+
+    /// A peer's new epoch is confirmed and what it sent meanwhile is processed: a peer that
+    /// restarted or came for the first time is someone (new again) to ask.
+    pub(super) fn new_epoch(&mut self, now: Instant, node: NodeId, new: NewEpoch) {
+        match self.bulk {
+            // The sender of our bulk restarted: that transfer will never end.
+            BulkRx::Receiving {
+                from,
+                attempt,
+                target,
+                ..
+            } if from == node && new.restarted => {
+                // It is alive again, though: even after the round's last attempt, the next
+                // goes at once.
+                self.bulk_peer_joined = true;
+                self.retry_bulk(now, attempt, target);
             }
+            // It confirmed us first and may have answered our request already, in stream
+            // datagrams we never held (lost meanwhile) and now skip: the same request again
+            // would not be answered twice, and we would wait `bulk_timeout` for nothing. A new
+            // one (a peer still sending the old answer starts over).
+            BulkRx::Requesting {
+                attempt, target, ..
+            } if new.skipped_answer && target.is_none_or(|t| t == node) => {
+                self.start_bulk(now, attempt, target);
+                self.bulk_peer_joined = true;
+            }
+            _ => self.peer_alive(now, new.addr),
         }
     }
 
