@@ -403,3 +403,24 @@ fn answer_skipped_at_first_contact_is_asked_again() {
     assert_eq!(st.counters.bulk_completed, 1, "{:#?}", st.counters);
     assert_eq!(m.nodes[1].status(m.now).counters.bulk_requests_served, 2);
 }
+
+/// The last stream datagram of a burst is lost: a heartbeat follows the burst after
+/// `repair_timeout` and its last stream seq shows the loss, so the peer repairs it at once
+/// instead of at the next regular heartbeat, a second later (or more, if that one is lost
+/// too: seed 0x9290a01984440578 of `restart_bulk_syncs_before_ready`, where three were).
+#[test]
+fn lost_tail_is_noticed_soon() {
+    let mut m = Mesh::new(vec![cfg(1), cfg(2)]);
+    m.run(100 * MS);
+    assert_eq!(m.ready, vec![true, true]);
+    let c = conn(1000);
+    m.local(0, LocalEvent::New(c.clone()));
+    m.held.insert((0, 1));
+    m.run(30 * MS);
+    assert_eq!(m.drop_where(0, 1, |kind, _| kind == Kind::Stream), 1);
+    m.held.clear();
+    m.run(200 * MS);
+    assert!(m.conn(1, &c.key()).is_some());
+    let st = m.nodes[1].status(m.now);
+    assert_eq!(st.counters.nacks_sent, 1, "{:#?}", st.counters);
+}

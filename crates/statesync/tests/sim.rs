@@ -540,4 +540,7 @@ fn regression_seeds() {
     // node 1 then skipped that part of node 2's stream and asked again with the same id, which
     // node 2 does not answer twice, and lost the next three requests: not ready 20 s later.
     converge_scenario(0xf4e9d56b9c948015, 2, defaults);
+    // Node 1's last stream datagram and the three heartbeats after it were lost: node 2 did
+    // not know it had missed anything before the check, 3 s later.
+    restart_scenario(0x9290a01984440578);
 }

@@ -136,6 +136,8 @@ pub struct Replicator {
     tokens: u32,
     refilled: Instant,
     next_heartbeat: Instant,
+    /// A heartbeat soon after the stream goes quiet (see [`Replicator::stream_sent`]).
+    tail_heartbeat: Option<Instant>,
 
     // bulk (bulk.rs): our own bulk request and readiness.
     bulk: BulkRx,
@@ -225,6 +227,7 @@ impl Replicator {
             removed_order: VecDeque::new(),
             ready: false,
             next_heartbeat: now + cfg.heartbeat_interval,
+            tail_heartbeat: None,
             next_sweep: now + cfg.sweep_interval,
             next_dump: cfg.dump_interval.map(|d| now + d),
             installs: Vec::new(),
@@ -288,6 +291,9 @@ impl Replicator {
             self.send_heartbeat(Dest::All);
             self.next_heartbeat = now + self.cfg.heartbeat_interval;
         }
+        if self.tail_heartbeat.is_some_and(|t| t <= now) {
+            self.send_heartbeat(Dest::All);
+        }
         self.repair_timers(now);
         self.probe_timers(now);
         self.bulk_timers(now);
@@ -316,6 +322,7 @@ impl Replicator {
         consider(self.flush_at, TimerKind::Flush);
         consider(self.serve_at, TimerKind::BulkSend);
         consider(Some(self.next_heartbeat), TimerKind::Heartbeat);
+        consider(self.tail_heartbeat, TimerKind::Heartbeat);
         let repair = self
             .peers
             .values()

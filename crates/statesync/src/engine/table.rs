@@ -249,6 +249,7 @@ impl Replicator {
         if Record::Clear.emit(&mut self.stage).is_ok() {
             let d = self.tx.stream(&self.stage);
             self.stage.clear();
+            self.stream_sent(self.last_now);
             self.counters.clears_sent += 1;
             self.actions.push_back(Action::Send {
                 to: Dest::All,
