@@ -424,3 +424,24 @@ fn lost_tail_is_noticed_soon() {
     let st = m.nodes[1].status(m.now);
     assert_eq!(st.counters.nacks_sent, 1, "{:#?}", st.counters);
 }
+
+/// Node 2's bulk request (here: a resync) is lost while node 1 is there. It goes again, same
+/// id, in node 2's next heartbeat, not only as the next attempt `bulk_timeout` later (seed
+/// 0x1f9d6403208f0ada of `two_nodes_converge`, where four attempts in a row were lost, the
+/// first into a partition: not ready 20 s later).
+#[test]
+fn unanswered_request_rides_the_heartbeats() {
+    let mut m = Mesh::new(vec![cfg(1), cfg(2)]);
+    m.run(100 * MS);
+    assert_eq!(m.ready, vec![true, true]);
+    let now = m.now;
+    m.nodes[1].handle(now, Input::Resync);
+    let lost = m.drop_where(1, 0, |_, recs| {
+        recs.iter().any(|r| matches!(r, Record::BulkRequest { .. }))
+    });
+    assert_eq!(lost, 1);
+    m.run(1500 * MS);
+    assert_eq!(m.ready, vec![true, true]);
+    let c = m.nodes[1].status(m.now).counters;
+    assert_eq!((c.bulk_retries, c.bulk_completed), (0, 2), "{c:#?}");
+}

@@ -543,4 +543,8 @@ fn regression_seeds() {
     // Node 1's last stream datagram and the three heartbeats after it were lost: node 2 did
     // not know it had missed anything before the check, 3 s later.
     restart_scenario(0x9290a01984440578);
+    // Node 1's own-only bulk request after a gap went into a partition and the next three
+    // attempts, 3 s apart, were lost: still waiting for its backoff 20 s later, with an old
+    // version of one of node 2's conns.
+    converge_scenario(0x1f9d6403208f0ada, 2, defaults);
 }

@@ -155,6 +155,40 @@ impl Replicator {
         }
     }
 
+    /// Our bulk request again, for a heartbeat to every peer, while it is not answered and a
+    /// peer that may answer it is alive. The request is one datagram, sent once per attempt,
+    /// `bulk_timeout` apart: on a lossy link a round of them could all be lost while the peer
+    /// was there (seen: four in a row, the first into a partition, then the backoff). A peer
+    /// answers an id once, so the copies cost nothing more; alone, nothing is repeated.
+    pub(super) fn unanswered_request(&self, to: Dest) -> Option<Record> {
+        let BulkRx::Requesting {
+            request,
+            target,
+            own_only,
+            ..
+        } = self.bulk
+        else {
+            return None;
+        };
+        let now = self.last_now;
+        let alive = |n: &NodeId| {
+            self.peers.get(n).is_some_and(|p| {
+                p.cur.is_some()
+                    && !p.down
+                    && now.saturating_duration_since(p.last_seen) < self.cfg.peer_timeout
+            })
+        };
+        let someone = match target {
+            Some(t) => alive(&t),
+            None => self.peers.keys().any(alive),
+        };
+        (to == Dest::All && someone).then_some(Record::BulkRequest {
+            target: target.unwrap_or(NodeId(0)),
+            request,
+            own_only,
+        })
+    }
+
     pub(super) fn start_bulk(&mut self, now: Instant, attempt: u32, target: Option<NodeId>) {
         if attempt == 1 {
             // A new round (start, Resync, a peer came alive, a gap): the backoff starts over.

@@ -328,7 +328,10 @@ impl Replicator {
             ready: self.ready,
             states: u32::try_from(self.table.len()).unwrap_or(u32::MAX),
         };
-        self.send_control(to, &[hb]);
+        match self.unanswered_request(to) {
+            Some(req) => self.send_control(to, &[hb, req]),
+            None => self.send_control(to, &[hb]),
+        }
     }
 }
 
