@@ -520,4 +520,31 @@ fn regression_seeds() {
     converge_scenario(0x6e71445d5fe163d, 2, defaults);
     converge_scenario(0x5260bed4bac2c86, 2, defaults);
     converge_scenario(0x233f544ea4a80dcb, 3, defaults);
+    // Node 2 took node 3's full bulk, relaying node 1's conn as node 3 had it, after node 1's
+    // own newer update: it went back to the older version for good (a relayed bulk state
+    // overrode the origin's).
+    converge_scenario(0x38597fe24f9df04f, 3, defaults);
+    // Node 2 gave up a gap from node 1 (a delete in it) while its bulk from node 3 was under
+    // way, and never asked node 1 again (the gap's resync was dropped).
+    converge_scenario(0x6f31fa1d73432b69, 3, defaults);
+    // Node 1's probe of node 2 was lost and only node 2's next heartbeat, a second later,
+    // brought another: meanwhile node 2's NACKs sat held, it gave up the gap and lacked its
+    // conns (node 1 was deaf to node 2 for 4 s).
+    restart_scenario(0x6547162cfd9bf5dc);
+    // Node 2 installed two versions of node 3's conn and removed it before their kernel
+    // echoes came: the first echo looked like a new conn of node 2's, which announced its
+    // delete; node 1, having installed the conn again since that delete, dropped it from its
+    // table on the DESTROY echo and announced the NEW echo as its own: dead, it came back.
+    converge_scenario(0x6c3de0bc71298c1a, 3, defaults);
+    // Node 1's bulk answer from node 2 was lost before node 1 had confirmed node 2's epoch;
+    // node 1 then skipped that part of node 2's stream and asked again with the same id, which
+    // node 2 does not answer twice, and lost the next three requests: not ready 20 s later.
+    converge_scenario(0xf4e9d56b9c948015, 2, defaults);
+    // Node 1's last stream datagram and the three heartbeats after it were lost: node 2 did
+    // not know it had missed anything before the check, 3 s later.
+    restart_scenario(0x9290a01984440578);
+    // Node 1's own-only bulk request after a gap went into a partition and the next three
+    // attempts, 3 s apart, were lost: still waiting for its backoff 20 s later, with an old
+    // version of one of node 2's conns.
+    converge_scenario(0x1f9d6403208f0ada, 2, defaults);
 }

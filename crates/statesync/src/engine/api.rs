@@ -118,6 +118,8 @@ pub enum TimerKind {
     BulkSend,
     Heartbeat,
     Repair,
+    /// An unanswered probe goes again (datagrams wait for the peer's epoch to be confirmed).
+    Probe,
     BulkTimeout,
     /// The wait after a failed bulk sync is over: ask again.
     BulkRetry,

@@ -19,6 +19,29 @@ const MAX_REMEMBERED_REMOVES: usize = 65_536;
 /// [`Config::echo_window`](super::Config::echo_window)).
 const MAX_SUPERSEDED: usize = 16;
 
+/// A conn we removed from the kernel on a peer's word (see [`Replicator::removed`]).
+#[derive(Debug)]
+pub(super) struct Removed {
+    pub(super) at: Instant,
+    /// The versions we had installed and whose echoes may still come: the last one and those
+    /// it superseded within the echo window. Empty once a peer's version is installed again.
+    pub(super) versions: Vec<Conn>,
+    /// Removes whose DESTROY echo has not come yet.
+    pub(super) destroys: u32,
+}
+
+impl Removed {
+    /// True if the local event `ev` says nothing that one of the removed versions did not
+    /// say: the echo of its install.
+    pub(super) fn echoes(&self, ev: &Conn) -> bool {
+        self.versions.iter().any(|gone| {
+            let mut m = gone.clone();
+            m.merge_from(ev);
+            replicated_eq(&m, gone)
+        })
+    }
+}
+
 impl Replicator {
     pub(super) fn apply(&mut self, now: Instant, node: NodeId, records: &[u8]) {
         let me = self.cfg.node;
@@ -55,6 +78,9 @@ impl Replicator {
         c.id = None;
         self.gen += 1;
         let key = TKey::of(&c);
+        // A state relayed by a full bulk: the sender's copy of a conn whose origin may be
+        // another node.
+        let mut relayed = false;
         if bulk {
             // Bulk states are for the requester only (they travel in the sender's stream to
             // everyone); they count even when a delete we saw since makes them moot.
@@ -63,10 +89,12 @@ impl Replicator {
                     from,
                     received,
                     deadline,
+                    own_only,
                     ..
                 } if *from == node => {
                     *received += 1;
                     *deadline = now + self.cfg.bulk_timeout;
+                    relayed = !*own_only;
                 }
                 _ => {
                     self.counters.bulk_states_ignored += 1;
@@ -88,6 +116,15 @@ impl Replicator {
                 e.gen = self.gen;
                 self.counters.unchanged_received += 1;
             }
+            // Nor does a full bulk override a copy we had from another peer: it came from that
+            // peer's stream (its origin's, or its own relayed snapshot), and a relayed snapshot
+            // is no newer: the sender holds the origin's conn only as far as the origin's stream
+            // reached it, and the origin's stream brings us anything newer, in order (or its
+            // own-only bulk after a gap we could not repair). Letting it win regressed a conn
+            // for good when the relay's snapshot overtook the origin's later update.
+            Some(e) if relayed && matches!(e.origin, Origin::Peer(o) if o != node) => {
+                self.counters.unchanged_received += 1;
+            }
             Some(e) if replicated_eq(&e.conn, &c) && !later(now, e, c.timeout, refresh_min) => {
                 e.gen = self.gen;
                 e.unannounced = false;
@@ -97,7 +134,11 @@ impl Replicator {
             _ => {
                 // The peer's snapshot is newer than a local change not sent yet.
                 self.pending.remove(&key);
-                self.removed.remove(&key);
+                // Installed again: its echo says what the table says now. The DESTROY echo of
+                // an earlier remove may still come (see `destroy_echo`).
+                if let Some(r) = self.removed.get_mut(&key) {
+                    r.versions.clear();
+                }
                 let entry = Entry {
                     conn: c.clone(),
                     seen: now,
@@ -138,12 +179,13 @@ impl Replicator {
             self.pending.remove(&key);
         }
         if let Some(e) = self.table.remove(&key) {
-            self.remember_removed(now, key, e.conn);
+            self.remember_removed(now, key, e);
             self.push_remove(key);
         }
     }
 
-    pub(super) fn remember_removed(&mut self, now: Instant, key: TKey, conn: Conn) {
+    /// `e` was taken out of the table and goes out of the kernel: its echoes are expected.
+    pub(super) fn remember_removed(&mut self, now: Instant, key: TKey, e: Entry) {
         let window = self.cfg.echo_window;
         while let Some((t, k)) = self.removed_order.front().copied() {
             if now.saturating_duration_since(t) < window
@@ -152,11 +194,34 @@ impl Replicator {
                 break;
             }
             self.removed_order.pop_front();
-            if self.removed.get(&k).is_some_and(|(t2, _)| *t2 == t) {
+            if self.removed.get(&k).is_some_and(|r| r.at == t) {
                 self.removed.remove(&k);
             }
         }
-        self.removed.insert(key, (now, conn));
+        // The superseded installs too: their echoes can come after the remove (seen: two
+        // installs and the remove in a row, the first install's echo taken for a new conn).
+        let mut versions: Vec<Conn> = e
+            .superseded
+            .into_iter()
+            .flat_map(|list| list.into_iter())
+            .filter(|(t, _)| now.saturating_duration_since(*t) < window)
+            .map(|(_, c)| c)
+            .collect();
+        versions.push(e.conn);
+        // The DESTROY of an earlier remove (installed again since) may still be on its way.
+        let destroys = self
+            .removed
+            .get(&key)
+            .filter(|r| now.saturating_duration_since(r.at) < window)
+            .map_or(0, |r| r.destroys);
+        self.removed.insert(
+            key,
+            Removed {
+                at: now,
+                versions,
+                destroys: destroys.saturating_add(1),
+            },
+        );
         self.removed_order.push_back((now, key));
     }
 
@@ -172,7 +237,7 @@ impl Replicator {
         let now = self.last_now;
         for k in keys {
             if let Some(e) = self.table.remove(&k) {
-                self.remember_removed(now, k, e.conn);
+                self.remember_removed(now, k, e);
             }
             self.pending.remove(&k);
             self.tombstone(k);

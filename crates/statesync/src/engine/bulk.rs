@@ -29,6 +29,9 @@ pub(super) enum BulkRx {
         request: u32,
         attempt: u32,
         target: Option<NodeId>,
+        /// We asked for the sender's own conns only (we were ready): every state is the
+        /// sender's own. Otherwise (a full bulk) it relays other nodes' conns too.
+        own_only: bool,
         deadline: Instant,
     },
     Receiving {
@@ -36,6 +39,7 @@ pub(super) enum BulkRx {
         request: u32,
         attempt: u32,
         target: Option<NodeId>,
+        own_only: bool,
         received: u64,
         start_gen: u64,
         deadline: Instant,
@@ -114,15 +118,30 @@ impl Replicator {
     /// bulk failed, a new round starts now instead of after the backoff. If our request is
     /// out, it may have gone before this peer could hear it: it goes again, to this peer (the
     /// same id: a peer that did hear it and answered does not answer twice), and should this
-    /// attempt still time out, the next one goes at once even if it was the round's last.
+    /// attempt still time out, the next one goes at once even if it was the round's last. If
+    /// no bulk is under way and the peer owes us its conns (see [`Self::need_resync`]), it is
+    /// asked for them now.
     pub(super) fn peer_alive(&mut self, now: Instant, addr: SocketAddr) {
         match self.bulk {
             BulkRx::Failed { .. } => self.start_bulk(now, 1, None),
+            BulkRx::Idle | BulkRx::Done { .. } => {
+                // It owes us its conns (a gap we gave up on while it could not be asked).
+                let owed = self
+                    .resync_owed
+                    .keys()
+                    .copied()
+                    .find(|n| self.peers.get(n).is_some_and(|p| p.addr == addr));
+                if let Some(n) = owed {
+                    self.start_bulk(now, 1, Some(n));
+                }
+            }
             BulkRx::Requesting {
-                request, target, ..
+                request,
+                target,
+                own_only,
+                ..
             } if target.is_none_or(|t| self.peers.get(&t).is_some_and(|p| p.addr == addr)) => {
                 self.bulk_peer_joined = true;
-                let own_only = self.ready;
                 self.send_control(
                     Dest::Peer(addr),
                     &[Record::BulkRequest {
@@ -136,6 +155,40 @@ impl Replicator {
         }
     }
 
+    /// Our bulk request again, for a heartbeat to every peer, while it is not answered and a
+    /// peer that may answer it is alive. The request is one datagram, sent once per attempt,
+    /// `bulk_timeout` apart: on a lossy link a round of them could all be lost while the peer
+    /// was there (seen: four in a row, the first into a partition, then the backoff). A peer
+    /// answers an id once, so the copies cost nothing more; alone, nothing is repeated.
+    pub(super) fn unanswered_request(&self, to: Dest) -> Option<Record> {
+        let BulkRx::Requesting {
+            request,
+            target,
+            own_only,
+            ..
+        } = self.bulk
+        else {
+            return None;
+        };
+        let now = self.last_now;
+        let alive = |n: &NodeId| {
+            self.peers.get(n).is_some_and(|p| {
+                p.cur.is_some()
+                    && !p.down
+                    && now.saturating_duration_since(p.last_seen) < self.cfg.peer_timeout
+            })
+        };
+        let someone = match target {
+            Some(t) => alive(&t),
+            None => self.peers.keys().any(alive),
+        };
+        (to == Dest::All && someone).then_some(Record::BulkRequest {
+            target: target.unwrap_or(NodeId(0)),
+            request,
+            own_only,
+        })
+    }
+
     pub(super) fn start_bulk(&mut self, now: Instant, attempt: u32, target: Option<NodeId>) {
         if attempt == 1 {
             // A new round (start, Resync, a peer came alive, a gap): the backoff starts over.
@@ -143,16 +196,17 @@ impl Replicator {
         }
         self.bulk_peer_joined = false;
         let request = (self.rng.next() as u32).max(1);
+        let own_only = self.ready;
         self.bulk = BulkRx::Requesting {
             request,
             attempt,
             target,
+            own_only,
             deadline: now + self.cfg.bulk_timeout,
         };
         let dest = target
             .and_then(|t| self.peers.get(&t))
             .map_or(Dest::All, |p| Dest::Peer(p.addr));
-        let own_only = self.ready;
         self.send_control(
             dest,
             &[Record::BulkRequest {
@@ -190,13 +244,37 @@ impl Replicator {
         }
     }
 
-    /// Something was lost for good: ask for a bulk sync unless one is under way.
+    /// Something from `from` was lost for good: it owes us its conns again. Asked at once
+    /// unless a bulk is under way; then when that one is over (see [`Self::next_owed`]). The
+    /// bulk under way does not cover the loss: from another peer, it neither brings nor sweeps
+    /// `from`'s conns as `from` has them (a full bulk relays what its sender holds, and sweeps
+    /// only what its sender announced); from `from` itself, it started before the loss (a
+    /// delete lost after a conn's bulk state left that conn behind).
     pub(super) fn need_resync(&mut self, now: Instant, from: NodeId) {
+        self.gen += 1;
+        self.resync_owed.insert(from, self.gen);
         if matches!(
             self.bulk,
             BulkRx::Idle | BulkRx::Done { .. } | BulkRx::Failed { .. }
         ) {
             self.start_bulk(now, 1, Some(from));
+        }
+    }
+
+    /// No bulk under way: asks the first peer that still owes us its conns and is alive (the
+    /// others are asked when they come alive, see [`Self::peer_alive`]).
+    fn next_owed(&mut self, now: Instant) {
+        if !matches!(self.bulk, BulkRx::Idle | BulkRx::Done { .. }) {
+            return;
+        }
+        let peer_timeout = self.cfg.peer_timeout;
+        let next = self.resync_owed.keys().copied().find(|n| {
+            self.peers.get(n).is_some_and(|p| {
+                !p.down && now.saturating_duration_since(p.last_seen) < peer_timeout
+            })
+        });
+        if let Some(n) = next {
+            self.start_bulk(now, 1, Some(n));
         }
     }
 
@@ -207,6 +285,7 @@ impl Replicator {
                 request: r,
                 attempt,
                 target,
+                own_only,
                 ..
             } if r == request => {
                 self.bulk = BulkRx::Receiving {
@@ -214,6 +293,7 @@ impl Replicator {
                     request,
                     attempt,
                     target,
+                    own_only,
                     received: 0,
                     start_gen: self.gen,
                     deadline,
@@ -224,6 +304,7 @@ impl Replicator {
                 request: r,
                 attempt,
                 target,
+                own_only,
                 ..
             } if f == from && r == request => {
                 // The sender started over (it heard our request twice).
@@ -232,6 +313,7 @@ impl Replicator {
                     request,
                     attempt,
                     target,
+                    own_only,
                     received: 0,
                     start_gen: self.gen,
                     deadline,
@@ -271,7 +353,7 @@ impl Replicator {
             .collect();
         for k in stale {
             if let Some(e) = self.table.remove(&k) {
-                self.remember_removed(now, k, e.conn);
+                self.remember_removed(now, k, e);
             }
             self.pending.remove(&k);
             self.counters.bulk_swept += 1;
@@ -282,11 +364,19 @@ impl Replicator {
         self.bulk = BulkRx::Done { from, count };
         self.bulk_tombstones.clear();
         self.bulk_alarmed = false;
+        if self
+            .resync_owed
+            .get(&from)
+            .is_some_and(|lost| *lost <= start_gen)
+        {
+            self.resync_owed.remove(&from);
+        }
         if !self.ready {
             self.ready = true;
             self.actions.push_back(Action::ReadyChanged(true));
             self.announce_deferred(now);
         }
+        self.next_owed(now);
     }
 
     /// Announces the conns of the startup dump that the first bulk did not bring.

@@ -27,7 +27,10 @@
 //! - a local DESTROY of a key the table no longer holds (we removed it on a peer's request) is
 //!   ignored, and a DESTROY of a conn whose origin is a peer is not announced either: our copy
 //!   expiring (its timer is only refreshed by the origin's updates) must never delete the
-//!   origin's live conn. Only conns this node announced itself are deleted cluster-wide;
+//!   origin's live conn. Only conns this node announced itself are deleted cluster-wide. The
+//!   DESTROY of a remove we did is recognised too when a peer's version was installed again
+//!   since (the entry stays), and so are the echoes of every version installed before a
+//!   remove;
 //! - should the kernel normalise something the view compares, the first echo is announced
 //!   once, the origin installs it and its own echo then matches: a fixpoint after one round.
 //!
@@ -80,6 +83,7 @@ pub use table::{replicated_eq, REPLICATED_STATUS, REPLICATED_TCP_FLAGS};
 use crate::key::{FastHash, TKey};
 use crate::model::Conn;
 use crate::wire::NodeId;
+use apply::Removed;
 use bulk::BulkRx;
 use peers::Peer;
 use serve::Serve;
@@ -132,6 +136,8 @@ pub struct Replicator {
     tokens: u32,
     refilled: Instant,
     next_heartbeat: Instant,
+    /// A heartbeat soon after the stream goes quiet (see [`Replicator::stream_sent`]).
+    tail_heartbeat: Option<Instant>,
 
     // bulk (bulk.rs): our own bulk request and readiness.
     bulk: BulkRx,
@@ -145,6 +151,10 @@ pub struct Replicator {
     /// Keys deleted while our bulk request is under way: a bulk snapshot taken before the
     /// sender heard of the delete must not bring them back.
     bulk_tombstones: BTreeSet<TKey>,
+    /// Peers whose stream had a gap we gave up on, and so still owe us their own conns (an
+    /// own-only bulk sync), with the modification counter at the give-up: only a bulk from
+    /// that peer which starts after it covers what the gap lost.
+    resync_owed: BTreeMap<NodeId, u64>,
 
     // serve (serve.rs): bulk transfers to peers.
     serving: Option<Serve>,
@@ -164,8 +174,9 @@ pub struct Replicator {
     install_idx: HashMap<TKey, usize, FastHash>,
     removes: Vec<TKey>,
     /// Conns we removed from the kernel on a peer's word, kept for `echo_window`: their
-    /// kernel echo (an install just before the remove) must not look like a new local conn.
-    removed: BTreeMap<TKey, (Instant, Conn)>,
+    /// kernel echoes (of installs just before the remove, and of the remove itself) must not
+    /// look like local news.
+    removed: BTreeMap<TKey, Removed>,
     removed_order: VecDeque<(Instant, TKey)>,
 }
 
@@ -211,10 +222,12 @@ impl Replicator {
             bulk_alarmed: false,
             bulk_peer_joined: false,
             bulk_tombstones: BTreeSet::new(),
+            resync_owed: BTreeMap::new(),
             removed: BTreeMap::new(),
             removed_order: VecDeque::new(),
             ready: false,
             next_heartbeat: now + cfg.heartbeat_interval,
+            tail_heartbeat: None,
             next_sweep: now + cfg.sweep_interval,
             next_dump: cfg.dump_interval.map(|d| now + d),
             installs: Vec::new(),
@@ -278,7 +291,11 @@ impl Replicator {
             self.send_heartbeat(Dest::All);
             self.next_heartbeat = now + self.cfg.heartbeat_interval;
         }
+        if self.tail_heartbeat.is_some_and(|t| t <= now) {
+            self.send_heartbeat(Dest::All);
+        }
         self.repair_timers(now);
+        self.probe_timers(now);
         self.bulk_timers(now);
         if self.next_sweep <= now {
             self.sweep_expired(now);
@@ -305,12 +322,14 @@ impl Replicator {
         consider(self.flush_at, TimerKind::Flush);
         consider(self.serve_at, TimerKind::BulkSend);
         consider(Some(self.next_heartbeat), TimerKind::Heartbeat);
+        consider(self.tail_heartbeat, TimerKind::Heartbeat);
         let repair = self
             .peers
             .values()
             .filter_map(|p| p.cur.as_ref()?.gap.as_ref().map(|g| g.next_nack))
             .min();
         consider(repair, TimerKind::Repair);
+        consider(self.probe_timer(), TimerKind::Probe);
         if let Some((t, k)) = self.bulk_timer() {
             consider(Some(t), k);
         }

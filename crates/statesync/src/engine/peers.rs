@@ -15,6 +15,19 @@ use std::time::Instant;
 
 /// Old epochs remembered per peer.
 const RETIRED_EPOCHS: usize = 16;
+/// Probes sent again on a timer (`probe_interval` apart) while datagrams wait for an epoch to
+/// be confirmed and nothing new arrives from it; each new datagram held starts over.
+const PROBE_RETRIES: u32 = 8;
+
+/// A peer epoch just confirmed (see [`Replicator::new_epoch`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct NewEpoch {
+    addr: SocketAddr,
+    /// The peer had another epoch before (it restarted).
+    restarted: bool,
+    /// Its answer to our bulk request may be in the part of its stream we skip.
+    skipped_answer: bool,
+}
 
 #[derive(Debug)]
 pub(super) struct Held {
@@ -31,7 +44,15 @@ pub(super) struct Peer {
     pub(super) down: bool,
     pub(super) cur: Option<Stream>,
     pub(super) retired: VecDeque<u64>,
+    /// The outstanding probe: its nonce and when it went out.
     pub(super) probe: Option<(u64, Instant)>,
+    /// Where it went (where the datagrams held came from) and how often it was sent again on
+    /// the timer since a datagram was last held.
+    pub(super) probe_to: SocketAddr,
+    pub(super) probe_retries: u32,
+    /// We answered a probe of the epoch we are still to confirm: the peer may have adopted
+    /// ours first, and answered our bulk request in datagrams sent before we hold any.
+    pub(super) answered_first: bool,
     pub(super) held: Vec<Held>,
     pub(super) restarts: u64,
 }
@@ -83,6 +104,9 @@ impl Replicator {
                     cur: None,
                     retired: VecDeque::new(),
                     probe: None,
+                    probe_to: from,
+                    probe_retries: 0,
+                    answered_first: false,
                     held: Vec::new(),
                     restarts: 0,
                 },
@@ -130,6 +154,9 @@ impl Replicator {
             for rec in Records::new(body) {
                 match rec {
                     Ok(Record::Probe { target, nonce }) if target == me => {
+                        if let Some(p) = self.peers.get_mut(&node) {
+                            p.answered_first = true;
+                        }
                         self.reply_probe(from, node, nonce)
                     }
                     Ok(Record::ProbeReply {
@@ -147,9 +174,12 @@ impl Replicator {
                 p.last_seen = now;
                 p.down = false;
             }
-            self.confirm(now, node, hdr.epoch, hdr.seq, last_stream);
+            let new = self.confirm(now, node, hdr.epoch, hdr.seq, last_stream);
             self.dispatch(now, node, hdr.kind, body, true);
             self.release_held(now, node);
+            if let Some(new) = new {
+                self.new_epoch(now, node, new);
+            }
             return;
         }
         let probe_interval = self.cfg.probe_interval;
@@ -166,6 +196,7 @@ impl Replicator {
                 body: body.to_vec(),
             });
         }
+        p.probe_retries = 0;
         let due = p
             .probe
             .is_none_or(|(_, sent)| now.saturating_duration_since(sent) >= probe_interval);
@@ -173,18 +204,56 @@ impl Replicator {
             self.reject(RejectReason::Unconfirmed);
         }
         if due {
-            let nonce = self.rng.next();
+            self.send_probe(now, node, from);
+        }
+    }
+
+    fn send_probe(&mut self, now: Instant, node: NodeId, to: SocketAddr) {
+        let nonce = self.rng.next();
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.probe = Some((nonce, now));
+            p.probe_to = to;
+        }
+        self.counters.probes_sent += 1;
+        self.send_control(
+            Dest::Peer(to),
+            &[Record::Probe {
+                target: node,
+                nonce,
+            }],
+        );
+    }
+
+    /// When an unanswered probe is sent again: datagrams are held for an epoch that only the
+    /// probe's answer can confirm, and the peer may send nothing else for a while (a
+    /// heartbeat a second): a lost probe or reply must not leave them waiting that long
+    /// (meanwhile this peer's NACKs and bulk requests to us go unanswered).
+    pub(super) fn probe_timer(&self) -> Option<Instant> {
+        let interval = self.cfg.probe_interval;
+        self.peers
+            .values()
+            .filter(|p| !p.held.is_empty() && p.probe_retries < PROBE_RETRIES)
+            .filter_map(|p| p.probe.and_then(|(_, sent)| sent.checked_add(interval)))
+            .min()
+    }
+
+    pub(super) fn probe_timers(&mut self, now: Instant) {
+        let interval = self.cfg.probe_interval;
+        let due: Vec<(NodeId, SocketAddr)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.held.is_empty() && p.probe_retries < PROBE_RETRIES)
+            .filter(|(_, p)| {
+                p.probe
+                    .is_some_and(|(_, sent)| now.saturating_duration_since(sent) >= interval)
+            })
+            .map(|(n, p)| (*n, p.probe_to))
+            .collect();
+        for (node, to) in due {
             if let Some(p) = self.peers.get_mut(&node) {
-                p.probe = Some((nonce, now));
+                p.probe_retries += 1;
             }
-            self.counters.probes_sent += 1;
-            self.send_control(
-                Dest::Peer(from),
-                &[Record::Probe {
-                    target: node,
-                    nonce,
-                }],
-            );
+            self.send_probe(now, node, to);
         }
     }
 
@@ -200,7 +269,8 @@ impl Replicator {
         );
     }
 
-    /// The peer proved `epoch` live: adopt it.
+    /// The peer proved `epoch` live: adopt it. A new epoch is returned, for
+    /// [`Self::new_epoch`] once the datagrams held for it are processed.
     pub(super) fn confirm(
         &mut self,
         now: Instant,
@@ -208,14 +278,12 @@ impl Replicator {
         epoch: u64,
         seq: u64,
         last_stream: u64,
-    ) {
-        let Some(p) = self.peers.get_mut(&node) else {
-            return;
-        };
+    ) -> Option<NewEpoch> {
+        let p = self.peers.get_mut(&node)?;
         let addr = p.addr;
         p.probe = None;
-        let mut new_peer_epoch = false;
-        let mut peer_restarted = false;
+        let answered_first = std::mem::take(&mut p.answered_first);
+        let mut new_peer_epoch = None;
         if p.cur.as_ref().is_none_or(|s| s.epoch != epoch) {
             let restarted = match p.cur.take() {
                 Some(old) => {
@@ -240,10 +308,15 @@ impl Replicator {
             if restarted {
                 p.restarts += 1;
                 self.counters.peer_restarts += 1;
-                peer_restarted = true;
                 // Its request ids start over too.
                 self.served.remove(&node);
             }
+            new_peer_epoch = Some(NewEpoch {
+                addr,
+                restarted,
+                // Its stream before `expected` is never applied here.
+                skipped_answer: answered_first && expected > 1,
+            });
             p.cur = Some(Stream {
                 epoch,
                 window: ReplayWindow::new(),
@@ -254,7 +327,6 @@ impl Replicator {
                 ready: false,
                 states: 0,
             });
-            new_peer_epoch = true;
         }
         // Held datagrams of other epochs are replays of the past (or of a life the peer has
         // already left): retire those epochs.
@@ -282,23 +354,36 @@ impl Replicator {
             self.reject(RejectReason::StaleEpoch);
         }
         self.update_gap(now, node);
-        if new_peer_epoch {
-            match self.bulk {
-                // The sender of our bulk restarted: that transfer will never end.
-                BulkRx::Receiving {
-                    from,
-                    attempt,
-                    target,
-                    ..
-                } if from == node && peer_restarted => {
-                    // It is alive again, though: even after the round's last attempt, the next
-                    // goes at once.
-                    self.bulk_peer_joined = true;
-                    self.retry_bulk(now, attempt, target);
-                }
-                // Someone new (or new again) to ask.
-                _ => self.peer_alive(now, addr),
+        new_peer_epoch
+    }
+
+    /// A peer's new epoch is confirmed and what it sent meanwhile is processed: a peer that
+    /// restarted or came for the first time is someone (new again) to ask.
+    pub(super) fn new_epoch(&mut self, now: Instant, node: NodeId, new: NewEpoch) {
+        match self.bulk {
+            // The sender of our bulk restarted: that transfer will never end.
+            BulkRx::Receiving {
+                from,
+                attempt,
+                target,
+                ..
+            } if from == node && new.restarted => {
+                // It is alive again, though: even after the round's last attempt, the next
+                // goes at once.
+                self.bulk_peer_joined = true;
+                self.retry_bulk(now, attempt, target);
             }
+            // It confirmed us first and may have answered our request already, in stream
+            // datagrams we never held (lost meanwhile) and now skip: the same request again
+            // would not be answered twice, and we would wait `bulk_timeout` for nothing. A new
+            // one (a peer still sending the old answer starts over).
+            BulkRx::Requesting {
+                attempt, target, ..
+            } if new.skipped_answer && target.is_none_or(|t| t == node) => {
+                self.start_bulk(now, attempt, target);
+                self.bulk_peer_joined = true;
+            }
+            _ => self.peer_alive(now, new.addr),
         }
     }
 

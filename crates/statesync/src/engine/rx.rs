@@ -127,7 +127,8 @@ impl Replicator {
                         let epoch = self.stream_mut(node).map(|s| s.epoch);
                         if let Some(epoch) = epoch {
                             let last = self.stream_mut(node).map_or(0, |s| s.heard);
-                            self.confirm(now, node, epoch, 0, last);
+                            // The same epoch: nothing new to handle.
+                            let _ = self.confirm(now, node, epoch, 0, last);
                         }
                     }
                 }

@@ -175,6 +175,9 @@ impl Replicator {
             }
         }
         self.tokens = budget;
+        if !out.is_empty() {
+            self.stream_sent(now);
+        }
         for bytes in out {
             self.actions.push_back(Action::Send {
                 to: Dest::All,

@@ -97,6 +97,9 @@ impl Replicator {
             LocalEvent::New(c) | LocalEvent::Update(c) => self.observe_local(now, c, false),
             LocalEvent::Destroy(c) => {
                 let key = TKey::of(&c);
+                if self.destroy_echo(now, key) {
+                    return;
+                }
                 self.gen += 1;
                 self.tombstone(key);
                 match self.table.remove(&key) {
@@ -111,6 +114,33 @@ impl Replicator {
         }
     }
 
+    /// True if a DESTROY of `key` is the echo of a remove we did on a peer's word, and what
+    /// the table holds now stands: nothing, or a peer's version installed since (the kernel
+    /// removed the conn and then created it again; its DESTROY comes before that NEW). Taking
+    /// that entry out as if our copy had expired lost it from the table, and the NEW echo that
+    /// followed then looked like a new conn of ours: announced, it brought a conn deleted
+    /// meanwhile back to life on the other nodes.
+    fn destroy_echo(&mut self, now: Instant, key: TKey) -> bool {
+        let window = self.cfg.echo_window;
+        let Some(r) = self.removed.get_mut(&key) else {
+            return false;
+        };
+        if r.destroys == 0 || now.saturating_duration_since(r.at) >= window {
+            return false;
+        }
+        r.destroys -= 1;
+        if self
+            .table
+            .get(&key)
+            .is_some_and(|e| e.origin == Origin::Local)
+        {
+            // A conn of ours the kernel reported after all: gone, as usual.
+            return false;
+        }
+        self.counters.echo_suppressed += 1;
+        true
+    }
+
     /// A conn as the kernel reports it: announced if it is news.
     fn observe_local(&mut self, now: Instant, c: Conn, replace: bool) {
         let key = TKey::of(&c);
@@ -120,10 +150,8 @@ impl Replicator {
         let echo_window = self.cfg.echo_window;
         let defer = replace && !self.ready;
         if !replace && !self.table.contains_key(&key) {
-            if let Some((t, gone)) = self.removed.get(&key) {
-                let mut m = gone.clone();
-                m.merge_from(&c);
-                if now.saturating_duration_since(*t) < echo_window && replicated_eq(&m, gone) {
+            if let Some(r) = self.removed.get(&key) {
+                if now.saturating_duration_since(r.at) < echo_window && r.echoes(&c) {
                     // The echo of an install that a peer's delete has since taken back.
                     self.counters.echo_suppressed += 1;
                     return;
@@ -221,6 +249,7 @@ impl Replicator {
         if Record::Clear.emit(&mut self.stage).is_ok() {
             let d = self.tx.stream(&self.stage);
             self.stage.clear();
+            self.stream_sent(self.last_now);
             self.counters.clears_sent += 1;
             self.actions.push_back(Action::Send {
                 to: Dest::All,
@@ -243,7 +272,7 @@ impl Replicator {
                 break;
             }
             self.removed_order.pop_front();
-            if self.removed.get(&k).is_some_and(|(t2, _)| *t2 == t) {
+            if self.removed.get(&k).is_some_and(|r| r.at == t) {
                 self.removed.remove(&k);
             }
         }

@@ -265,6 +265,9 @@ impl Replicator {
         }
         self.counters.unencodable += unencodable;
         self.tokens = budget;
+        if !out.is_empty() {
+            self.stream_sent(now);
+        }
         for bytes in out {
             self.actions.push_back(Action::Send {
                 to: Dest::All,
@@ -307,13 +310,28 @@ impl Replicator {
         self.actions.push_back(Action::Send { to, bytes });
     }
 
+    /// Stream datagrams went out: a heartbeat follows `repair_timeout` after the last of a
+    /// burst. Receivers notice a lost datagram from the next one, or from a heartbeat's last
+    /// stream seq; a lost last datagram of a burst was noticed only at the next regular
+    /// heartbeat, up to `heartbeat_interval` later (and a second more per heartbeat lost),
+    /// while those conns were missing on the peers.
+    pub(super) fn stream_sent(&mut self, now: Instant) {
+        self.tail_heartbeat = Some(now + self.cfg.repair_timeout);
+    }
+
     pub(super) fn send_heartbeat(&mut self, to: Dest) {
+        if to == Dest::All {
+            self.tail_heartbeat = None;
+        }
         let hb = Record::Heartbeat {
             last_stream: self.tx.next_stream - 1,
             ready: self.ready,
             states: u32::try_from(self.table.len()).unwrap_or(u32::MAX),
         };
-        self.send_control(to, &[hb]);
+        match self.unanswered_request(to) {
+            Some(req) => self.send_control(to, &[hb, req]),
+            None => self.send_control(to, &[hb]),
+        }
     }
 }
 

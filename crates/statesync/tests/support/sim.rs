@@ -251,6 +251,9 @@ impl Sim {
             return;
         }
         if self.rng.chance(self.net.loss_per_mille) {
+            if self.log_all {
+                self.note(format!("node{} -> node{} lost", from + 1, to + 1));
+            }
             return;
         }
         let copies = if self.rng.chance(self.net.dup_per_mille) {
