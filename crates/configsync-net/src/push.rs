@@ -96,6 +96,12 @@ impl PeerTask {
                     }
                     continue;
                 }
+                Step::Idle => {
+                    if payload.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 Step::Version => {
                     let r = self.client.call(rpc::VERSION, vec![]).await;
                     let r = r.map_err(failure).and_then(|v| {

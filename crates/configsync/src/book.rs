@@ -306,6 +306,8 @@ pub enum Step {
     Heartbeat,
     /// Nothing until then (or until the generation changes).
     Wait(Instant),
+    /// Nothing until the first generation is published (generation 0 is no config).
+    Idle,
 }
 
 /// A peer's versions as it reported them.
@@ -355,6 +357,9 @@ impl PeerTracker {
     }
 
     pub fn next(&self, now: Instant, current: u64) -> Step {
+        if current == 0 {
+            return Step::Idle;
+        }
         if let Some(t) = self.retry_at {
             if now < t {
                 return Step::Wait(t);
@@ -374,7 +379,7 @@ impl PeerTracker {
 
     /// The current generation changed (or was first set): the lag clock starts.
     pub fn note_generation(&mut self, now: Instant, current: u64) {
-        if self.acked != Some(current) && self.behind_since.is_none() {
+        if current != 0 && self.acked != Some(current) && self.behind_since.is_none() {
             self.behind_since = Some(now);
         }
     }
@@ -782,6 +787,26 @@ mod tests {
         // The heartbeat answer tells the peer's generation: behind means push again.
         p.on_heartbeat(s(3600), 2, Ok((1, None)));
         assert_eq!(p.next(s(3600), 2), Step::Push);
+    }
+
+    #[test]
+    fn tracker_pushes_nothing_before_the_first_generation() {
+        // Generation 0 means nothing published yet: a push of it is a call the peer refuses.
+        let t0 = Instant::now();
+        let mut p = PeerTracker::new(
+            Backoff {
+                first: Duration::from_millis(500),
+                max: Duration::from_secs(5),
+            },
+            Duration::from_secs(2),
+        );
+        p.note_generation(t0, 0);
+        assert_eq!(p.behind_since, None);
+        assert_eq!(p.next(t0, 0), Step::Idle);
+        p.on_version(t0, (1, 1), Ok(version(1)));
+        assert_eq!(p.next(t0, 0), Step::Idle);
+        p.note_generation(t0, 1);
+        assert_eq!(p.next(t0, 1), Step::Push);
     }
 
     #[test]

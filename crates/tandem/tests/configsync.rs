@@ -99,6 +99,14 @@ fn a_rule_added_on_the_primary_is_active_on_the_peer() {
         c.fw1().status()["config_sync"]["generation"]
     );
     assert_eq!(cs2["drift"], Value::Null);
+    // A normal start makes no call the peer refuses (there was one: generation 0, pushed
+    // before the primary had published its first).
+    assert_eq!(
+        cs2["rpc"]["rejected"],
+        serde_json::json!({}),
+        "{}",
+        cs2["rpc"]
+    );
     let (ok, show) = tandem(&c.fw2, &["config", "show"]);
     assert!(ok, "{show}");
     assert!(show.contains("synced from fw1, generation"), "{show}");
