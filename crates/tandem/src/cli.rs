@@ -241,11 +241,11 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     println!(
-        "{}: OK (node {}, {} VIPs on {} interfaces)",
+        "{}: OK (node {}, {} on {})",
         path.display(),
         cfg.node.name,
-        cfg.vips.len(),
-        cfg.interfaces.len()
+        crate::words::count(cfg.vips.len(), "VIP"),
+        crate::words::count(cfg.interfaces.len(), "interface")
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,7 @@ mod lock;
 mod random;
 mod state_sync;
 mod status;
+mod words;
 
 use std::process::ExitCode;
 

@@ -48,7 +48,7 @@ fn check_accepts_the_contract_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (node fw1, 1 VIPs on 1 interfaces)"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (node fw1, 1 VIP on 1 interface)"));
 }
 
 #[test]

@@ -356,13 +356,16 @@ impl Carp {
             self.routers.insert(k, rc);
         }
         Ok(format!(
-            "{} VIPs on {} interfaces",
-            self.vips.len(),
-            self.vips
-                .keys()
-                .map(|(i, _)| *i)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len()
+            "{} on {}",
+            crate::words::count(self.vips.len(), "VIP"),
+            crate::words::count(
+                self.vips
+                    .keys()
+                    .map(|(i, _)| *i)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len(),
+                "interface"
+            )
         ))
     }
 
@@ -503,8 +506,13 @@ impl Carp {
                     // The first one, then every 60th: a misconfigured peer sends one a second.
                     if n % 60 == 1 {
                         let v = vhid.map_or_else(|| "?".to_string(), |v| v.to_string());
+                        let seen = if n == 1 {
+                            "first one".to_string()
+                        } else {
+                            format!("seen {n} times")
+                        };
                         warn!(
-                            "vhid={v} iface={} advert from {src} rejected reason={reason} (seen {n} times)",
+                            "vhid={v} iface={} advert from {src} rejected reason={reason} ({seen})",
                             self.name(iface)
                         );
                     }
@@ -515,7 +523,11 @@ impl Carp {
                         .demotions()
                         .map(|(s, v)| format!("{}+{v}", source_name(s, |i| self.name(i))))
                         .collect();
-                    info!("demotion {from} -> {to} ({})", why.join(", "));
+                    if why.is_empty() {
+                        info!("demotion {from} -> {to} (no source left)");
+                    } else {
+                        info!("demotion {from} -> {to} ({})", why.join(", "));
+                    }
                 }
             }
         }

@@ -123,9 +123,9 @@ impl Daemon {
         self.firewall_error = None;
         if let Some(r) = &ruleset {
             info!(
-                "firewall applied: {} rules, {} routes",
-                new.areas.rules.len(),
-                r.routes.len()
+                "firewall applied: {}, {}",
+                crate::words::count(new.areas.rules.len(), "rule"),
+                crate::words::count(r.routes.len(), "route")
             );
         }
         self.ruleset = ruleset;
@@ -139,7 +139,7 @@ impl Daemon {
         let msg = format!(
             "{what}: {vips}, firewall {}",
             if self.cfg.firewall.managed {
-                format!("{} rules", self.cfg.areas.rules.len())
+                crate::words::count(self.cfg.areas.rules.len(), "rule")
             } else {
                 "not managed".into()
             }

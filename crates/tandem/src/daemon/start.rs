@@ -51,9 +51,9 @@ impl Daemon {
         if let Some(r) = &ruleset {
             firewall_apply::apply(&cfg, &netlink, r).await?;
             tracing::info!(
-                "firewall applied: {} rules, {} routes",
-                cfg.areas.rules.len(),
-                r.routes.len()
+                "firewall applied: {}, {}",
+                crate::words::count(cfg.areas.rules.len(), "rule"),
+                crate::words::count(r.routes.len(), "route")
             );
         }
 
