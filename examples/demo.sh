@@ -1,105 +1,258 @@
 #!/usr/bin/env bash
-# Demo: a two-node tandem cluster in network namespaces. A client pings the VIP every 100 ms
-# while the master's link goes down and comes back; the status of both nodes is shown at each
-# step. Needs root. Cleans up after itself.
+# Demo: the whole product in one run, in network namespaces (needs root; cleans up after itself).
+#
+#   client 192.0.2.10 ── lan ── fw1 (primary, master) ── wan ── server 198.51.100.10
+#                            └─ fw2 (peer, backup) ────┘
+#   fw1 ═ sync link 203.0.113.0/24 ═ fw2        VIPs 192.0.2.1 (lan), 198.51.100.1 (wan)
+#
+# Two firewalls with rules and outbound NAT to the WAN VIP, config sync (fw1 pushes, fw2
+# applies), state sync; a config change on fw1 active on fw2; a client with open TCP
+# connections through the cluster; the master killed; every connection still alive; the
+# longest pause per connection at each switchover; fw1 back. Every line says which node it is
+# from. It ends with the status page and metrics it saved.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
 if [ "$(id -u)" != 0 ]; then echo "run as root (network namespaces)" >&2; exit 1; fi
+echo "[demo] installing the Debian packages it uses (scripts/deps.sh)"
 bash scripts/deps.sh
 if ! command -v cargo >/dev/null; then
     echo "cargo (Rust toolchain) is needed to build tandem: install it with rustup or apt-get install cargo" >&2
     exit 1
 fi
-cargo build --release -q -p tandem
-TANDEM=$PWD/target/release/tandem
+echo "[demo] building tandem (release; a first build takes a few minutes)"
+cargo build --release -p tandem 2>&1 | grep --line-buffered -E 'Compiling tandem|Finished|error|warning: unused' || true
+T=$ROOT/target/release/tandem
+[ -x "$T" ] || { echo "[demo] the build failed" >&2; exit 1; }
+TRAFFIC=$ROOT/crates/tandem/tests/traffic.py
+CONNS=100
 
 P=tdemo$$
 DIR=$(mktemp -d)
+PIDS=""
 cleanup() {
-    [ -n "${PING:-}" ] && kill "$PING" 2>/dev/null || true
-    for pid in ${PIDS:-}; do kill "$pid" 2>/dev/null || true; done
+    exec 3>&- 2>/dev/null || true
+    for pid in $PIDS; do kill "$pid" 2>/dev/null || true; done
+    for n in fw1 fw2 client server; do ip netns pids "$P-$n" 2>/dev/null | xargs -r kill 2>/dev/null || true; done
     wait 2>/dev/null || true
-    for n in sw client fw1 fw2; do ip netns del "$P-$n" 2>/dev/null || true; done
+    for n in lan wan client server fw1 fw2; do ip netns del "$P-$n" 2>/dev/null || true; done
     rm -rf "$DIR"
 }
 trap cleanup EXIT
 
-ip netns add "$P-sw"
-ip -n "$P-sw" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
-ip -n "$P-sw" link set br0 up
+ns() { ip netns exec "$P-$1" "${@:2}"; }
+say() { echo "[$1] ${*:2}"; }
+node() { ns "$1" "$T" "${@:2}" --config "$DIR/$1.toml"; }
+show() { node "$1" status 2>&1 | sed "s/^/[$1] /"; }
+json() { node "$1" status --json 2>/dev/null | python3 -c "import json,sys; d=json.load(sys.stdin); $2" 2>/dev/null; }
+state() { json "$1" "print(next((v['state'] for v in d['vips'] if v['vhid']==$2), 'DOWN'))" || echo DOWN; }
+wait_for() { # SECONDS DESCRIPTION COMMAND...
+    local until=$(( $(date +%s) + $1 )) what=$2; shift 2
+    until "$@"; do
+        if [ "$(date +%s)" -ge "$until" ]; then echo "[demo] timed out waiting for: $what" >&2; return 1; fi
+        sleep 0.2
+    done
+}
+
+# ---- the network ------------------------------------------------------------------------------
+for sw in lan wan; do
+    ip netns add "$P-$sw"
+    ip -n "$P-$sw" link add br0 type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+    ip -n "$P-$sw" link set br0 up
+done
+for h in client server fw1 fw2; do ip netns add "$P-$h"; ip -n "$P-$h" link set lo up; done
 port=0
-attach() { # host addr
-    ip netns add "$P-$1"
-    ip -n "$P-$1" link set lo up
-    ip -n "$P-$1" link add eth0 type veth peer name p$port netns "$P-sw"
-    ip -n "$P-sw" link set p$port master br0 up
-    ip -n "$P-$1" addr add "$2" dev eth0
-    ip -n "$P-$1" link set eth0 up
+attach() { # HOST DEV SWITCH ADDR
+    ip -n "$P-$1" link add "$2" type veth peer name "p$port" netns "$P-$3"
+    ip -n "$P-$3" link set "p$port" master br0 up
+    ip -n "$P-$1" addr add "$4" dev "$2"
+    ip -n "$P-$1" link set "$2" up
     port=$((port + 1))
 }
-attach client 192.0.2.10/24
-attach fw1 192.0.2.2/24
-attach fw2 192.0.2.3/24
+attach client eth0 lan 192.0.2.10/24
+attach server eth0 wan 198.51.100.10/24
+attach fw1 eth0 lan 192.0.2.2/24
+attach fw1 eth1 wan 198.51.100.2/24
+attach fw2 eth0 lan 192.0.2.3/24
+attach fw2 eth1 wan 198.51.100.3/24
+ip -n "$P-fw1" link add eth2 type veth peer name eth2 netns "$P-fw2"
+ip -n "$P-fw1" addr add 203.0.113.1/24 dev eth2; ip -n "$P-fw1" link set eth2 up
+ip -n "$P-fw2" addr add 203.0.113.2/24 dev eth2; ip -n "$P-fw2" link set eth2 up
+ns client ip route add default via 192.0.2.1
 
-for n in 1 2; do
-    skew=$(( (n - 1) * 100 ))
-    cat >"$DIR/fw$n.toml" <<CONF
+# ---- the two nodes ------------------------------------------------------------------------------
+printf 'demo-sync-password-0123456789\n' >"$DIR/sync.pw"
+printf 'demo state sync key, shared by fw1 and fw2\n' >"$DIR/statesync.key"
+chmod 600 "$DIR/sync.pw" "$DIR/statesync.key"
+
+local_part() { # NODE SKEW PEER_SYNC_ADDR SYNC_TABLE
+    cat <<EOF
 [node]
-name = "fw$n"
-advskew = $skew
+name = "$1"
+advskew = $2
 preempt = true
-control_socket = "$DIR/fw$n.sock"
+control_socket = "$DIR/$1.sock"
 
 [interfaces]
 lan = "eth0"
+wan = "eth1"
+sync = "eth2"
 
 [carp]
-passphrase = "s3cret"
-advbase = 1
+passphrase = "demo-carp-passphrase"
+
+[statesync]
+interface = "sync"
+peers = ["$3"]
+key_file = "statesync.key"
+
+$4
+EOF
+}
+SYNC_RULE='
+[[rules]]
+interface = "sync"
+action = "pass"
+source = "sync:network"
+description = "sync link"
+'
+AREAS='
+[[vips]]
+vhid = 1
+interface = "lan"
+addresses = ["192.0.2.1/24"]
 
 [[vips]]
-vhid = 7
+vhid = 2
+interface = "wan"
+addresses = ["198.51.100.1/24"]
+'"$SYNC_RULE"'
+[[rules]]
 interface = "lan"
-addresses = ["192.0.2.100/24"]
-CONF
-    ip netns exec "$P-fw$n" "$TANDEM" run --config "$DIR/fw$n.toml" 2>"$DIR/fw$n.log" &
-    PIDS="${PIDS:-} $!"
-done
+action = "pass"
+source = "lan:network"
+description = "lan out"
 
-status() {
-    for n in 1 2; do
-        ip netns exec "$P-fw$n" "$TANDEM" status --config "$DIR/fw$n.toml" || true
-        echo
-    done
-}
-wait_master() { # node
-    for _ in $(seq 100); do
-        if ip netns exec "$P-$1" "$TANDEM" status --json --config "$DIR/$1.toml" 2>/dev/null | grep -q '"state": "MASTER"'; then return 0; fi
-        sleep 0.1
-    done
-    echo "$1 never became MASTER; its log:" >&2; cat "$DIR/$1.log" >&2; return 1
+[[nat.outbound]]
+interface = "wan"
+source = "lan:network"
+translation = "198.51.100.1"
+description = "lan behind the wan VIP"
+'
+FW2_SYNC='[sync]
+role = "peer"
+listen = "203.0.113.2:8443"
+state_dir = "fw2-state"
+user = "sync"
+password_file = "sync.pw"'
+# fw2 starts with only the rule that lets the sync link in: the rest comes from fw1.
+{ local_part fw2 100 203.0.113.1 "$FW2_SYNC"; echo "$SYNC_RULE"; } >"$DIR/fw2.toml"
+
+start() { # NODE
+    (cd "$DIR" && ns "$1" "$T" run --config "$1.toml" >>"$DIR/$1.log" 2>&1) &
+    PIDS="$PIDS $!"
+    wait_for 20 "$1 answering" node "$1" status >/dev/null 2>&1 || { tail -20 "$DIR/$1.log" >&2; exit 1; }
 }
 
-echo "== starting fw1 (advskew 0) and fw2 (advskew 100); waiting for the election"
-wait_master fw1
-status
-ip netns exec "$P-client" ping -i 0.1 -D -O 192.0.2.100 >"$DIR/ping.log" 2>&1 &
-PING=$!
+echo "[demo] == fw2 (the peer) starts; its certificate's fingerprint goes into fw1's config"
+start fw2
+FP2=$(json fw2 "print(d['config_sync']['fingerprint'])")
+say fw2 "certificate $FP2"
+FW1_SYNC="[sync]
+role = \"primary\"
+listen = \"203.0.113.1:8443\"
+state_dir = \"fw1-state\"
+user = \"sync\"
+password_file = \"sync.pw\"
+
+[[sync.peers]]
+name = \"fw2\"
+url = \"https://203.0.113.2:8443\"
+fingerprint = \"$FP2\""
+{ local_part fw1 0 203.0.113.2 "$FW1_SYNC"; echo "$AREAS"; } >"$DIR/fw1.toml"
+
+echo "[demo] == fw1 (the primary) starts; fw2 pins fw1's certificate and reloads"
+start fw1
+FP1=$(json fw1 "print(d['config_sync']['fingerprint'])")
+say fw1 "certificate $FP1"
+sed -i "s/^\[sync\]$/[sync]\nprimary_fingerprint = \"$FP1\"/" "$DIR/fw2.toml"
+node fw2 reload | sed 's/^/[fw2] /'
+in_sync() { [ "$(json fw1 "print(d['config_sync']['peers'][0]['in_sync'])")" = True ]; }
+wait_for 30 "fw2 in sync with fw1" in_sync
+settled() { [ "$(state fw1 1)$(state fw1 2)$(state fw2 1)$(state fw2 2)" = MASTERMASTERBACKUPBACKUP ]; }
+wait_for 30 "fw1 master, fw2 backup" settled
+ready() { json fw2 "import sys; sys.exit(0 if d['state_sync']['engine']['ready'] else 1)"; }
+wait_for 30 "fw2's state sync ready" ready
+show fw1; echo; show fw2; echo
+
+echo "[demo] == a config change on fw1: a rule for the lan's web traffic, then tandem reload"
+cat >>"$DIR/fw1.toml" <<'EOF'
+
+[[rules]]
+interface = "lan"
+action = "pass"
+protocol = "tcp"
+destination_port = [80, 443]
+description = "web added by the demo"
+EOF
+t0=$(date +%s%N)
+node fw1 reload | sed 's/^/[fw1] /'
+active() { ns fw2 nft list table inet tandem 2>/dev/null | grep -q "web added by the demo"; }
+wait_for 10 "the new rule on fw2" active
+say fw2 "runs the new rule $(( ($(date +%s%N) - t0) / 1000000 )) ms after the reload on fw1 began"
+
+echo "[demo] == $CONNS TCP connections from the client to the server, NATed to the wan VIP"
+ns server python3 "$TRAFFIC" server 7000 >"$DIR/server.out" 2>&1 &
+PIDS="$PIDS $!"
+wait_for 10 "the echo server" grep -q ready "$DIR/server.out"
+mkfifo "$DIR/cmd"
+ns client python3 "$TRAFFIC" client 198.51.100.10 7000 "$CONNS" 0 100 <"$DIR/cmd" >"$DIR/client.out" 2>&1 &
+PIDS="$PIDS $!"
+exec 3>"$DIR/cmd"
+wait_for 20 "the client's connections" grep -q ready "$DIR/client.out"
 sleep 2
-echo "== fw1's link goes down"
-ip -n "$P-fw1" link set eth0 down
-wait_master fw2
-sleep 2
-status
-echo "== fw1's link comes back: with preempt it takes the VIP back"
-ip -n "$P-fw1" link set eth0 up
-wait_master fw1
-sleep 2
-status
-kill "$PING"; PING=
-sent=$(grep -c 'icmp_seq' "$DIR/ping.log" || true)
-lost=$(grep -c 'no answer' "$DIR/ping.log" || true)
-echo "== client: $sent pings every 100 ms, $lost unanswered during the two switchovers"
-echo "== state changes logged by the daemons:"
-grep -h ' -> ' "$DIR/fw1.log" "$DIR/fw2.log" | sed 's/^/  /'
+say client "$CONNS connections open, each sends a line every 100 ms and waits for its echo"
+say fw1 "$(ns fw1 conntrack -C) conntrack entries; fw2: $(ns fw2 conntrack -C)"
+
+report() { # TITLE TAKEOVER_NODE
+    echo report >&3
+    sleep 0.5
+    tail -1 "$DIR/client.out" | python3 -c '
+import json, statistics, sys
+title = sys.argv[1]
+flows = json.load(sys.stdin)["flows"]
+alive = [f for f in flows if f["error"] is None and f["silent_for"] < 1.0]
+pauses = sorted(f["max_silence"] for f in flows)
+print(f"[client] {title}: {len(alive)}/{len(flows)} connections alive; "
+      f"longest pause per connection: median {statistics.median(pauses):.2f} s, max {max(pauses):.2f} s")
+for f in flows:
+    if f["error"]:
+        print("[client]   connection %s: %s" % (f["i"], f["error"]))
+' "$1"
+}
+
+echo "[demo] == the master dies: fw1's daemon is killed (no bow-out), fw2 takes over"
+echo mark >&3
+t0=$(date +%s%N)
+ip netns pids "$P-fw1" | xargs -r kill -9
+fw2_master() { test "$(state fw2 1)$(state fw2 2)" = MASTERMASTER; }
+wait_for 15 "fw2 master" fw2_master || { show fw2; tail -20 "$DIR/fw2.log"; exit 1; }
+say fw2 "MASTER of both VIPs $(( ($(date +%s%N) - t0) / 1000000 )) ms after fw1 died"
+sleep 5
+report "switchover 1, fw1 killed"
+show fw2; echo
+
+echo "[demo] == fw1 comes back: it takes the table from fw2 (bulk sync), then takes its VIPs back"
+echo mark >&3
+start fw1
+fw1_master() { test "$(state fw1 1)$(state fw1 2)" = MASTERMASTER; }
+wait_for 30 "fw1 master again" fw1_master || { show fw1; tail -20 "$DIR/fw1.log"; exit 1; }
+say fw1 "MASTER again: $(json fw1 "print(d['sync']['state'])")"
+sleep 5
+report "switchover 2, fw1 back"
+show fw1; echo
+echo quit >&3
+
+echo "[demo] == state changes the daemons logged"
+for n in fw1 fw2; do grep -h -E ' -> |demotion|applied generation|bulk' "$DIR/$n.log" | sed "s/^/[$n] /"; done
