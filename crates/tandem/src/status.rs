@@ -87,12 +87,18 @@ pub fn render(s: &Status) -> String {
         );
     }
     for v in &s.vips {
+        let mut parts = Vec::new();
         if let Some(t) = &v.last_transition {
-            let _ = writeln!(
-                out,
-                "vhid {} {}: {} -> {} ({}, {:.1} s ago)",
-                v.vhid, v.interface, t.from, t.to, t.reason, t.seconds_ago
-            );
+            parts.push(format!(
+                "{} -> {} ({}, {:.1} s ago)",
+                t.from, t.to, t.reason, t.seconds_ago
+            ));
+        }
+        if let Some(m) = &v.last_master {
+            parts.push(format!("last master seen: {m}"));
+        }
+        if !parts.is_empty() {
+            let _ = writeln!(out, "vhid {} {}: {}", v.vhid, v.interface, parts.join("; "));
         }
     }
     if !s.rejected.is_empty() {
@@ -102,13 +108,58 @@ pub fn render(s: &Status) -> String {
             counts(&s.rejected)
         );
     }
-    let _ = writeln!(
-        out,
-        "config sync: {}  state sync: {}",
-        s.sync.config, s.sync.state
-    );
-    if let Some(cs) = &s.config_sync {
-        out.push_str(&crate::config_sync::render(cs));
+    // The detailed config sync block starts with its own `config sync:` line; the one-line
+    // summary stands in only when there is no detail (not configured).
+    match &s.config_sync {
+        Some(cs) => out.push_str(&crate::config_sync::render(cs)),
+        None => {
+            let _ = writeln!(out, "config sync: {}", s.sync.config);
+        }
     }
+    let _ = writeln!(out, "state sync: {}", s.sync.state);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(config_sync: serde_json::Value) -> Status {
+        let j = serde_json::json!({
+            "node": "fw2", "pid": 7, "demotion": 0, "demotions": [], "rejected": {},
+            "vips": [{
+                "vhid": 7, "interface": "lan", "device": "eth0", "addresses": ["192.0.2.100/24"],
+                "state": "BACKUP", "advbase": 1, "advskew": 100, "configured_advskew": 100,
+                "preempt": true, "last_master": "192.0.2.2",
+                "last_transition": {"from": "INIT", "to": "BACKUP", "reason": "started", "seconds_ago": 3.0},
+                "adverts_sent": 0, "adverts_received": 5, "adverts_rejected": {}, "send_errors": 0,
+                "auth": "bsd"
+            }],
+            "firewall": crate::firewall_apply::FirewallStatus::default(),
+            "sync": {"config": "peer, generation 3 from fw1", "state": "ready"},
+            "config_sync": config_sync,
+        });
+        serde_json::from_value(j).expect("status")
+    }
+
+    #[test]
+    fn text_status_names_config_sync_once_and_shows_the_last_master() {
+        let detail = serde_json::json!({
+            "role": "peer", "listen": "192.0.2.3:8443", "fingerprint": "ab", "certificate": "c",
+            "state_dir": "/var/lib/tandem", "generation": 3, "areas": [], "peers": [],
+            "source": "fw1", "applied_at": null, "primary_generation": 3,
+            "primary_heard_seconds_ago": 1.0, "behind": false, "demoted": false, "drift": null,
+            "rolled_back_to": null, "running": [], "last_apply": null, "applied": 1, "refused": 0,
+            "rpc": {"calls": 0, "rejected": {}, "last_rejected": null}
+        });
+        let text = render(&status(detail));
+        assert_eq!(text.matches("config sync:").count(), 1, "{text}");
+        assert!(text.contains("state sync: ready"), "{text}");
+        assert!(text.contains("last master seen: 192.0.2.2"), "{text}");
+        let text = render(&status(serde_json::Value::Null));
+        assert!(
+            text.contains("config sync: peer, generation 3 from fw1"),
+            "{text}"
+        );
+    }
 }
