@@ -548,6 +548,20 @@ fn a_peer_run_from_its_folder_with_relative_paths_takes_pushes_and_reports_state
         "state sync over XML-RPC: {r}"
     );
     assert_eq!(r["status_has_state_sync"], true, "{r}");
+    status_json_is_documented(&[c.fw1(), &c.fw2]);
+}
+
+/// Every key `tandem status --json` gives, on a primary and on a peer that both run the
+/// firewall, config sync and state sync, is in docs/status-json.md.
+fn status_json_is_documented(nodes: &[&Node]) {
+    for n in nodes {
+        let missing = undocumented_status_keys(&n.status());
+        assert!(
+            missing.is_empty(),
+            "{}: status fields missing from docs/status-json.md: {missing:?}",
+            n.host.name()
+        );
+    }
 }
 
 #[test]

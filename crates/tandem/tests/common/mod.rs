@@ -316,3 +316,33 @@ pub fn pin_primary(peer: &Node, primary: &Node) {
     let (ok, out, err) = peer.cli(&["reload"]);
     assert!(ok, "reload of {} failed: {out}{err}", peer.host.name());
 }
+
+/// The keys of a status JSON that docs/status-json.md does not name (as `key`), with their
+/// paths. Children of `{reason: count}` maps are data, not fields.
+pub fn undocumented_status_keys(status: &Value) -> Vec<String> {
+    const MAPS: [&str; 3] = ["rejected", "adverts_rejected", "forwarding"];
+    let doc_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/status-json.md");
+    let doc = std::fs::read_to_string(&doc_path).expect("docs/status-json.md");
+    let mut missing = Vec::new();
+    let mut todo = vec![(String::new(), status)];
+    while let Some((path, v)) = todo.pop() {
+        match v {
+            Value::Object(m) => {
+                for (k, child) in m {
+                    let here = format!("{path}.{k}");
+                    if !doc.contains(&format!("`{k}`")) && !doc.contains(&format!("\"{k}\"")) {
+                        missing.push(here.clone());
+                    }
+                    if !MAPS.contains(&k.as_str()) {
+                        todo.push((here, child));
+                    }
+                }
+            }
+            Value::Array(a) => todo.extend(a.iter().map(|x| (format!("{path}[]"), x))),
+            _ => {}
+        }
+    }
+    missing.sort();
+    missing
+}
