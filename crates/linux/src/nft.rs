@@ -15,11 +15,11 @@ pub const DEFAULT_NFT: &str = "/usr/sbin/nft";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    #[error("cannot run {path} (is the nftables package installed?): {source}")]
+    // The io error is in the message, not the source chain: `{:#}` would print it twice.
+    #[error("cannot run {path} (is the nftables package installed?): {error}")]
     Spawn {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("nft rejected the ruleset: {0}")]
     Rejected(String),
@@ -56,9 +56,9 @@ impl Nft {
     }
 
     fn run(&self, args: &[&str], script: &str) -> Result<String, NftError> {
-        let spawn = |source| NftError::Spawn {
+        let spawn = |error| NftError::Spawn {
             path: self.path.clone(),
-            source,
+            error,
         };
         let mut child = Command::new(&self.path)
             .args(args)
@@ -106,6 +106,17 @@ impl Nft {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_nft_is_named_once_with_its_error() {
+        let nft = Nft::new("/nonexistent/tandem-test/nft").expect("absolute");
+        let e = nft.apply("").expect_err("no such program");
+        let text = format!("{e}");
+        assert!(text.contains("/nonexistent/tandem-test/nft"), "{text}");
+        assert_eq!(text.matches("os error 2").count(), 1, "{text}");
+        // Nothing in the source chain repeats it when the chain is printed (`{:#}`).
+        assert!(std::error::Error::source(&e).is_none(), "{text}");
+    }
 
     #[test]
     fn nft_is_never_looked_up_through_path() {

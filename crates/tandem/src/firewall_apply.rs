@@ -121,7 +121,7 @@ pub async fn apply(
         .context("the nft apply thread died")?
         .with_context(|| {
             format!(
-                "{}: the kernel refused the ruleset; the previous one stays in force",
+                "{}: the ruleset was not applied; the one in force before stays",
                 cfg.file().display()
             )
         })?;
