@@ -66,6 +66,13 @@ fn flag(b: bool) -> f64 {
 
 impl Out {
     fn gauge(&mut self, name: &'static str, help: &str, l: &[(&str, &str)], v: f64) {
+        if l.is_empty() {
+            // A single series: no family, no `{}`.
+            let g = FloatGauge::default();
+            g.set(v);
+            self.reg.register(name, help, g);
+            return;
+        }
         let reg = &mut self.reg;
         let fam = self.gauges.entry(name).or_insert_with(|| {
             let f = Family::<Labels, FloatGauge>::default();
@@ -76,6 +83,12 @@ impl Out {
     }
 
     fn counter(&mut self, name: &'static str, help: &str, l: &[(&str, &str)], v: u64) {
+        if l.is_empty() {
+            let c = Counter::<u64>::default();
+            c.inc_by(v);
+            self.reg.register(name, help, c);
+            return;
+        }
         let reg = &mut self.reg;
         let fam = self.counters.entry(name).or_insert_with(|| {
             let f = Family::<Labels, Counter<u64>>::default();
@@ -96,7 +109,7 @@ pub fn render(s: &Status) -> String {
     for (reason, n) in &s.rejected {
         o.counter(
             "tandem_carp_adverts_unmatched",
-            "Adverts dropped before they could be matched to a VIP, by reason.",
+            "Adverts dropped before they could be matched to a VIP, by reason",
             &[("reason", reason)],
             *n,
         );
@@ -120,20 +133,20 @@ pub fn render(s: &Status) -> String {
 fn node(o: &mut Out, s: &Status) {
     o.gauge(
         "tandem_node_info",
-        "This node: its name and the software version (always 1).",
+        "This node: its name and the software version (always 1)",
         &[("node", &s.node), ("version", env!("CARGO_PKG_VERSION"))],
         1.0,
     );
     o.gauge(
         "tandem_carp_demotion",
-        "Demotion added to every advertised skew: the sum of the active sources, capped at 240.",
+        "Demotion added to every advertised skew: the sum of the active sources, capped at 240",
         &[],
         f64::from(s.demotion),
     );
     for d in &s.demotions {
         o.gauge(
             "tandem_carp_demotion_source",
-            "Demotion by source (link-down, send-errors, state-sync, config-sync, operator, checks).",
+            "Demotion by source (link-down, send-errors, state-sync, config-sync, operator, checks)",
             &[("source", &d.source)],
             f64::from(d.value),
         );
@@ -150,60 +163,60 @@ fn vip(o: &mut Out, v: &VipStatus) {
     for st in states {
         o.gauge(
             "tandem_carp_vip_state",
-            "The VIP's CARP state, one-hot: 1 for the state it is in, 0 for the others.",
+            "The VIP's CARP state, one-hot: 1 for the state it is in, 0 for the others",
             &[id[0], id[1], ("state", st)],
             flag(st == v.state),
         );
     }
     o.gauge(
         "tandem_carp_vip_advskew",
-        "The skew the VIP advertises (configured skew plus demotion).",
+        "The skew the VIP advertises (configured skew plus demotion)",
         &id,
         f64::from(v.advskew),
     );
     o.gauge(
         "tandem_carp_vip_advbase_seconds",
-        "The VIP's advertisement base interval.",
+        "The VIP's advertisement base interval",
         &id,
         f64::from(v.advbase),
     );
     o.counter(
         "tandem_carp_vip_transitions",
-        "CARP state changes of the VIP since the daemon started.",
+        "CARP state changes of the VIP since the daemon started",
         &id,
         v.transitions,
     );
     if let Some(t) = &v.last_transition {
         o.gauge(
             "tandem_carp_vip_last_transition_age_seconds",
-            "Seconds since the VIP's last state change.",
+            "Seconds since the VIP's last state change",
             &id,
             t.seconds_ago,
         );
     }
     o.counter(
         "tandem_carp_adverts_sent",
-        "CARP advertisements sent.",
+        "CARP advertisements sent",
         &id,
         v.adverts_sent,
     );
     o.counter(
         "tandem_carp_adverts_received",
-        "CARP advertisements received and accepted from other nodes.",
+        "CARP advertisements received and accepted from other nodes",
         &id,
         v.adverts_received,
     );
     for (reason, n) in &v.adverts_rejected {
         o.counter(
             "tandem_carp_adverts_rejected",
-            "CARP advertisements for the VIP dropped, by reason.",
+            "CARP advertisements for the VIP dropped, by reason",
             &[id[0], id[1], ("reason", reason)],
             *n,
         );
     }
     o.counter(
         "tandem_carp_send_errors",
-        "CARP advertisements that could not be sent.",
+        "CARP advertisements that could not be sent",
         &id,
         v.send_errors,
     );
@@ -216,58 +229,52 @@ fn checks(_o: &mut Out, _s: &Status) {}
 fn state_sync(o: &mut Out, ss: &StateSyncStatus) {
     o.counter(
         "tandem_statesync_installed",
-        "Connections written into the kernel's conntrack table from peers.",
+        "Connections written into the kernel's conntrack table from peers",
         &[],
         ss.installed,
     );
     o.counter(
         "tandem_statesync_removed",
-        "Connections removed from the kernel's table on a peer's word.",
+        "Connections removed from the kernel's table on a peer's word",
         &[],
         ss.removed,
     );
     o.counter(
         "tandem_statesync_install_errors",
-        "Kernel writes of synced connections that failed.",
+        "Kernel writes of synced connections that failed",
         &[],
         ss.install_errors,
     );
     o.counter(
         "tandem_statesync_overruns",
-        "Times the conntrack event socket overran (the table is dumped again).",
+        "Times the conntrack event socket overran (the table is dumped again)",
         &[],
         ss.overruns,
     );
+    o.gauge(
+        "tandem_statesync_ready",
+        "1 when this node holds the complete state table (bulk sync done)",
+        &[],
+        flag(ss.engine.as_ref().is_some_and(|e| e.ready)),
+    );
     let Some(e) = &ss.engine else {
-        o.gauge(
-            "tandem_statesync_ready",
-            "1 when this node holds the complete state table (bulk sync done).",
-            &[],
-            0.0,
-        );
         return;
     };
     o.gauge(
-        "tandem_statesync_ready",
-        "1 when this node holds the complete state table (bulk sync done).",
-        &[],
-        flag(e.ready),
-    );
-    o.gauge(
         "tandem_statesync_states",
-        "Connections in the replicated state table.",
+        "Connections in the replicated state table",
         &[],
         e.states as f64,
     );
     o.gauge(
         "tandem_statesync_pending_records",
-        "Changes waiting to be sent.",
+        "Changes waiting to be sent",
         &[],
         e.pending as f64,
     );
     o.gauge(
         "tandem_statesync_queue_depth_records",
-        "Records still to send: pending changes plus what bulk transfers have left.",
+        "Records still to send: pending changes plus what bulk transfers have left",
         &[],
         e.queue_depth as f64,
     );
@@ -280,7 +287,7 @@ fn state_sync(o: &mut Out, ss: &StateSyncStatus) {
     ] {
         o.counter(
             "tandem_statesync_records_sent",
-            "State records sent, by kind.",
+            "State records sent, by kind",
             &[("kind", kind)],
             n,
         );
@@ -294,7 +301,7 @@ fn state_sync(o: &mut Out, ss: &StateSyncStatus) {
     ] {
         o.counter(
             "tandem_statesync_records_received",
-            "State records received and applied, by kind.",
+            "State records received and applied, by kind",
             &[("kind", kind)],
             n,
         );
@@ -302,47 +309,47 @@ fn state_sync(o: &mut Out, ss: &StateSyncStatus) {
     for (name, help, n) in [
         (
             "tandem_statesync_datagrams_sent",
-            "Sealed datagrams sent.",
+            "Sealed datagrams sent",
             c.datagrams_sent,
         ),
         (
             "tandem_statesync_datagrams_received",
-            "Sealed datagrams received.",
+            "Sealed datagrams received",
             c.datagrams_received,
         ),
         (
             "tandem_statesync_sent_bytes",
-            "Bytes of datagrams sent.",
+            "Bytes of datagrams sent",
             c.bytes_sent,
         ),
         (
             "tandem_statesync_received_bytes",
-            "Bytes of datagrams received.",
+            "Bytes of datagrams received",
             c.bytes_received,
         ),
         (
             "tandem_statesync_retransmits",
-            "Datagrams sent again to repair a peer's gap.",
+            "Datagrams sent again to repair a peer's gap",
             c.retransmits,
         ),
         (
             "tandem_statesync_gaps_unrepaired",
-            "Gaps that history could not repair (a bulk sync follows).",
+            "Gaps that history could not repair (a bulk sync follows)",
             c.gaps_unrepaired,
         ),
         (
             "tandem_statesync_bulk_completed",
-            "Bulk syncs received in full.",
+            "Bulk syncs received in full",
             c.bulk_completed,
         ),
         (
             "tandem_statesync_bulk_failed",
-            "Bulk sync attempts that ended without a complete table.",
+            "Bulk sync attempts that ended without a complete table",
             c.bulk_failed,
         ),
         (
             "tandem_statesync_bulk_served",
-            "Bulk sync requests served to peers.",
+            "Bulk sync requests served to peers",
             c.bulk_requests_served,
         ),
     ] {
@@ -351,7 +358,7 @@ fn state_sync(o: &mut Out, ss: &StateSyncStatus) {
     for (reason, n) in &c.rejected {
         o.counter(
             "tandem_statesync_rejected",
-            "Datagrams dropped, by reason (wrong_key, bad_seal, replay, ...).",
+            "Datagrams dropped, by reason (wrong_key, bad_seal, replay, ...)",
             &[("reason", reason.as_str())],
             *n,
         );
@@ -363,7 +370,7 @@ fn state_sync(o: &mut Out, ss: &StateSyncStatus) {
     for p in BULK_PHASES {
         o.gauge(
             "tandem_statesync_bulk_phase",
-            "The bulk sync's phase, one-hot.",
+            "The bulk sync's phase, one-hot",
             &[("phase", p)],
             flag(p == phase),
         );
@@ -374,37 +381,37 @@ fn state_sync(o: &mut Out, ss: &StateSyncStatus) {
         let id = [("peer", node.as_str()), ("address", addr.as_str())];
         o.gauge(
             "tandem_statesync_peer_up",
-            "1 while the peer is heard (heartbeats).",
+            "1 while the peer is heard (heartbeats)",
             &id,
             flag(p.alive && !p.down),
         );
         o.gauge(
             "tandem_statesync_peer_ready",
-            "1 when the peer says it holds the complete table.",
+            "1 when the peer says it holds the complete table",
             &id,
             flag(p.ready),
         );
         o.gauge(
             "tandem_statesync_peer_lag_datagrams",
-            "Datagrams the peer sent that are not applied here yet.",
+            "Datagrams the peer sent that are not applied here yet",
             &id,
             p.lag as f64,
         );
         o.gauge(
             "tandem_statesync_peer_silence_seconds",
-            "Seconds since the peer was last heard.",
+            "Seconds since the peer was last heard",
             &id,
             p.silent_ms as f64 / 1000.0,
         );
         o.gauge(
             "tandem_statesync_peer_states",
-            "Connections in the peer's table, as its heartbeat says.",
+            "Connections in the peer's table, as its heartbeat says",
             &id,
             f64::from(p.states),
         );
         o.counter(
             "tandem_statesync_peer_restarts",
-            "Restarts of the peer seen (new epochs).",
+            "Restarts of the peer seen (new epochs)",
             &id,
             p.restarts,
         );
@@ -414,20 +421,20 @@ fn state_sync(o: &mut Out, ss: &StateSyncStatus) {
 fn config_sync(o: &mut Out, cs: &ConfigSyncStatus) {
     o.gauge(
         "tandem_configsync_role",
-        "This node's config sync role (primary or peer; always 1).",
+        "This node's config sync role (primary or peer; always 1)",
         &[("role", &cs.role)],
         1.0,
     );
     o.gauge(
         "tandem_configsync_generation",
-        "Primary: the current generation. Peer: the generation it runs.",
+        "Primary: the current generation. Peer: the generation it runs",
         &[],
         cs.generation as f64,
     );
     if let Some(g) = cs.primary_generation {
         o.gauge(
             "tandem_configsync_primary_generation",
-            "Peer: the primary's generation as last heard.",
+            "Peer: the primary's generation as last heard",
             &[],
             g as f64,
         );
@@ -435,59 +442,59 @@ fn config_sync(o: &mut Out, cs: &ConfigSyncStatus) {
     if let Some(a) = cs.primary_heard_seconds_ago {
         o.gauge(
             "tandem_configsync_primary_heard_age_seconds",
-            "Peer: seconds since the primary was last heard.",
+            "Peer: seconds since the primary was last heard",
             &[],
             a,
         );
     }
     o.gauge(
         "tandem_configsync_behind",
-        "Peer: 1 while behind the primary's generation.",
+        "Peer: 1 while behind the primary's generation",
         &[],
         flag(cs.behind),
     );
     o.gauge(
         "tandem_configsync_demoted",
-        "Peer: 1 while demoted for being behind.",
+        "Peer: 1 while demoted for being behind",
         &[],
         flag(cs.demoted),
     );
     o.gauge(
         "tandem_configsync_drift",
-        "1 when a synced area runs a local edit (drift).",
+        "1 when a synced area runs a local edit (drift)",
         &[],
         flag(cs.drift.is_some()),
     );
     for a in &cs.running {
         o.gauge(
             "tandem_configsync_area_drift",
-            "Peer: 1 for each synced area that runs a local edit.",
+            "Peer: 1 for each synced area that runs a local edit",
             &[("area", a.area.as_str())],
             flag(a.drift.is_some()),
         );
     }
     o.counter(
         "tandem_configsync_applied",
-        "Peer: pushes applied.",
+        "Peer: pushes applied",
         &[],
         cs.applied,
     );
     o.counter(
         "tandem_configsync_refused",
-        "Peer: pushes refused (invalid, drift, stale).",
+        "Peer: pushes refused (invalid, drift, stale)",
         &[],
         cs.refused,
     );
     o.counter(
         "tandem_configsync_rpc_calls",
-        "XML-RPC calls this node's server answered.",
+        "XML-RPC calls this node's server answered",
         &[],
         cs.rpc.calls,
     );
     for (reason, n) in &cs.rpc.rejected {
         o.counter(
             "tandem_configsync_rpc_rejected",
-            "XML-RPC calls refused, by reason (auth, bad-request, tls, ...).",
+            "XML-RPC calls refused, by reason (auth, bad-request, tls, ...)",
             &[("reason", reason)],
             *n,
         );
@@ -496,34 +503,34 @@ fn config_sync(o: &mut Out, cs: &ConfigSyncStatus) {
         let id = [("peer", p.name.as_str())];
         o.gauge(
             "tandem_configsync_peer_in_sync",
-            "Primary: 1 when the peer runs the current generation without drift.",
+            "Primary: 1 when the peer runs the current generation without drift",
             &id,
             flag(p.in_sync),
         );
         if let Some(g) = p.acked_generation {
             o.gauge(
                 "tandem_configsync_peer_acked_generation",
-                "Primary: the generation the peer acknowledged.",
+                "Primary: the generation the peer acknowledged",
                 &id,
                 g as f64,
             );
         }
         o.gauge(
             "tandem_configsync_peer_lag_generations",
-            "Primary: generations the peer is behind.",
+            "Primary: generations the peer is behind",
             &id,
             p.lag_generations as f64,
         );
         o.gauge(
             "tandem_configsync_peer_lag_seconds",
-            "Primary: seconds since the peer fell behind (0 when it is not).",
+            "Primary: seconds since the peer fell behind (0 when it is not)",
             &id,
             p.lag_seconds.unwrap_or(0.0),
         );
         if let Some(a) = p.last_contact_seconds_ago {
             o.gauge(
                 "tandem_configsync_peer_last_contact_age_seconds",
-                "Primary: seconds since the last successful call to the peer.",
+                "Primary: seconds since the last successful call to the peer",
                 &id,
                 a,
             );
@@ -531,13 +538,13 @@ fn config_sync(o: &mut Out, cs: &ConfigSyncStatus) {
         let result = last_result(p.last_result.as_deref(), p.last_error_kind.as_deref());
         o.gauge(
             "tandem_configsync_peer_last_result",
-            "Primary: the last call's result (ok, unreachable, auth, version, rejected, drift, stale, error), one series at 1.",
+            "Primary: the last call's result (ok, unreachable, auth, version, rejected, drift, stale, error), one series at 1",
             &[("peer", &p.name), ("result", result)],
             1.0,
         );
         o.gauge(
             "tandem_configsync_peer_failures",
-            "Primary: calls to the peer that failed in a row.",
+            "Primary: calls to the peer that failed in a row",
             &id,
             f64::from(p.failures),
         );
@@ -556,19 +563,19 @@ fn last_result<'a>(result: Option<&str>, kind: Option<&'a str>) -> &'a str {
 fn firewall(o: &mut Out, f: &FirewallStatus) {
     o.gauge(
         "tandem_firewall_managed",
-        "1 when this node applies the nftables ruleset.",
+        "1 when this node applies the nftables ruleset",
         &[],
         flag(f.managed),
     );
     o.gauge(
         "tandem_firewall_applied",
-        "1 when tandem's nftables table is in place.",
+        "1 when tandem's nftables table is in place",
         &[],
         flag(f.applied),
     );
     o.gauge(
         "tandem_firewall_error",
-        "1 when the last apply failed (the previous ruleset runs).",
+        "1 when the last apply failed (the previous ruleset runs)",
         &[],
         flag(f.last_error.is_some()),
     );
@@ -580,7 +587,7 @@ fn firewall(o: &mut Out, f: &FirewallStatus) {
     ] {
         o.gauge(
             "tandem_firewall_items",
-            "Items in the running config, by area.",
+            "Items in the running config, by area",
             &[("area", area)],
             n as f64,
         );

@@ -44,7 +44,10 @@ pub struct Server {
 
 impl Server {
     /// Binds `addr` and serves it; the error says what could not be bound.
-    pub async fn start(addr: SocketAddr, ask: mpsc::Sender<StatusRequest>) -> Result<Server, String> {
+    pub async fn start(
+        addr: SocketAddr,
+        ask: mpsc::Sender<StatusRequest>,
+    ) -> Result<Server, String> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("[metrics] cannot listen on {addr}: {e}"))?;
@@ -164,7 +167,8 @@ async fn answer(
             TEXT,
             "method not allowed: only GET (the pages are read-only)\n".into(),
         );
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET"));
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET"));
         return r;
     }
     let Ok(_turn) = asking.try_acquire() else {
@@ -182,7 +186,11 @@ async fn answer(
         );
     };
     match route {
-        Route::Metrics => response(StatusCode::OK, export::CONTENT_TYPE, export::render(&status)),
+        Route::Metrics => response(
+            StatusCode::OK,
+            export::CONTENT_TYPE,
+            export::render(&status),
+        ),
         Route::Page => {
             let mut r = response(
                 StatusCode::OK,

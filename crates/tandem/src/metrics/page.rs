@@ -314,7 +314,9 @@ fn state_sync(h: &mut String, line: &str, ss: Option<&StateSyncStatus>) {
                 h,
                 "<dt>Table</dt><dd>{} <span id=\"states\">{}</span> states, {} pending</dd>\
 <dt>Bulk sync</dt><dd>{} (attempt {}, {} received)</dd>",
-                yes_no(e.ready, true).replace(">yes<", ">ready<").replace(">no<", ">not ready<"),
+                yes_no(e.ready, true)
+                    .replace(">yes<", ">ready<")
+                    .replace(">no<", ">not ready<"),
                 e.states,
                 e.pending,
                 esc(&format!("{:?}", e.bulk.phase).to_lowercase()),
@@ -455,11 +457,7 @@ fn config_sync(h: &mut String, line: &str, cs: Option<&ConfigSyncStatus>) {
             }
             h.push_str("</tbody></table>");
         } else if !cs.areas.is_empty() {
-            let _ = write!(
-                h,
-                "<p>Pushes: {}</p>",
-                esc(&cs.areas.join(", "))
-            );
+            let _ = write!(h, "<p>Pushes: {}</p>", esc(&cs.areas.join(", ")));
         }
     }
     h.push_str("</section>");
