@@ -61,7 +61,12 @@ fn chromium(h: &Host, dir: &Path, args: &[&str]) -> String {
     let profile = dir.join(format!("chromium-{}", h.name()));
     let out = h
         .command("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
         .output()
@@ -92,9 +97,19 @@ fn metrics_and_the_status_page_show_a_cluster_and_its_failover() {
     c.fw2.expect_state(7, "BACKUP", ELECTION);
     c.wait_in_sync();
     // [metrics] added by a reload: fw1 on IPv4, fw2 on IPv6 loopback.
-    c.edit_fw1(|t| t.replacen("[sync]\n", "[metrics]\nlisten = \"127.0.0.1:9720\"\n\n[sync]\n", 1));
+    c.edit_fw1(|t| {
+        t.replacen(
+            "[sync]\n",
+            "[metrics]\nlisten = \"127.0.0.1:9720\"\n\n[sync]\n",
+            1,
+        )
+    });
     edit(&c.fw2.config, |t| {
-        t.replacen("[sync]\n", "[metrics]\nlisten = \"[::1]:9720\"\n\n[sync]\n", 1)
+        t.replacen(
+            "[sync]\n",
+            "[metrics]\nlisten = \"[::1]:9720\"\n\n[sync]\n",
+            1,
+        )
     });
     reload(&c.fw2);
     let h1 = c.h1.clone();
@@ -103,31 +118,44 @@ fn metrics_and_the_status_page_show_a_cluster_and_its_failover() {
     let m2 = "http://[::1]:9720/metrics";
 
     // fw1: master of vhid 7, sending adverts; state sync has its table; fw2 in sync.
-    c.wait("fw1's metrics: master, adverts sent, state sync ready, fw2 in sync", || {
-        let t = scrape(&h1, m1);
-        sample(&t, VIP7_MASTER) == Some(1.0)
-            && sample(&t, VIP7_SENT).is_some_and(|n| n > 0.0)
-            && sample(&t, "tandem_statesync_ready") == Some(1.0)
-            && sample(&t, "tandem_configsync_peer_in_sync{peer=\"fw2\"}") == Some(1.0)
-    });
+    c.wait(
+        "fw1's metrics: master, adverts sent, state sync ready, fw2 in sync",
+        || {
+            let t = scrape(&h1, m1);
+            sample(&t, VIP7_MASTER) == Some(1.0)
+                && sample(&t, VIP7_SENT).is_some_and(|n| n > 0.0)
+                && sample(&t, "tandem_statesync_ready") == Some(1.0)
+                && sample(&t, "tandem_configsync_peer_in_sync{peer=\"fw2\"}") == Some(1.0)
+        },
+    );
     let t1 = scrape(&h1, m1);
     let gen = c.fw1().status()["config_sync"]["generation"]
         .as_f64()
         .expect("generation");
-    assert_eq!(sample(&t1, "tandem_configsync_generation"), Some(gen), "{t1}");
+    assert_eq!(
+        sample(&t1, "tandem_configsync_generation"),
+        Some(gen),
+        "{t1}"
+    );
     assert_eq!(sample(&t1, "tandem_firewall_applied"), Some(1.0), "{t1}");
     assert!(t1.contains("tandem_node_info{node=\"fw1\""), "{t1}");
     assert!(t1.ends_with("# EOF\n"), "{t1}");
     // fw2 over IPv6: backup, hearing fw1.
     let t2 = scrape(&h2, m2);
     assert_eq!(
-        sample(&t2, "tandem_carp_vip_state{vhid=\"7\",interface=\"lan\",state=\"BACKUP\"}"),
+        sample(
+            &t2,
+            "tandem_carp_vip_state{vhid=\"7\",interface=\"lan\",state=\"BACKUP\"}"
+        ),
         Some(1.0),
         "{t2}"
     );
     assert!(
-        sample(&t2, "tandem_carp_adverts_received_total{vhid=\"7\",interface=\"lan\"}")
-            .is_some_and(|n| n > 0.0),
+        sample(
+            &t2,
+            "tandem_carp_adverts_received_total{vhid=\"7\",interface=\"lan\"}"
+        )
+        .is_some_and(|n| n > 0.0),
         "{t2}"
     );
     assert_eq!(sample(&t2, "tandem_configsync_behind"), Some(0.0), "{t2}");
@@ -152,13 +180,18 @@ fn metrics_and_the_status_page_show_a_cluster_and_its_failover() {
         "203.0.113.2:7777",
         "Firewall",
     ] {
-        assert!(dom.contains(needle), "no {needle:?} in the rendered page:\n{dom}");
+        assert!(
+            dom.contains(needle),
+            "no {needle:?} in the rendered page:\n{dom}"
+        );
     }
     for secret in ["carp-s3cret", "pw-sync-long-enough", "state sync key"] {
         assert!(!dom.contains(secret), "{secret:?} on the page");
     }
     if let Ok(path) = std::env::var("TANDEM_SCREENSHOT") {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path);
         chromium(
             &h1,
             c.lab.dir(),
@@ -180,11 +213,14 @@ fn metrics_and_the_status_page_show_a_cluster_and_its_failover() {
     // fw1 dies: fw2 takes vhid 7 over, and its counters say so.
     c.kill_fw1();
     c.fw2.expect_state(7, "MASTER", TAKEOVER);
-    c.wait("fw2's metrics: master of vhid 7, one more transition", || {
-        let t = scrape(&h2, m2);
-        sample(&t, VIP7_MASTER) == Some(1.0)
-            && sample(&t, VIP7_TRANSITIONS).is_some_and(|n| n > before)
-    });
+    c.wait(
+        "fw2's metrics: master of vhid 7, one more transition",
+        || {
+            let t = scrape(&h2, m2);
+            sample(&t, VIP7_MASTER) == Some(1.0)
+                && sample(&t, VIP7_TRANSITIONS).is_some_and(|n| n > before)
+        },
+    );
     let dom = chromium(&h2, c.lab.dir(), &["--dump-dom", "http://[::1]:9721/"]);
     assert!(dom.contains("<h1 id=\"node\">fw2</h1>"), "{dom}");
     assert!(

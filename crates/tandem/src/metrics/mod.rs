@@ -5,8 +5,9 @@
 //!
 //! It never touches the CARP thread: for each request it asks the daemon for the node's
 //! [`Status`] over a channel (as the control socket does) and waits at most
-//! [`STATUS_TIMEOUT`]; a daemon that does not answer in time gets a 503. Connections and
-//! requests waiting for the daemon are bounded, so a flood of the port costs only itself.
+//! [`STATUS_TIMEOUT`]; a daemon that does not answer in time gets a 503. A status is reused
+//! for [`FRESH`], and connections and requests waiting are bounded, so a flood of the port
+//! costs only itself.
 
 pub mod export;
 pub mod page;
@@ -19,7 +20,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
@@ -35,6 +36,12 @@ const MAX_CONNECTIONS: usize = 32;
 const MAX_ASKING: usize = 4;
 /// A connection's whole life: headers, the daemon's answer, the response.
 const CONNECTION_TIME: Duration = Duration::from_secs(15);
+/// A status this young is served again rather than asked for anew: however often the port
+/// is hit, the daemon is asked at most about once a second.
+const FRESH: Duration = Duration::from_secs(1);
+
+/// The last status the daemon gave, and when.
+type Cache = Arc<tokio::sync::Mutex<Option<(Instant, Arc<Status>)>>>;
 
 /// The running listener; stopping it (or dropping it) closes the port.
 pub struct Server {
@@ -83,6 +90,7 @@ impl Drop for Server {
 async fn serve(listener: TcpListener, ask: mpsc::Sender<StatusRequest>) {
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let asking = Arc::new(Semaphore::new(MAX_ASKING));
+    let cache = Cache::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -98,12 +106,14 @@ async fn serve(listener: TcpListener, ask: mpsc::Sender<StatusRequest>) {
         };
         let ask = ask.clone();
         let asking = asking.clone();
+        let cache = cache.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let svc = hyper::service::service_fn(move |req| {
                 let ask = ask.clone();
                 let asking = asking.clone();
-                async move { Ok::<_, Infallible>(answer(&req, &ask, &asking).await) }
+                let cache = cache.clone();
+                async move { Ok::<_, Infallible>(answer(&req, &ask, &asking, &cache).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -153,6 +163,7 @@ async fn answer(
     req: &Request<Incoming>,
     ask: &mpsc::Sender<StatusRequest>,
     asking: &Semaphore,
+    cache: &Cache,
 ) -> Response<Full<Bytes>> {
     let Some(route) = route(req.uri().path()) else {
         return response(
@@ -178,7 +189,7 @@ async fn answer(
             "busy: too many requests at once\n".into(),
         );
     };
-    let Some(status) = status(ask).await else {
+    let Some(status) = cached_status(ask, cache).await else {
         return response(
             StatusCode::SERVICE_UNAVAILABLE,
             TEXT,
@@ -207,6 +218,20 @@ async fn answer(
             r
         }
     }
+}
+
+/// The daemon's status: the cached one while it is [`FRESH`], else asked for (one request
+/// asks at a time; the others then find it in the cache).
+async fn cached_status(ask: &mpsc::Sender<StatusRequest>, cache: &Cache) -> Option<Arc<Status>> {
+    let mut c = cache.lock().await;
+    if let Some((at, s)) = c.as_ref() {
+        if at.elapsed() < FRESH {
+            return Some(s.clone());
+        }
+    }
+    let s = Arc::new(status(ask).await?);
+    *c = Some((Instant::now(), s.clone()));
+    Some(s)
 }
 
 /// Asks the daemon for its status, waiting at most [`STATUS_TIMEOUT`].

@@ -118,10 +118,10 @@ master of <span id=\"masters\">{masters}</span> of {total} VIPs &middot; demotio
     state_sync(&mut h, &s.sync.state, s.state_sync.as_ref());
     config_sync(&mut h, &s.sync.config, s.config_sync.as_ref());
     firewall(&mut h, &s.firewall);
-    let _ = write!(
+    let _ = writeln!(
         h,
         "</main><footer>Read-only. Reloads every {REFRESH_SECONDS} s. \
-Prometheus metrics: <a href=\"/metrics\">/metrics</a>.</footer></body></html>\n"
+Prometheus metrics: <a href=\"/metrics\">/metrics</a>.</footer></body></html>"
     );
     h
 }

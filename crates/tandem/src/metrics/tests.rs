@@ -28,7 +28,7 @@ fn sample() -> Status {
              "adverts_sent": 0, "adverts_received": 9, "adverts_rejected": {},
              "send_errors": 0}
         ],
-        "rejected": {"unknown-vhid": 5},
+        "rejected": {"unknown_vhid": 5},
         "firewall": {"managed": true, "rules": 3, "nat": 1, "aliases": 1, "routes": 0,
                      "applied": true, "last_error": null,
                      "forwarding": {"net.ipv4.ip_forward": "1"}},
@@ -159,7 +159,7 @@ fn metrics_carry_vip_state_counters_and_sync_with_escaped_labels() {
         "tandem_carp_vip_transitions_total{vhid=\"8\",interface=\"wan\"} 0",
         "tandem_carp_adverts_sent_total{vhid=\"7\",interface=\"lan\"} 120",
         "tandem_carp_adverts_rejected_total{vhid=\"7\",interface=\"lan\",reason=\"bad\\\"hmac\"} 2",
-        "tandem_carp_adverts_unmatched_total{reason=\"unknown-vhid\"} 5",
+        "tandem_carp_adverts_unmatched_total{reason=\"unknown_vhid\"} 5",
         "tandem_carp_demotion 240",
         "tandem_carp_demotion_source{source=\"state-sync\"} 240",
         "tandem_statesync_states 17",
