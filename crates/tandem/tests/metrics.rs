@@ -197,7 +197,7 @@ fn metrics_and_the_status_page_show_a_cluster_and_its_failover() {
             c.lab.dir(),
             &[
                 &format!("--screenshot={}", path.display()),
-                "--window-size=1280,1400",
+                "--window-size=1280,1320",
                 "http://127.0.0.1:9720/",
             ],
         );
