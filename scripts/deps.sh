@@ -3,7 +3,7 @@
 # quick when they are all present already. It never starts, stops or disables a service of the
 # host: the tests start their own keepalived, conntrackd and ucarp inside network namespaces.
 set -euo pipefail
-pkgs=(iproute2 iputils-ping iputils-arping ucarp keepalived nftables conntrack conntrackd tcpdump python3)
+pkgs=(iproute2 iputils-ping iputils-arping ucarp keepalived nftables conntrack conntrackd tcpdump python3 chromium)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

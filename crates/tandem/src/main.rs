@@ -1,10 +1,11 @@
 //! `tandem`: the daemon and its CLI.
 //!
 //! Modules, and how their arrows go (each imports only modules further right):
-//! `cli` → `daemon` → `control` → `status` → the subsystems {`carp_thread`, `config_sync`,
-//! `state_sync`, `firewall_apply`} → the leaves {`config`, `lock`, `deadline`, `random`}.
-//! `status` only takes the subsystems' status types; no subsystem imports `daemon`, `cli`,
-//! `control`, `status` or another subsystem. (README, "Layout", says the same.)
+//! `cli` → `daemon` → {`control`, `metrics`} → `status` → the subsystems {`carp_thread`,
+//! `config_sync`, `state_sync`, `firewall_apply`} → the leaves {`config`, `lock`, `deadline`,
+//! `random`}. `status` only takes the subsystems' status types; `metrics` (the Prometheus and
+//! status page listener) only takes `status`; no subsystem imports `daemon`, `cli`, `control`,
+//! `metrics`, `status` or another subsystem. (README, "Layout", says the same.)
 
 mod carp_thread;
 mod cli;
@@ -15,6 +16,7 @@ mod daemon;
 mod deadline;
 mod firewall_apply;
 mod lock;
+mod metrics;
 mod random;
 mod state_sync;
 mod status;

@@ -2,7 +2,10 @@
 //! method `tandem.status` answers it: one struct, built by the daemon from what each subsystem
 //! reports.
 
-use crate::carp_thread::{Demotion, VipStatus};
+pub use crate::carp_thread::{Demotion, VipStatus};
+pub use crate::config_sync::ConfigSyncStatus;
+pub use crate::firewall_apply::FirewallStatus;
+pub use crate::state_sync::StateSyncStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -98,6 +98,9 @@ pub struct VipStatus {
     pub last_master: Option<String>,
     /// The last state change and why: "who is master of what, and why".
     pub last_transition: Option<Transition>,
+    /// State changes since the daemon started.
+    #[serde(default)]
+    pub transitions: u64,
     pub adverts_sent: u64,
     pub adverts_received: u64,
     pub adverts_rejected: BTreeMap<String, u64>,

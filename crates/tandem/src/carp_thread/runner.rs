@@ -53,6 +53,8 @@ struct Carp {
     /// (iface, vhid, reason) -> rejections seen, to keep a flood of bad adverts out of the log.
     reject_log: HashMap<(IfaceId, Option<u8>, RejectReason), u64>,
     transitions: HashMap<(IfaceId, u8), (carp::State, carp::State, carp::Reason, Instant)>,
+    /// State changes per router since this daemon started (metrics).
+    transition_counts: HashMap<(IfaceId, u8), u64>,
     events: mpsc::UnboundedSender<Event>,
     deferred: Deferred,
     ledger: Ledger,
@@ -119,6 +121,7 @@ pub fn run(
             adverts: adv_tx,
             reject_log: HashMap::new(),
             transitions: HashMap::new(),
+            transition_counts: HashMap::new(),
             events,
             deferred: Deferred::new(opts.barrier),
             ledger: Ledger::default(),
@@ -483,6 +486,10 @@ impl Carp {
                     );
                     self.transitions
                         .insert((iface, vhid.get()), (from, to, reason, Instant::now()));
+                    *self
+                        .transition_counts
+                        .entry((iface, vhid.get()))
+                        .or_default() += 1;
                     let _ = self.events.send(Event::Transition {
                         vhid: vhid.get(),
                         interface: self.name(iface),
@@ -613,6 +620,11 @@ impl Carp {
                             seconds_ago: at.elapsed().as_secs_f64(),
                         },
                     ),
+                    transitions: self
+                        .transition_counts
+                        .get(&(r.iface, r.vhid.get()))
+                        .copied()
+                        .unwrap_or(0),
                     adverts_sent: r.counters.adverts_sent,
                     adverts_received: r.counters.adverts_received,
                     adverts_rejected: reason_map(&r.counters.rejected),

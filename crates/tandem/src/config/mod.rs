@@ -3,12 +3,13 @@
 //! every problem reported as `FILE:LINE:COL: message` ([`error`]).
 //!
 //! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
-//! `[sync]`) never sync; the synced areas are `vips` (here) and the firewall crate's areas. A
+//! `[sync]`, `[metrics]`) never sync; the synced areas are `vips` (here) and the firewall crate's areas. A
 //! config sync peer composes its running config from its own file and the synced areas in its
 //! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
 
 pub mod document;
 pub mod error;
+pub mod metrics;
 pub mod node;
 pub mod raw;
 pub mod secret;
@@ -17,6 +18,7 @@ pub mod sync;
 pub mod vips;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use metrics::MetricsSettings;
 pub use node::{Carp, FirewallSettings, Node};
 pub use raw::ParsedFile;
 pub use statesync::StateSyncSettings;
@@ -49,6 +51,8 @@ pub struct Config {
     pub statesync: Option<StateSyncSettings>,
     /// Config sync; None without `[sync]`.
     pub sync: Option<SyncSettings>,
+    /// The metrics and status page listener; None without `[metrics]`.
+    pub metrics: Option<MetricsSettings>,
     /// The synced firewall areas (aliases, rules, nat, gateways, routes).
     pub areas: firewall::Areas,
     /// The running config as plain TOML (area texts and hashes, `config show`).
@@ -174,6 +178,7 @@ impl Config {
             .sync
             .as_ref()
             .map(|s| sync::sync(&mut errs, s, &vip_addrs));
+        let metrics = raw.metrics.as_ref().map(|m| metrics::metrics(&mut errs, m));
         let firewall = node::firewall(&mut errs, raw.firewall.as_ref(), &raw.areas);
         errs.finish()?;
         Ok(Config {
@@ -186,6 +191,7 @@ impl Config {
             firewall,
             statesync,
             sync,
+            metrics,
             areas: raw.areas,
             plain,
             provenance: None,

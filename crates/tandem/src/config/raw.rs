@@ -4,6 +4,7 @@
 
 use super::document::{self, Sources, Tree};
 use super::error::{ConfigError, ConfigErrors};
+use super::metrics::RawMetrics;
 use super::node::{RawCarp, RawFirewall, RawNode};
 use super::statesync::RawStateSync;
 use super::sync::RawSync;
@@ -14,13 +15,14 @@ use std::path::Path;
 use toml::Spanned;
 
 /// The node-local tables: never synced.
-pub const NODE_TABLES: [&str; 6] = [
+pub const NODE_TABLES: [&str; 7] = [
     "node",
     "interfaces",
     "carp",
     "firewall",
     "statesync",
     "sync",
+    "metrics",
 ];
 
 /// The synced areas the firewall crate owns (every area but `vips`).
@@ -41,6 +43,7 @@ pub struct RawFile {
     pub firewall: Option<RawFirewall>,
     pub statesync: Option<Spanned<RawStateSync>>,
     pub sync: Option<Spanned<RawSync>>,
+    pub metrics: Option<Spanned<RawMetrics>>,
     /// The synced area `vips`.
     pub vips: Vec<Spanned<RawVip>>,
     /// The synced areas of the firewall crate.
@@ -79,6 +82,7 @@ impl RawFile {
             firewall: ok(e, tree.get("firewall")),
             statesync: ok(e, tree.get("statesync")),
             sync: ok(e, tree.get("sync")),
+            metrics: ok(e, tree.get("metrics")),
             vips: ok(e, tree.get("vips")).unwrap_or_default(),
             areas: ok(e, tree.get_table(&fw).map(Some)).unwrap_or_default(),
         };

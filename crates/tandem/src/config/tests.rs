@@ -300,3 +300,41 @@ fn sync_credentials_must_be_long_and_a_primary_pin_is_a_peers_setting() {
         "{e:?}"
     );
 }
+
+#[test]
+fn metrics_listen_takes_ipv4_and_ipv6_and_places_errors() {
+    let c = parse(Path::new("t.toml"), GOOD).expect("valid");
+    assert_eq!(c.metrics, None);
+    for (listen, want) in [
+        ("127.0.0.1:9720", "127.0.0.1:9720"),
+        ("[::1]:9720", "[::1]:9720"),
+    ] {
+        let text = format!("{GOOD}\n[metrics]\nlisten = \"{listen}\"\n");
+        let c = parse(Path::new("t.toml"), &text).expect("valid");
+        let m = c.metrics.expect("[metrics]");
+        assert!(m.enabled);
+        assert_eq!(m.listen.to_string(), want);
+    }
+    let lines = GOOD.lines().count() + 3;
+    for (listen, msg) in [
+        ("localhost:9720", "is not ADDRESS:PORT"),
+        ("127.0.0.1", "is not ADDRESS:PORT"),
+        ("127.0.0.1:0", "needs a port other than 0"),
+    ] {
+        let e = errors(&format!("{GOOD}\n[metrics]\nlisten = \"{listen}\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!(
+                "t.toml:{lines}:10: metrics.listen: \"{listen}\" {msg}"
+            )),
+            "{e:?}"
+        );
+    }
+    let e = errors(&format!(
+        "{GOOD}\n[metrics]\nlisten = \"127.0.0.1:9720\"\nport = 1\n"
+    ));
+    assert!(
+        e[0].starts_with(&format!("t.toml:{}:", lines + 1)) && e[0].contains("port"),
+        "{e:?}"
+    );
+}

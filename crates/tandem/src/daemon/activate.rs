@@ -64,11 +64,15 @@ impl Daemon {
             ));
         }
         let what = format!("reloaded {}", self.cfg.own_file.display());
-        let msg = self
-            .activate(new, Some(own), &what)
-            .await
-            .map_err(|e| firewall_apply::describe(&e))?;
-        Ok(msg)
+        // A changed [metrics] listen is bound first: when it cannot be, nothing changes.
+        let staged = self.stage_metrics(&new).await?;
+        match self.activate(new, Some(own), &what).await {
+            Ok(msg) => Ok(msg + &self.commit_metrics(staged).await),
+            Err(e) => {
+                self.abort_metrics(staged).await;
+                Err(firewall_apply::describe(&e))
+            }
+        }
     }
 
     /// Makes `new` the running config (firewall, then VIPs), or changes nothing and says why.

@@ -5,8 +5,10 @@
 //! - [`start`]: the order a node comes up in (lock first, then firewall, then VIPs).
 //! - [`activate`]: reload and activation of a new config, all or nothing.
 //! - [`requests`]: control requests, config sync outcomes, the node's status.
+//! - [`listener`]: the metrics listener, bound at start and moved by a reload.
 
 mod activate;
+mod listener;
 mod requests;
 mod start;
 
@@ -15,6 +17,7 @@ use crate::config::{Config, ParsedFile};
 use crate::config_sync::{self, ConfigSync};
 use crate::control::Pending;
 use crate::lock::NodeLock;
+use crate::metrics;
 use crate::state_sync;
 use carp::DemoteSource;
 use linux::netlink::{LinkWatcher, Netlink};
@@ -48,6 +51,11 @@ pub struct Daemon {
     sync_link_up: Option<bool>,
     resync_pending: bool,
     control: mpsc::Receiver<Pending>,
+    /// Status requests of the metrics listener (it holds a clone of `metrics_ask`).
+    metrics_rx: mpsc::Receiver<metrics::StatusRequest>,
+    metrics_ask: mpsc::Sender<metrics::StatusRequest>,
+    /// The listener and the address the config gave it.
+    metrics: Option<(std::net::SocketAddr, metrics::Server)>,
     control_socket: PathBuf,
     _lock: NodeLock,
 }
@@ -89,6 +97,9 @@ impl Daemon {
                     let r = self.answer(req).await;
                     let _ = reply.send(r);
                 }
+                Some(reply) = self.metrics_rx.recv() => {
+                    let _ = reply.send(self.status().await);
+                }
                 Some(input) = config_sync::recv(&mut self.sync_rx) => self.on_sync(input).await,
                 Some(n) = state_sync::next_notice(&mut self.states) => self.on_state_sync(n),
                 ev = self.carp_events.recv() => match ev {
@@ -111,6 +122,9 @@ impl Daemon {
                     }
                 },
             }
+        }
+        if let Some((_, m)) = self.metrics.take() {
+            m.stop().await;
         }
         self.carp.shutdown().await;
         let _ = std::fs::remove_file(&self.control_socket);

@@ -37,6 +37,19 @@ impl Daemon {
         let listener = control::bind(&cfg.node.control_socket, access)?;
         let (ctl_tx, ctl_rx) = mpsc::channel::<control::Pending>(16);
         tokio::spawn(control::serve(listener, access, ctl_tx));
+        // The metrics listener next: a port that cannot be bound stops the start here, before
+        // anything changed. Its requests wait in the channel until the daemon loop runs.
+        let (metrics_ask, metrics_rx) = mpsc::channel(16);
+        let metrics = match super::listener::wanted(&cfg) {
+            Some(addr) => {
+                let s = crate::metrics::Server::start(addr, metrics_ask.clone())
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                tracing::info!("metrics and status page on http://{}/", s.addr());
+                Some((addr, s))
+            }
+            None => None,
+        };
 
         let netlink = Netlink::new().await.context("cannot open rtnetlink")?;
         // Everything is checked before anything changes.
@@ -100,6 +113,9 @@ impl Daemon {
             sync_link_up: None,
             resync_pending: false,
             control: ctl_rx,
+            metrics_rx,
+            metrics_ask,
+            metrics,
             control_socket: Default::default(),
             _lock: lock,
         };
