@@ -3,12 +3,14 @@
 //! every problem reported as `FILE:LINE:COL: message` ([`error`]).
 //!
 //! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
-//! `[sync]`) never sync; the synced areas are `vips` (here) and the firewall crate's areas. A
+//! `[sync]`, `[hooks]`, `[[checks]]`) never sync; the synced areas are `vips` (here) and the firewall crate's areas. A
 //! config sync peer composes its running config from its own file and the synced areas in its
 //! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
 
+pub mod checks;
 pub mod document;
 pub mod error;
+pub mod hooks;
 pub mod node;
 pub mod raw;
 pub mod secret;
@@ -16,7 +18,9 @@ pub mod statesync;
 pub mod sync;
 pub mod vips;
 
+pub use checks::{CheckKind, CheckSpec};
 pub use error::{ConfigError, ConfigErrors};
+pub use hooks::{Hook, HookSettings};
 pub use node::{Carp, FirewallSettings, Node};
 pub use raw::ParsedFile;
 pub use statesync::StateSyncSettings;
@@ -49,6 +53,10 @@ pub struct Config {
     pub statesync: Option<StateSyncSettings>,
     /// Config sync; None without `[sync]`.
     pub sync: Option<SyncSettings>,
+    /// Programs run on state changes (`[hooks]`).
+    pub hooks: HookSettings,
+    /// Health checks that demote (`[[checks]]`).
+    pub checks: Vec<CheckSpec>,
     /// The synced firewall areas (aliases, rules, nat, gateways, routes).
     pub areas: firewall::Areas,
     /// The running config as plain TOML (area texts and hashes, `config show`).
@@ -175,6 +183,8 @@ impl Config {
             .as_ref()
             .map(|s| sync::sync(&mut errs, s, &vip_addrs));
         let firewall = node::firewall(&mut errs, raw.firewall.as_ref(), &raw.areas);
+        let hooks = hooks::hooks(&mut errs, raw.hooks.as_ref());
+        let checks = checks::checks(&mut errs, &raw.checks, &interfaces);
         errs.finish()?;
         Ok(Config {
             sources,
@@ -186,6 +196,8 @@ impl Config {
             firewall,
             statesync,
             sync,
+            hooks,
+            checks,
             areas: raw.areas,
             plain,
             provenance: None,

@@ -3,7 +3,9 @@
 //! some synced areas from another file, as data.
 
 use super::document::{self, Sources, Tree};
+use super::checks::RawCheck;
 use super::error::{ConfigError, ConfigErrors};
+use super::hooks::RawHooks;
 use super::node::{RawCarp, RawFirewall, RawNode};
 use super::statesync::RawStateSync;
 use super::sync::RawSync;
@@ -14,13 +16,15 @@ use std::path::Path;
 use toml::Spanned;
 
 /// The node-local tables: never synced.
-pub const NODE_TABLES: [&str; 6] = [
+pub const NODE_TABLES: [&str; 8] = [
     "node",
     "interfaces",
     "carp",
     "firewall",
     "statesync",
     "sync",
+    "hooks",
+    "checks",
 ];
 
 /// The synced areas the firewall crate owns (every area but `vips`).
@@ -41,6 +45,8 @@ pub struct RawFile {
     pub firewall: Option<RawFirewall>,
     pub statesync: Option<Spanned<RawStateSync>>,
     pub sync: Option<Spanned<RawSync>>,
+    pub hooks: Option<Spanned<RawHooks>>,
+    pub checks: Vec<Spanned<RawCheck>>,
     /// The synced area `vips`.
     pub vips: Vec<Spanned<RawVip>>,
     /// The synced areas of the firewall crate.
@@ -79,6 +85,8 @@ impl RawFile {
             firewall: ok(e, tree.get("firewall")),
             statesync: ok(e, tree.get("statesync")),
             sync: ok(e, tree.get("sync")),
+            hooks: ok(e, tree.get("hooks")),
+            checks: ok(e, tree.get("checks")).unwrap_or_default(),
             vips: ok(e, tree.get("vips")).unwrap_or_default(),
             areas: ok(e, tree.get_table(&fw).map(Some)).unwrap_or_default(),
         };
