@@ -2,11 +2,12 @@
 //!
 //! Modules, and how their arrows go (each imports only modules further right):
 //! `cli` → `daemon` → `control` → `status` → the subsystems {`carp_thread`, `config_sync`,
-//! `state_sync`, `firewall_apply`} → the leaves {`config`, `lock`, `deadline`, `random`}.
+//! `state_sync`, `firewall_apply`, `hooks`, `checks`} → the leaves {`config`, `lock`, `deadline`, `random`}.
 //! `status` only takes the subsystems' status types; no subsystem imports `daemon`, `cli`,
 //! `control`, `status` or another subsystem. (README, "Layout", says the same.)
 
 mod carp_thread;
+mod checks;
 mod cli;
 mod config;
 mod config_sync;
@@ -14,6 +15,7 @@ mod control;
 mod daemon;
 mod deadline;
 mod firewall_apply;
+mod hooks;
 mod lock;
 mod random;
 mod state_sync;

@@ -25,6 +25,12 @@ pub struct Status {
     /// State sync in detail (None without `[statesync]`, or when it is switched off).
     #[serde(default)]
     pub state_sync: Option<crate::state_sync::StateSyncStatus>,
+    /// Health checks (`[[checks]]`), in name order.
+    #[serde(default)]
+    pub checks: Vec<crate::checks::CheckStatus>,
+    /// The last run of each hook (`[hooks]`) that ran.
+    #[serde(default)]
+    pub hooks: Vec<crate::hooks::HookStatus>,
 }
 
 /// One line each for config sync and state sync ("not configured" without them).
@@ -109,6 +115,27 @@ pub fn render(s: &Status) -> String {
     );
     if let Some(cs) = &s.config_sync {
         out.push_str(&crate::config_sync::render(cs));
+    }
+    for c in &s.checks {
+        let _ = writeln!(
+            out,
+            "check {} ({} {}): {} for {:.1} s, {}, weight {}{}",
+            c.name,
+            c.kind,
+            c.target,
+            c.state,
+            c.since_seconds_ago,
+            c.result,
+            c.weight,
+            if c.demoting { ", DEMOTING" } else { "" }
+        );
+    }
+    for h in &s.hooks {
+        let _ = writeln!(
+            out,
+            "hook {} ({}): {} ({:.1} s ago; {} runs, {} failed)",
+            h.hook, h.event, h.result, h.seconds_ago, h.runs, h.failures
+        );
     }
     out
 }

@@ -54,16 +54,6 @@ pub enum Hook {
 }
 
 impl Hook {
-    pub const ALL: [Hook; 7] = [
-        Hook::Master,
-        Hook::Backup,
-        Hook::Init,
-        Hook::Transition,
-        Hook::Demotion,
-        Hook::StateSyncReady,
-        Hook::ConfigApplied,
-    ];
-
     /// The key in `[hooks]`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -84,6 +84,8 @@ impl Daemon {
             record: opts.record,
             barrier,
         })?;
+        let (checks, check_events) = crate::checks::Checks::start(&cfg.checks);
+        let hooks = crate::hooks::Hooks::new(&cfg.node.name, cfg.hooks.clone());
         let mut d = Daemon {
             cfg,
             own,
@@ -101,6 +103,10 @@ impl Daemon {
             resync_pending: false,
             control: ctl_rx,
             control_socket: Default::default(),
+            hooks,
+            checks,
+            check_events,
+            state_sync_ready: false,
             _lock: lock,
         };
         d.control_socket.clone_from(&d.cfg.node.control_socket);
