@@ -306,4 +306,6 @@ pub fn control_socket(path: &Path) -> Result<PathBuf, String> {
 }
 
 #[cfg(test)]
+mod ops_tests;
+#[cfg(test)]
 mod tests;
