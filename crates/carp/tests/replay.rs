@@ -86,8 +86,7 @@ fn a_check_demotion_round_trips_through_a_trace_line() {
     };
     let line = serde_json::to_string(&input).expect("serialize");
     assert_eq!(
-        line,
-        r#"{"demote":{"source":{"check":"gw"},"value":240}}"#,
+        line, r#"{"demote":{"source":{"check":"gw"},"value":240}}"#,
         "the recorded form of a check's demotion"
     );
     let back: carp::Input = serde_json::from_str(&line).expect("deserialize");

@@ -92,10 +92,7 @@ fn first_line(bytes: &[u8]) -> String {
         .find(|l| !l.is_empty())
         .unwrap_or("");
     // Only printable characters reach a log line.
-    line.chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect()
+    line.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 /// Runs `spec` to its end or its timeout. Never panics; a program that cannot be started is
@@ -219,10 +216,7 @@ mod tests {
         let marker = dir.join("child-survived");
         let _ = std::fs::remove_file(&marker);
         // A child of the program (same group) would write the marker after 2 s.
-        let script = format!(
-            "(sleep 2; touch '{}') & sleep 30",
-            marker.display()
-        );
+        let script = format!("(sleep 2; touch '{}') & sleep 30", marker.display());
         let o = run(&sh(&script, Duration::from_millis(500))).await;
         assert!(matches!(o, Outcome::TimedOut { .. }), "{o:?}");
         assert!(o.describe().starts_with("timed out after 0.5 s"), "{o:?}");
@@ -236,6 +230,9 @@ mod tests {
         let mut s = sh("", Duration::from_secs(1));
         s.program = PathBuf::from("/nonexistent/hook");
         let o = run(&s).await;
-        assert!(o.describe().starts_with("cannot run: /nonexistent/hook"), "{o:?}");
+        assert!(
+            o.describe().starts_with("cannot run: /nonexistent/hook"),
+            "{o:?}"
+        );
     }
 }

@@ -245,12 +245,7 @@ enum Probe {
     File,
 }
 
-async fn run(
-    spec: CheckSpec,
-    generation: u64,
-    live: Shared,
-    tx: mpsc::UnboundedSender<Event>,
-) {
+async fn run(spec: CheckSpec, generation: u64, live: Shared, tx: mpsc::UnboundedSender<Event>) {
     let mut probe = match spec.kind {
         CheckKind::Ping { .. } => Probe::Ping {
             pinger: None,
@@ -387,8 +382,8 @@ fn ping_verdict(
     } else {
         lost as f64 * 100.0 / sent as f64
     };
-    let avg = (!replies.is_empty())
-        .then(|| replies.iter().sum::<Duration>() / replies.len() as u32);
+    let avg =
+        (!replies.is_empty()).then(|| replies.iter().sum::<Duration>() / replies.len() as u32);
     let mut text = format!("{}/{sent} replies", replies.len());
     if let Some(a) = avg {
         text += &format!(", rtt {:.1} ms", a.as_secs_f64() * 1000.0);
@@ -452,7 +447,10 @@ mod tests {
         assert!(!ok);
         assert_eq!(text, "4/5 replies, rtt 2.0 ms (rtt > 1 ms)");
         let none: VecDeque<_> = [None, None].into();
-        assert!(!ping_verdict(&none, 100.0, None, "").0, "no reply never passes");
+        assert!(
+            !ping_verdict(&none, 100.0, None, "").0,
+            "no reply never passes"
+        );
     }
 
     #[test]
@@ -525,8 +523,18 @@ mod tests {
     #[tokio::test]
     async fn reconcile_keeps_unchanged_checks_and_restarts_changed_ones() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let a = spec("a", CheckKind::File { path: dir.path().join("a") });
-        let b = spec("b", CheckKind::File { path: dir.path().join("b") });
+        let a = spec(
+            "a",
+            CheckKind::File {
+                path: dir.path().join("a"),
+            },
+        );
+        let b = spec(
+            "b",
+            CheckKind::File {
+                path: dir.path().join("b"),
+            },
+        );
         let (mut checks, _rx) = Checks::start(&[a.clone(), b.clone()]);
         let gen_a = checks.running["a"].generation;
         let mut b2 = b.clone();

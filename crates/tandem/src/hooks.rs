@@ -229,9 +229,7 @@ async fn work(mut rx: mpsc::UnboundedReceiver<Job>, last: Shared) {
             .map(|d| d.as_secs())
             .unwrap_or_default();
         if let Ok(mut last) = last.lock() {
-            let (runs, failures) = last
-                .get(&job.hook)
-                .map_or((0, 0), |r| (r.runs, r.failures));
+            let (runs, failures) = last.get(&job.hook).map_or((0, 0), |r| (r.runs, r.failures));
             last.insert(
                 job.hook,
                 LastRun {

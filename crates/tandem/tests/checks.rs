@@ -27,8 +27,11 @@ fn gateway_drops(gw: &lab::Host, src: &str) {
         "add chain inet gwtest input { type filter hook input priority 0 ; }",
     ])
     .expect("nft chain");
-    gw.run(&["nft", &format!("add rule inet gwtest input ip saddr {src} drop")])
-        .expect("nft rule");
+    gw.run(&[
+        "nft",
+        &format!("add rule inet gwtest input ip saddr {src} drop"),
+    ])
+    .expect("nft rule");
 }
 
 fn gateway_answers(gw: &lab::Host) {
@@ -102,7 +105,9 @@ fn the_gateway_stops_answering_and_the_vip_moves_to_the_peer_and_back() {
     assert_eq!(c["weight"], 240);
     assert_eq!(c["demoting"], false);
     assert!(
-        c["result"].as_str().is_some_and(|r| r.contains(" replies, rtt ")),
+        c["result"]
+            .as_str()
+            .is_some_and(|r| r.contains(" replies, rtt ")),
         "{c}"
     );
     assert_eq!(fw1.status()["demotion"], 0);
@@ -112,26 +117,37 @@ fn the_gateway_stops_answering_and_the_vip_moves_to_the_peer_and_back() {
     expect_check(&fw1, "gw", "down", Duration::from_secs(20));
     fw2.expect_state(7, "MASTER", TAKEOVER);
     fw1.expect_state(7, "BACKUP", TAKEOVER);
-    assert!(st.fw2.has_address("ens5", "192.0.2.100"), "fw2 lacks the VIP");
-    assert!(!st.fw1.has_address("eth0", "192.0.2.100"), "fw1 kept the VIP");
+    assert!(
+        st.fw2.has_address("ens5", "192.0.2.100"),
+        "fw2 lacks the VIP"
+    );
+    assert!(
+        !st.fw1.has_address("eth0", "192.0.2.100"),
+        "fw1 kept the VIP"
+    );
     let s1 = fw1.status();
     assert_eq!(s1["demotion"], 240, "{s1}");
     assert!(
-        s1["demotions"]
-            .as_array()
-            .is_some_and(|d| d.iter().any(|d| d["source"] == "check(gw)" && d["value"] == 240)),
+        s1["demotions"].as_array().is_some_and(|d| d
+            .iter()
+            .any(|d| d["source"] == "check(gw)" && d["value"] == 240)),
         "{s1}"
     );
     let c = check_of(&fw1, "gw");
     assert_eq!(c["demoting"], true, "{c}");
-    assert!(c["result"].as_str().is_some_and(|r| r.contains("loss")), "{c}");
+    assert!(
+        c["result"].as_str().is_some_and(|r| r.contains("loss")),
+        "{c}"
+    );
     let (_, text, _) = fw1.cli(&["status"]);
     assert!(text.contains("demoted by check(gw) (+240)"), "{text}");
     assert!(
         text.contains("check gw (ping 198.51.100.10): down for "),
         "{text}"
     );
-    assert!(fw1.log().contains("check gw (ping 198.51.100.10) down after 3 failing rounds"));
+    assert!(fw1
+        .log()
+        .contains("check gw (ping 198.51.100.10) down after 3 failing rounds"));
     expect_check(&fw2, "gw", "up", Duration::from_secs(5));
 
     // It answers again: after `rise` passing rounds fw1 is undemoted and preempts.
@@ -140,7 +156,10 @@ fn the_gateway_stops_answering_and_the_vip_moves_to_the_peer_and_back() {
     fw1.expect_state(7, "MASTER", TAKEOVER);
     fw2.expect_state(7, "BACKUP", TAKEOVER);
     assert_eq!(fw1.status()["demotion"], 0);
-    assert!(st.fw1.has_address("eth0", "192.0.2.100"), "fw1 lacks the VIP");
+    assert!(
+        st.fw1.has_address("eth0", "192.0.2.100"),
+        "fw1 lacks the VIP"
+    );
 }
 
 #[test]
@@ -168,7 +187,16 @@ fn exec_and_file_checks_demote_and_a_reload_keeps_unchanged_checks() {
                   interval = 0.3\nrise = 1\nfall = 2\nweight = 100\n\n\
                   [[checks]]\nname = \"maint\"\nkind = \"file\"\npath = \"maintenance\"\n\
                   interval = 0.3\nrise = 1\nfall = 1\nweight = 50\n";
-    let cfg = write_config_extra(&lab, "fw1", 0, true, "s3cret", &[("lan", "eth0")], &vip7(), checks);
+    let cfg = write_config_extra(
+        &lab,
+        "fw1",
+        0,
+        true,
+        "s3cret",
+        &[("lan", "eth0")],
+        &vip7(),
+        checks,
+    );
     let fw1 = Node::start(&h1, cfg.clone());
     expect_check(&fw1, "svc", "up", Duration::from_secs(10));
     expect_check(&fw1, "maint", "up", Duration::from_secs(10));
@@ -223,11 +251,15 @@ fn check_and_hook_errors_name_file_line_and_column() {
     assert!(!out.status.success());
     let shown = cfg.display();
     assert!(
-        err.contains(&format!("{shown}:12:13: hooks.on_master \"missing.sh\": no such file")),
+        err.contains(&format!(
+            "{shown}:12:13: hooks.on_master \"missing.sh\": no such file"
+        )),
         "{err}"
     );
     assert!(
-        err.contains(&format!("{shown}:18:10: checks.weight must be between 1 and 240, not 0")),
+        err.contains(&format!(
+            "{shown}:18:10: checks.weight must be between 1 and 240, not 0"
+        )),
         "{err}"
     );
 }

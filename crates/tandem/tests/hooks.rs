@@ -125,7 +125,9 @@ fn transitions_run_their_hooks_in_order_with_arguments_and_environment() {
         .expect("on_master in status");
     assert_eq!(master["result"], "exit 0", "{st}");
     assert_eq!(master["runs"], 1, "{st}");
-    assert!(fw1.log().contains("hook on_master (vhid=7 iface=lan BACKUP -> MASTER)"));
+    assert!(fw1
+        .log()
+        .contains("hook on_master (vhid=7 iface=lan BACKUP -> MASTER)"));
 }
 
 #[test]
@@ -150,10 +152,7 @@ fn a_hanging_hook_is_killed_at_its_timeout_and_a_failing_one_is_logged() {
     // Starts a child in its group that would leave a mark after 4 s, then hangs.
     script(
         &dir.join("master.sh"),
-        &format!(
-            "(sleep 4; touch '{}') &\nsleep 60",
-            survived.display()
-        ),
+        &format!("(sleep 4; touch '{}') &\nsleep 60", survived.display()),
     );
     let cfg = write_config_extra(
         &lab,
@@ -170,10 +169,17 @@ fn a_hanging_hook_is_killed_at_its_timeout_and_a_failing_one_is_logged() {
     fw1.expect_state(7, "MASTER", ELECTION);
     // on_transition for BACKUP -> MASTER runs only after on_master was killed.
     let got = wait_lines(&log, 2, &fw1);
-    assert!(got[0].starts_with("transition | backup 7 lan INIT BACKUP"), "{got:?}");
-    assert!(got[1].starts_with("transition | master 7 lan BACKUP MASTER"), "{got:?}");
+    assert!(
+        got[0].starts_with("transition | backup 7 lan INIT BACKUP"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("transition | master 7 lan BACKUP MASTER"),
+        "{got:?}"
+    );
     let ok = lab::wait_until(Duration::from_secs(10), || {
-        fw1.log().contains("timed out after 1 s (process group killed)")
+        fw1.log()
+            .contains("timed out after 1 s (process group killed)")
     });
     assert!(ok, "no timeout logged:\n{}", fw1.log());
     let daemon_log = fw1.log();
@@ -196,14 +202,19 @@ fn a_hanging_hook_is_killed_at_its_timeout_and_a_failing_one_is_logged() {
             .find(|h| h["hook"] == n)
             .unwrap_or_else(|| panic!("{n} missing in {st}"))
     };
-    assert_eq!(find("on_backup")["result"], "exit 3: backup hook failed hard");
+    assert_eq!(
+        find("on_backup")["result"],
+        "exit 3: backup hook failed hard"
+    );
     assert_eq!(find("on_backup")["failures"], 1);
     assert!(find("on_master")["result"]
         .as_str()
         .is_some_and(|r| r.starts_with("timed out after 1 s")));
     let (_, text, _) = fw1.cli(&["status"]);
     assert!(
-        text.contains("hook on_backup (vhid=7 iface=lan INIT -> BACKUP): exit 3: backup hook failed hard"),
+        text.contains(
+            "hook on_backup (vhid=7 iface=lan INIT -> BACKUP): exit 3: backup hook failed hard"
+        ),
         "{text}"
     );
 

@@ -139,7 +139,11 @@ fn count(errs: &mut Errors<'_>, v: &Option<Spanned<i64>>, what: &str, hi: i64, d
 }
 
 /// Fields of one kind given for another are refused (a typo must not pass silently).
-fn only_for(errs: &mut Errors<'_>, kind: &str, fields: &[(&str, Option<std::ops::Range<usize>>, &str)]) {
+fn only_for(
+    errs: &mut Errors<'_>,
+    kind: &str,
+    fields: &[(&str, Option<std::ops::Range<usize>>, &str)],
+) {
     for (field, span, for_kind) in fields {
         if let Some(span) = span {
             if *for_kind != kind {
@@ -201,37 +205,61 @@ fn check(
     let kind = match kind {
         "ping" => {
             let Some(a) = &r.address else {
-                errs.at(raw.span(), format!("check {name:?}: kind = \"ping\" needs an address"));
+                errs.at(
+                    raw.span(),
+                    format!("check {name:?}: kind = \"ping\" needs an address"),
+                );
                 return None;
             };
             let address = match a.get_ref().parse::<IpAddr>() {
                 Ok(ip) => ip,
                 Err(_) => {
-                    errs.at(a.span(), format!("checks.address {:?} is not an IP address", a.get_ref()));
+                    errs.at(
+                        a.span(),
+                        format!("checks.address {:?} is not an IP address", a.get_ref()),
+                    );
                     return None;
                 }
             };
-            let source = r.source.as_ref().and_then(|s| match s.get_ref().parse::<IpAddr>() {
-                Ok(ip) if ip.is_ipv4() == address.is_ipv4() => Some(ip),
-                Ok(_) => {
-                    errs.at(s.span(), "checks.source must be of the address's family");
-                    None
-                }
-                Err(_) => {
-                    errs.at(s.span(), format!("checks.source {:?} is not an IP address", s.get_ref()));
-                    None
-                }
-            });
-            let interface = r.interface.as_ref().and_then(|i| match interfaces.get(i.get_ref()) {
-                Some(dev) => Some((i.get_ref().clone(), dev.clone())),
-                None => {
-                    errs.at(i.span(), format!("checks.interface: unknown interface {:?}", i.get_ref()));
-                    None
-                }
-            });
+            let source = r
+                .source
+                .as_ref()
+                .and_then(|s| match s.get_ref().parse::<IpAddr>() {
+                    Ok(ip) if ip.is_ipv4() == address.is_ipv4() => Some(ip),
+                    Ok(_) => {
+                        errs.at(s.span(), "checks.source must be of the address's family");
+                        None
+                    }
+                    Err(_) => {
+                        errs.at(
+                            s.span(),
+                            format!("checks.source {:?} is not an IP address", s.get_ref()),
+                        );
+                        None
+                    }
+                });
+            let interface = r
+                .interface
+                .as_ref()
+                .and_then(|i| match interfaces.get(i.get_ref()) {
+                    Some(dev) => Some((i.get_ref().clone(), dev.clone())),
+                    None => {
+                        errs.at(
+                            i.span(),
+                            format!("checks.interface: unknown interface {:?}", i.get_ref()),
+                        );
+                        None
+                    }
+                });
             let max_loss = match &r.max_loss {
                 Some(v) if !(0.0..=100.0).contains(v.get_ref()) => {
-                    errs.at(v.span(), format!("checks.max_loss must be between 0 and 100 (percent), not {}", v.get_ref()));
+                    errs.at(
+                        v.span(),
+                        format!(
+                            "checks.max_loss must be between 0 and 100 (percent), not {}",
+                            v.get_ref()
+                        ),
+                    );
                     DEFAULT_MAX_LOSS
                 }
                 Some(v) => *v.get_ref(),
@@ -240,7 +268,12 @@ fn check(
             let max_rtt = r.max_rtt.as_ref().and_then(|v| {
                 let ms = *v.get_ref();
                 if !ms.is_finite() || ms <= 0.0 || ms > 60_000.0 {
-                    errs.at(v.span(), format!("checks.max_rtt must be between 0 and 60000 (milliseconds), not {ms}"));
+                    errs.at(
+                        v.span(),
+                        format!(
+                            "checks.max_rtt must be between 0 and 60000 (milliseconds), not {ms}"
+                        ),
+                    );
                     return None;
                 }
                 Some(Duration::from_secs_f64(ms / 1000.0))
@@ -257,7 +290,12 @@ fn check(
         }
         "exec" => {
             let Some(cmd) = &r.command else {
-                errs.at(raw.span(), format!("check {name:?}: kind = \"exec\" needs a command (program and arguments)"));
+                errs.at(
+                    raw.span(),
+                    format!(
+                        "check {name:?}: kind = \"exec\" needs a command (program and arguments)"
+                    ),
+                );
                 return None;
             };
             let Some((first, rest)) = cmd.get_ref().split_first() else {
@@ -272,11 +310,17 @@ fn check(
         }
         "file" => {
             let Some(p) = &r.path else {
-                errs.at(raw.span(), format!("check {name:?}: kind = \"file\" needs a path"));
+                errs.at(
+                    raw.span(),
+                    format!("check {name:?}: kind = \"file\" needs a path"),
+                );
                 return None;
             };
             if let Some(t) = &r.timeout {
-                errs.at(t.span(), "checks.timeout is for kind = \"ping\" or \"exec\", not \"file\"");
+                errs.at(
+                    t.span(),
+                    "checks.timeout is for kind = \"ping\" or \"exec\", not \"file\"",
+                );
             }
             CheckKind::File {
                 path: errs.resolve(p),

@@ -23,15 +23,15 @@ fn errors(extra: &str) -> Vec<String> {
     let (_d, file, r) = setup(extra);
     match r {
         Ok(_) => panic!("expected errors for:\n{extra}"),
-        Err(e) => e
-            .0
-            .iter()
-            .map(|e| {
-                e.to_string()
-                    .replace(&file.display().to_string(), "t.toml")
-                    .replace(&_d.path().display().to_string(), "DIR")
-            })
-            .collect(),
+        Err(e) => {
+            e.0.iter()
+                .map(|e| {
+                    e.to_string()
+                        .replace(&file.display().to_string(), "t.toml")
+                        .replace(&_d.path().display().to_string(), "DIR")
+                })
+                .collect()
+        }
     }
 }
 
@@ -40,7 +40,10 @@ fn hooks_resolve_against_the_config_folder_and_default_to_30_s() {
     let (dir, _f, r) = setup("[hooks]\non_master = \"hook.sh\"\non_transition = \"./hook.sh\"\n");
     let c = r.expect("valid");
     assert_eq!(c.hooks.programs[&Hook::Master], dir.path().join("hook.sh"));
-    assert_eq!(c.hooks.programs[&Hook::Transition], dir.path().join("./hook.sh"));
+    assert_eq!(
+        c.hooks.programs[&Hook::Transition],
+        dir.path().join("./hook.sh")
+    );
     assert!(!c.hooks.programs.contains_key(&Hook::Backup));
     assert_eq!(c.hooks.timeout, Duration::from_secs(30));
     let (_d, _f, r) = setup("[hooks]\ntimeout = 2.5\n");
@@ -51,11 +54,23 @@ fn hooks_resolve_against_the_config_folder_and_default_to_30_s() {
 fn a_missing_or_not_executable_hook_is_refused_at_its_place() {
     let e = errors("[hooks]\non_backup = \"nope.sh\"\non_init = \"data.txt\"\ntimeout = 0\n");
     assert_eq!(e.len(), 3, "{e:?}");
-    assert!(e[0].starts_with("t.toml:12:13: hooks.on_backup \"nope.sh\": no such file"), "{e:?}");
-    assert!(e[1].starts_with("t.toml:13:11: hooks.on_init \"data.txt\" is not an executable file"), "{e:?}");
-    assert_eq!(e[2], "t.toml:14:11: hooks.timeout must be between 0.1 and 3600 seconds, not 0");
+    assert!(
+        e[0].starts_with("t.toml:12:13: hooks.on_backup \"nope.sh\": no such file"),
+        "{e:?}"
+    );
+    assert!(
+        e[1].starts_with("t.toml:13:11: hooks.on_init \"data.txt\" is not an executable file"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e[2],
+        "t.toml:14:11: hooks.timeout must be between 0.1 and 3600 seconds, not 0"
+    );
     let e = errors("[hooks]\non_fault = \"hook.sh\"\n");
-    assert!(e[0].starts_with("t.toml:12:1: unknown field `on_fault`"), "{e:?}");
+    assert!(
+        e[0].starts_with("t.toml:12:1: unknown field `on_fault`"),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -91,7 +106,12 @@ fn checks_take_their_defaults() {
         }
     );
     let m = &c.checks[2];
-    assert_eq!(m.kind, CheckKind::File { path: dir.path().join("data.txt") });
+    assert_eq!(
+        m.kind,
+        CheckKind::File {
+            path: dir.path().join("data.txt")
+        }
+    );
     assert_eq!((m.rise, m.fall, m.weight), (1, 1, 50));
     assert_eq!(m.interval, Duration::from_millis(500));
 }
@@ -107,7 +127,7 @@ fn check_errors_are_located() {
     );
     assert_eq!(
         e,
-        vec![
+        [
             "t.toml:13:8: checks.kind must be \"ping\", \"exec\" or \"file\", not \"pong\"",
             "t.toml:18:11: checks.address \"gateway\" is not an IP address",
             "t.toml:24:11: checks.address is for kind = \"ping\", not \"file\"",
@@ -116,8 +136,5 @@ fn check_errors_are_located() {
             "t.toml:36:8: checks.fall must be between 1 and 100, not 0",
             "t.toml:35:12: checks.command \"missing.sh\": no such file (DIR/missing.sh)",
         ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect::<Vec<_>>()
     );
 }

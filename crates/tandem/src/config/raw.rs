@@ -2,8 +2,8 @@
 //! (spans kept), not yet checked. Composition works on these: a peer's running config takes
 //! some synced areas from another file, as data.
 
-use super::document::{self, Sources, Tree};
 use super::checks::RawCheck;
+use super::document::{self, Sources, Tree};
 use super::error::{ConfigError, ConfigErrors};
 use super::hooks::RawHooks;
 use super::node::{RawCarp, RawFirewall, RawNode};
