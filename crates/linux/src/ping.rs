@@ -218,5 +218,11 @@ mod tests {
         let rtt = p.probe(Duration::from_secs(2)).await.expect("probe");
         assert!(rtt.is_some(), "no echo reply from 127.0.0.1");
         assert_eq!(p.seq, 1);
+        // IPv6 too, where the host has it (ICMPv6's checksum is the kernel's).
+        if let Ok(mut p6) = Pinger::new("::1".parse().expect("ip"), None, None) {
+            if let Ok(rtt) = p6.probe(Duration::from_secs(2)).await {
+                assert!(rtt.is_some(), "no echo reply from ::1");
+            }
+        }
     }
 }
