@@ -77,3 +77,18 @@ fn a_tandem_mode_trace_replays_with_its_counter_clock() {
     assert!(auth.verify(&payload, "192.0.2.2".parse().expect("literal")));
     assert_eq!(replay(&trace).expect("replays again"), actions);
 }
+
+#[test]
+fn a_check_demotion_round_trips_through_a_trace_line() {
+    let input = carp::Input::Demote {
+        source: carp::DemoteSource::Check("gw".into()),
+        value: 240,
+    };
+    let line = serde_json::to_string(&input).expect("serialize");
+    assert_eq!(
+        line, r#"{"demote":{"source":{"check":"gw"},"value":240}}"#,
+        "the recorded form of a check's demotion"
+    );
+    let back: carp::Input = serde_json::from_str(&line).expect("deserialize");
+    assert_eq!(back, input);
+}

@@ -414,7 +414,7 @@ impl CarpSocket {
 }
 
 /// Registers the socket with the current tokio runtime's reactor.
-fn register(sock: Socket, what: &'static str) -> Result<AsyncFd<Socket>, LinuxError> {
+pub(crate) fn register(sock: Socket, what: &'static str) -> Result<AsyncFd<Socket>, LinuxError> {
     // Registering panics outside a runtime; turn that into an error. (A runtime built without
     // `enable_io` still panics, as every tokio socket does.)
     if tokio::runtime::Handle::try_current().is_err() {

@@ -120,6 +120,14 @@ pub enum LinuxError {
         #[source]
         source: io::Error,
     },
+    /// An ICMP echo socket (health checks): creating, binding, sending or receiving failed.
+    #[error("ping {target}: {op} failed")]
+    Ping {
+        target: IpAddr,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
     /// A sysctl name that does not map to a file under /proc/sys.
     #[error("invalid sysctl name {name:?}: {why}")]
     InvalidSysctlName { name: String, why: &'static str },
@@ -144,6 +152,7 @@ impl LinuxError {
             | LinuxError::NoRuntime { source, .. }
             | LinuxError::Netlink { source, .. }
             | LinuxError::Announce { source, .. }
+            | LinuxError::Ping { source, .. }
             | LinuxError::Sysctl { source, .. } => source.raw_os_error(),
             LinuxError::NoIpv4Address { .. }
             | LinuxError::NoLinkLocalAddress { .. }

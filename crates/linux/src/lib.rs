@@ -5,6 +5,8 @@
 //! - [`netlink`]: rtnetlink on tokio: links, VIP addresses, and a link watcher for demotion.
 //! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisements over AF_PACKET.
 //! - [`sysctl`]: /proc/sys by dotted name.
+//! - [`ping`]: ICMP echo over a raw socket (health checks).
+//! - [`process`]: a program run bounded in time in its own process group (hooks, exec checks).
 //!
 //! Errors are one [`LinuxError`]; each says what failed on which interface or address and keeps
 //! the kernel's errno. Nothing here panics on input from the kernel or the network.
@@ -19,6 +21,8 @@ pub mod conntrack;
 mod error;
 pub mod netlink;
 pub mod nft;
+pub mod ping;
+pub mod process;
 pub mod routes;
 pub mod sched;
 pub mod sysctl;

@@ -2,12 +2,14 @@
 //!
 //! Modules, and how their arrows go (each imports only modules further right):
 //! `cli` → `daemon` → {`control`, `metrics`} → `status` → the subsystems {`carp_thread`,
-//! `config_sync`, `state_sync`, `firewall_apply`} → the leaves {`config`, `lock`, `deadline`,
-//! `random`}. `status` only takes the subsystems' status types; `metrics` (the Prometheus and
-//! status page listener) only takes `status`; no subsystem imports `daemon`, `cli`, `control`,
-//! `metrics`, `status` or another subsystem. (README, "Layout", says the same.)
+//! `config_sync`, `state_sync`, `firewall_apply`, `hooks`, `checks`} → the leaves {`config`,
+//! `lock`, `deadline`, `random`}. `status` only takes the subsystems' status types; `metrics`
+//! (the Prometheus and status page listener) only takes `status`; no subsystem imports
+//! `daemon`, `cli`, `control`, `metrics`, `status` or another subsystem. (README, "Layout",
+//! says the same.)
 
 mod carp_thread;
+mod checks;
 mod cli;
 mod config;
 mod config_sync;
@@ -15,6 +17,7 @@ mod control;
 mod daemon;
 mod deadline;
 mod firewall_apply;
+mod hooks;
 mod lock;
 mod metrics;
 mod random;

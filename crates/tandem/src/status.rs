@@ -3,8 +3,10 @@
 //! reports.
 
 pub use crate::carp_thread::{Demotion, VipStatus};
+pub use crate::checks::CheckStatus;
 pub use crate::config_sync::ConfigSyncStatus;
 pub use crate::firewall_apply::FirewallStatus;
+pub use crate::hooks::HookStatus;
 pub use crate::state_sync::StateSyncStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -28,6 +30,12 @@ pub struct Status {
     /// State sync in detail (None without `[statesync]`, or when it is switched off).
     #[serde(default)]
     pub state_sync: Option<crate::state_sync::StateSyncStatus>,
+    /// Health checks (`[[checks]]`), in name order.
+    #[serde(default)]
+    pub checks: Vec<CheckStatus>,
+    /// The last run of each hook (`[hooks]`) that ran.
+    #[serde(default)]
+    pub hooks: Vec<HookStatus>,
 }
 
 /// One line each for config sync and state sync ("not configured" without them).
@@ -120,6 +128,27 @@ pub fn render(s: &Status) -> String {
         }
     }
     let _ = writeln!(out, "state sync: {}", s.sync.state);
+    for c in &s.checks {
+        let _ = writeln!(
+            out,
+            "check {} ({} {}): {} for {:.1} s, {}, weight {}{}",
+            c.name,
+            c.kind,
+            c.target,
+            c.state,
+            c.since_seconds_ago,
+            c.result,
+            c.weight,
+            if c.demoting { ", DEMOTING" } else { "" }
+        );
+    }
+    for h in &s.hooks {
+        let _ = writeln!(
+            out,
+            "hook {} ({}): {} ({:.1} s ago; {} runs, {} failed)",
+            h.hook, h.event, h.result, h.seconds_ago, h.runs, h.failures
+        );
+    }
     out
 }
 

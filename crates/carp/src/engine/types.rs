@@ -161,6 +161,8 @@ pub enum DemoteSource {
     ConfigSync,
     /// Set by the operator (maintenance mode).
     Operator,
+    /// A health check of this name is failing.
+    Check(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

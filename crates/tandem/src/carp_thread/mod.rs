@@ -63,6 +63,8 @@ pub enum Event {
         to: carp::State,
         reason: String,
     },
+    /// The node's demotion changed; `sources` as status names them (`check(gw)+240, ...`).
+    Demotion { from: u8, to: u8, sources: String },
 }
 
 /// The routers as `tandem status` shows them.
@@ -200,5 +202,6 @@ pub fn source_name(s: &DemoteSource, iface_name: impl Fn(IfaceId) -> String) -> 
         DemoteSource::StateSync => "state-sync".into(),
         DemoteSource::ConfigSync => "config-sync".into(),
         DemoteSource::Operator => "operator".into(),
+        DemoteSource::Check(name) => format!("check({name})"),
     }
 }

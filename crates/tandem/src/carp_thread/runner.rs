@@ -535,6 +535,11 @@ impl Carp {
                     } else {
                         info!("demotion {from} -> {to} ({})", why.join(", "));
                     }
+                    let _ = self.events.send(Event::Demotion {
+                        from,
+                        to,
+                        sources: why.join(", "),
+                    });
                 }
             }
         }

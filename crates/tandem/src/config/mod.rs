@@ -3,12 +3,15 @@
 //! every problem reported as `FILE:LINE:COL: message` ([`error`]).
 //!
 //! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
-//! `[sync]`, `[metrics]`) never sync; the synced areas are `vips` (here) and the firewall crate's areas. A
+//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`) never sync; the synced areas are `vips`
+//! (here) and the firewall crate's areas. A
 //! config sync peer composes its running config from its own file and the synced areas in its
 //! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
 
+pub mod checks;
 pub mod document;
 pub mod error;
+pub mod hooks;
 pub mod metrics;
 pub mod node;
 pub mod raw;
@@ -17,7 +20,9 @@ pub mod statesync;
 pub mod sync;
 pub mod vips;
 
+pub use checks::{CheckKind, CheckSpec};
 pub use error::{ConfigError, ConfigErrors};
+pub use hooks::{Hook, HookSettings};
 pub use metrics::MetricsSettings;
 pub use node::{Carp, FirewallSettings, Node};
 pub use raw::ParsedFile;
@@ -53,6 +58,10 @@ pub struct Config {
     pub sync: Option<SyncSettings>,
     /// The metrics and status page listener; None without `[metrics]`.
     pub metrics: Option<MetricsSettings>,
+    /// Programs run on state changes (`[hooks]`).
+    pub hooks: HookSettings,
+    /// Health checks that demote (`[[checks]]`).
+    pub checks: Vec<CheckSpec>,
     /// The synced firewall areas (aliases, rules, nat, gateways, routes).
     pub areas: firewall::Areas,
     /// The running config as plain TOML (area texts and hashes, `config show`).
@@ -180,6 +189,8 @@ impl Config {
             .map(|s| sync::sync(&mut errs, s, &vip_addrs));
         let metrics = raw.metrics.as_ref().map(|m| metrics::metrics(&mut errs, m));
         let firewall = node::firewall(&mut errs, raw.firewall.as_ref(), &raw.areas);
+        let hooks = hooks::hooks(&mut errs, raw.hooks.as_ref());
+        let checks = checks::checks(&mut errs, &raw.checks, &interfaces);
         errs.finish()?;
         Ok(Config {
             sources,
@@ -192,6 +203,8 @@ impl Config {
             statesync,
             sync,
             metrics,
+            hooks,
+            checks,
             areas: raw.areas,
             plain,
             provenance: None,
@@ -299,5 +312,7 @@ pub fn control_socket(path: &Path) -> Result<PathBuf, String> {
     ))
 }
 
+#[cfg(test)]
+mod ops_tests;
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,10 @@
 //! (spans kept), not yet checked. Composition works on these: a peer's running config takes
 //! some synced areas from another file, as data.
 
+use super::checks::RawCheck;
 use super::document::{self, Sources, Tree};
 use super::error::{ConfigError, ConfigErrors};
+use super::hooks::RawHooks;
 use super::metrics::RawMetrics;
 use super::node::{RawCarp, RawFirewall, RawNode};
 use super::statesync::RawStateSync;
@@ -15,7 +17,7 @@ use std::path::Path;
 use toml::Spanned;
 
 /// The node-local tables: never synced.
-pub const NODE_TABLES: [&str; 7] = [
+pub const NODE_TABLES: [&str; 9] = [
     "node",
     "interfaces",
     "carp",
@@ -23,6 +25,8 @@ pub const NODE_TABLES: [&str; 7] = [
     "statesync",
     "sync",
     "metrics",
+    "hooks",
+    "checks",
 ];
 
 /// The synced areas the firewall crate owns (every area but `vips`).
@@ -44,6 +48,8 @@ pub struct RawFile {
     pub statesync: Option<Spanned<RawStateSync>>,
     pub sync: Option<Spanned<RawSync>>,
     pub metrics: Option<Spanned<RawMetrics>>,
+    pub hooks: Option<Spanned<RawHooks>>,
+    pub checks: Vec<Spanned<RawCheck>>,
     /// The synced area `vips`.
     pub vips: Vec<Spanned<RawVip>>,
     /// The synced areas of the firewall crate.
@@ -83,6 +89,8 @@ impl RawFile {
             statesync: ok(e, tree.get("statesync")),
             sync: ok(e, tree.get("sync")),
             metrics: ok(e, tree.get("metrics")),
+            hooks: ok(e, tree.get("hooks")),
+            checks: ok(e, tree.get("checks")).unwrap_or_default(),
             vips: ok(e, tree.get("vips")).unwrap_or_default(),
             areas: ok(e, tree.get_table(&fw).map(Some)).unwrap_or_default(),
         };

@@ -140,6 +140,21 @@ impl Daemon {
         if let Some(cs) = self.sync.as_mut() {
             cs.activated(&self.cfg);
         }
+        self.apply_ops();
+        let generation = self.sync.as_ref().map(|cs| cs.status(&self.cfg).generation);
+        self.hooks.node_event(
+            crate::config::Hook::ConfigApplied,
+            crate::hooks::HookEvent {
+                event: "config-applied".into(),
+                new: generation.map(|g| g.to_string()).unwrap_or_default(),
+                reason: what.to_string(),
+                extra: vec![(
+                    "TANDEM_GENERATION".into(),
+                    generation.map(|g| g.to_string()).unwrap_or_default(),
+                )],
+                ..Default::default()
+            },
+        );
         let msg = format!(
             "{what}: {vips}, firewall {}",
             if self.cfg.firewall.managed {

@@ -13,9 +13,11 @@ mod requests;
 mod start;
 
 use crate::carp_thread;
-use crate::config::{Config, ParsedFile};
+use crate::checks::{self, Checks};
+use crate::config::{Config, Hook, ParsedFile};
 use crate::config_sync::{self, ConfigSync};
 use crate::control::Pending;
+use crate::hooks::{HookEvent, Hooks};
 use crate::lock::NodeLock;
 use crate::metrics;
 use crate::state_sync;
@@ -57,6 +59,13 @@ pub struct Daemon {
     /// The listener and the address the config gave it.
     metrics: Option<(std::net::SocketAddr, metrics::Server)>,
     control_socket: PathBuf,
+    /// `[hooks]`: run on transitions and node-wide events, off the CARP thread.
+    hooks: Hooks,
+    /// `[[checks]]`: their state changes demote the node.
+    checks: Checks,
+    check_events: mpsc::UnboundedReceiver<checks::Event>,
+    /// Whether state sync last said it has the whole table (`on_state_sync_ready` on a change).
+    state_sync_ready: bool,
     _lock: NodeLock,
 }
 
@@ -102,6 +111,7 @@ impl Daemon {
                 }
                 Some(input) = config_sync::recv(&mut self.sync_rx) => self.on_sync(input).await,
                 Some(n) = state_sync::next_notice(&mut self.states) => self.on_state_sync(n),
+                Some(ev) = self.check_events.recv() => self.on_check(ev),
                 ev = self.carp_events.recv() => match ev {
                     Some(ev) => self.on_carp(ev),
                     None => {
@@ -155,15 +165,63 @@ impl Daemon {
             carp_thread::Event::Transition {
                 vhid,
                 interface,
+                from,
                 to,
-                ..
+                reason,
             } => {
                 if to == carp::State::Master {
-                    self.masters.insert((interface, vhid));
+                    self.masters.insert((interface.clone(), vhid));
                 } else {
-                    self.masters.remove(&(interface, vhid));
+                    self.masters.remove(&(interface.clone(), vhid));
                 }
+                let vip = self
+                    .cfg
+                    .vips
+                    .iter()
+                    .find(|v| v.vhid.get() == vhid && v.interface == interface);
+                let ev = HookEvent {
+                    event: to.to_string().to_lowercase(),
+                    vhid: Some(vhid),
+                    device: vip.map(|v| v.device.clone()).unwrap_or_default(),
+                    addresses: vip
+                        .map(|v| v.addresses.iter().map(|a| a.to_string()).collect())
+                        .unwrap_or_default(),
+                    interface,
+                    old: from.to_string(),
+                    new: to.to_string(),
+                    reason,
+                    extra: Vec::new(),
+                };
+                self.hooks.transition(ev, to);
             }
+            carp_thread::Event::Demotion { from, to, sources } => {
+                let ev = HookEvent {
+                    event: "demotion".into(),
+                    old: from.to_string(),
+                    new: to.to_string(),
+                    reason: sources,
+                    extra: vec![("TANDEM_DEMOTION".into(), to.to_string())],
+                    ..HookEvent::default()
+                };
+                self.hooks.node_event(Hook::Demotion, ev);
+            }
+        }
+    }
+
+    /// A health check went down (demote by its weight) or up (no longer).
+    fn on_check(&mut self, ev: checks::Event) {
+        if self.checks.current(&ev) {
+            self.carp.demote(DemoteSource::Check(ev.name), ev.demote);
+        }
+    }
+
+    /// `[hooks]` and `[[checks]]` of a config just made the running one: changed checks
+    /// restart (and stop demoting until they fail again), unchanged ones keep their state.
+    fn apply_ops(&mut self) {
+        self.hooks
+            .update(&self.cfg.node.name, self.cfg.hooks.clone());
+        for name in self.checks.reconcile(&self.cfg.checks) {
+            self.carp.demote(DemoteSource::Check(name), 0);
         }
     }
 
@@ -173,6 +231,17 @@ impl Daemon {
                 if ready {
                     self.resync_pending = false;
                 }
+                if ready && !self.state_sync_ready {
+                    let ev = HookEvent {
+                        event: "state-sync-ready".into(),
+                        old: "not-ready".into(),
+                        new: "ready".into(),
+                        reason: "bulk sync complete".into(),
+                        ..HookEvent::default()
+                    };
+                    self.hooks.node_event(Hook::StateSyncReady, ev);
+                }
+                self.state_sync_ready = ready;
                 self.demote_state_sync(!ready);
             }
         }

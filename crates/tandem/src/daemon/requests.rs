@@ -159,6 +159,8 @@ impl Daemon {
             },
             config_sync: self.sync.as_ref().map(|cs| cs.status(&self.cfg)),
             state_sync,
+            checks: self.checks.status(),
+            hooks: self.hooks.status(),
         }
     }
 }

@@ -97,6 +97,8 @@ impl Daemon {
             record: opts.record,
             barrier,
         })?;
+        let (checks, check_events) = crate::checks::Checks::start(&cfg.checks);
+        let hooks = crate::hooks::Hooks::new(&cfg.node.name, cfg.hooks.clone());
         let mut d = Daemon {
             cfg,
             own,
@@ -117,6 +119,10 @@ impl Daemon {
             metrics_ask,
             metrics,
             control_socket: Default::default(),
+            hooks,
+            checks,
+            check_events,
+            state_sync_ready: false,
             _lock: lock,
         };
         d.control_socket.clone_from(&d.cfg.node.control_socket);

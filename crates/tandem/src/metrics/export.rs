@@ -18,6 +18,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// The CARP states every VIP has a one-hot series for (a state outside these gets its own).
 const VIP_STATES: [&str; 3] = ["INIT", "BACKUP", "MASTER"];
+/// A health check's states, one-hot.
+const CHECK_STATES: [&str; 3] = ["pending", "up", "down"];
 /// State sync's bulk phases, one-hot.
 const BULK_PHASES: [&str; 5] = ["idle", "requesting", "receiving", "done", "failed"];
 
@@ -222,9 +224,48 @@ fn vip(o: &mut Out, v: &VipStatus) {
     );
 }
 
-/// Health checks (`[[checks]]`): a series per check goes here once they are part of
-/// [`Status`] (`tandem_check_up{check}`, `tandem_check_demotion{check}`, ...).
-fn checks(_o: &mut Out, _s: &Status) {}
+/// Health checks (`[[checks]]`) and hooks (`[hooks]`).
+fn checks(o: &mut Out, s: &Status) {
+    for c in &s.checks {
+        let id = [("check", c.name.as_str()), ("kind", c.kind.as_str())];
+        for state in CHECK_STATES {
+            o.gauge(
+                "tandem_check_state",
+                "One-hot: 1 for the health check's state (pending, up, down)",
+                &[id[0], id[1], ("state", state)],
+                flag(c.state == state),
+            );
+        }
+        o.gauge(
+            "tandem_check_demotion",
+            "Demotion the health check adds now (its weight while down, else 0)",
+            &id,
+            if c.demoting { f64::from(c.weight) } else { 0.0 },
+        );
+        o.gauge(
+            "tandem_check_state_age_seconds",
+            "Time since the health check's state last changed",
+            &id,
+            c.since_seconds_ago,
+        );
+    }
+    for h in &s.hooks {
+        let id = [("hook", h.hook.as_str())];
+        o.counter("tandem_hook_runs", "Runs of the hook", &id, h.runs);
+        o.counter(
+            "tandem_hook_failures",
+            "Runs of the hook that exited non-zero or timed out",
+            &id,
+            h.failures,
+        );
+        o.gauge(
+            "tandem_hook_last_ok",
+            "1 when the hook's last run exited 0",
+            &id,
+            flag(h.ok),
+        );
+    }
+}
 
 fn state_sync(o: &mut Out, ss: &StateSyncStatus) {
     o.counter(

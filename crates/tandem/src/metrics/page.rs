@@ -297,9 +297,67 @@ fn peers(h: &mut String, s: &Status) {
     h.push_str("</section>");
 }
 
-/// Health checks (`[[checks]]`): their table goes here once they are part of [`Status`]
-/// (check, kind, target, last result, rise/fall, demotion).
-fn checks(_h: &mut String, _s: &Status) {}
+/// Health checks (`[[checks]]`) and the hooks' last runs (`[hooks]`).
+fn checks(h: &mut String, s: &Status) {
+    if s.checks.is_empty() && s.hooks.is_empty() {
+        return;
+    }
+    h.push_str("<section id=\"checks\"><h2>Health checks and hooks</h2>");
+    if !s.checks.is_empty() {
+        h.push_str(
+            "<table><thead><tr><th>Check</th><th>Kind</th><th>Target</th><th>State</th>\
+<th>Last result</th><th>Rise / fall</th><th>Demotion</th></tr></thead><tbody>",
+        );
+        for c in &s.checks {
+            let class = match c.state.as_str() {
+                "up" => "ok",
+                "down" => "bad",
+                _ => "warn",
+            };
+            let _ = write!(
+                h,
+                "<tr class=\"check\"><td>{}</td><td>{}</td><td><code>{}</code></td>\
+<td class=\"state\">{} <span class=\"muted\">for {}</span></td><td>{}</td>\
+<td class=\"n\">{} / {}</td><td class=\"n\">{}</td></tr>",
+                esc(&c.name),
+                esc(&c.kind),
+                esc(&c.target),
+                badge(class, &c.state),
+                age(c.since_seconds_ago),
+                esc(&c.result),
+                c.rise,
+                c.fall,
+                if c.demoting {
+                    format!("+{}", c.weight)
+                } else {
+                    format!("<span class=\"muted\">0 (weight {})</span>", c.weight)
+                }
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    if !s.hooks.is_empty() {
+        h.push_str(
+            "<h3>Hooks: last runs</h3><table><thead><tr><th>Hook</th><th>Event</th>\
+<th>Result</th><th>When</th><th>Runs</th><th>Failed</th></tr></thead><tbody>",
+        );
+        for k in &s.hooks {
+            let _ = write!(
+                h,
+                "<tr class=\"hook\"><td>{}</td><td>{}</td><td>{}</td><td>{} ago</td>\
+<td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&k.hook),
+                esc(&k.event),
+                badge(if k.ok { "ok" } else { "bad" }, &k.result),
+                age(k.seconds_ago),
+                k.runs,
+                k.failures
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>");
+}
 
 fn state_sync(h: &mut String, line: &str, ss: Option<&StateSyncStatus>) {
     let _ = write!(

@@ -55,7 +55,21 @@ fn sample() -> Status {
             "last_apply": null, "applied": 0, "refused": 0,
             "rpc": {"calls": 10, "rejected": {"auth": 1}, "last_rejected": null}
         },
-        "state_sync": null
+        "state_sync": null,
+        "checks": [
+            {"name": "gateway", "kind": "ping", "target": "198.51.100.254",
+             "state": "down", "result": format!("0/5 replies {HOSTILE}"),
+             "since_seconds_ago": 4.0, "weight": 240, "demoting": true, "rise": 2, "fall": 3},
+            {"name": "dns", "kind": "exec", "target": "/etc/tandem/dns-ok",
+             "state": "up", "result": "exit 0", "since_seconds_ago": 60.0, "weight": 50,
+             "demoting": false, "rise": 2, "fall": 3}
+        ],
+        "hooks": [
+            {"hook": "on_master", "program": "/etc/tandem/master.sh",
+             "event": "vhid=7 iface=lan BACKUP -> MASTER", "seconds_ago": 75.0,
+             "at_unix": 1800000000, "result": "exit 2: no route", "ok": false,
+             "runs": 3, "failures": 1}
+        ]
     }))
     .expect("a valid status");
     s.state_sync = Some(StateSyncStatus {
@@ -208,4 +222,34 @@ fn ages_read_as_people_say_them() {
     assert_eq!(page::age(7_500.0), "2 h 5 min");
     assert_eq!(page::age(300_000.0), "3 d 11 h");
     assert_eq!(page::age(f64::NAN), "-");
+}
+
+#[test]
+fn checks_and_hooks_are_on_the_page_and_in_the_metrics() {
+    let html = page::render(&sample());
+    for needle in [
+        "id=\"checks\"",
+        "gateway",
+        "198.51.100.254",
+        ">down<",
+        "+240",
+        "0 (weight 50)",
+        "on_master",
+        "exit 2: no route",
+    ] {
+        assert!(html.contains(needle), "{needle} missing:\n{html}");
+    }
+    assert!(!html.contains("<script"), "{html}");
+    let text = export::render(&sample());
+    for line in [
+        "tandem_check_state{check=\"gateway\",kind=\"ping\",state=\"down\"} 1.0",
+        "tandem_check_state{check=\"gateway\",kind=\"ping\",state=\"up\"} 0.0",
+        "tandem_check_demotion{check=\"gateway\",kind=\"ping\"} 240.0",
+        "tandem_check_demotion{check=\"dns\",kind=\"exec\"} 0.0",
+        "tandem_hook_runs_total{hook=\"on_master\"} 3",
+        "tandem_hook_failures_total{hook=\"on_master\"} 1",
+        "tandem_hook_last_ok{hook=\"on_master\"} 0.0",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
 }
