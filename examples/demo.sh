@@ -7,9 +7,10 @@
 #
 # Two firewalls with rules and outbound NAT to the WAN VIP, config sync (fw1 pushes, fw2
 # applies), state sync; a config change on fw1 active on fw2; a client with open TCP
-# connections through the cluster; the master killed; every connection still alive; the
-# longest pause per connection at each switchover; fw1 back. Every line says which node it is
-# from. It ends with the status page and metrics it saved.
+# connections through the cluster; the master's power cut (links down, daemon killed); every
+# connection still alive; the longest pause per connection at each switchover; fw1 back. Every
+# line says which node it is from. It ends with where the status page and metrics were, and
+# copies of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,7 +23,7 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 echo "[demo] building tandem (release; a first build takes a few minutes)"
-cargo build --release -p tandem 2>&1 | grep --line-buffered -E 'Compiling tandem|Finished|error|warning: unused' || true
+cargo build --release -p tandem 2>&1 | grep --line-buffered -E 'Compiling tandem |Finished|^error|warning: unused' || true
 T=$ROOT/target/release/tandem
 [ -x "$T" ] || { echo "[demo] the build failed" >&2; exit 1; }
 TRAFFIC=$ROOT/crates/tandem/tests/traffic.py
@@ -85,6 +86,12 @@ ns client ip route add default via 192.0.2.1
 printf 'demo-sync-password-0123456789\n' >"$DIR/sync.pw"
 printf 'demo state sync key, shared by fw1 and fw2\n' >"$DIR/statesync.key"
 chmod 600 "$DIR/sync.pw" "$DIR/statesync.key"
+# Every transition runs this hook (arguments: EVENT VHID INTERFACE OLD NEW REASON).
+cat >"$DIR/hook.sh" <<'EOF'
+#!/bin/sh
+echo "$TANDEM_NODE vhid $2 ($3): $4 -> $5 ($6)" >>"$(dirname "$0")/hooks.log"
+EOF
+chmod 755 "$DIR/hook.sh"
 
 local_part() { # NODE SKEW PEER_SYNC_ADDR SYNC_TABLE
     cat <<EOF
@@ -106,6 +113,18 @@ passphrase = "demo-carp-passphrase"
 interface = "sync"
 peers = ["$3"]
 key_file = "statesync.key"
+
+[metrics]
+listen = "127.0.0.1:9720"
+
+[hooks]
+on_transition = "hook.sh"
+
+[[checks]]
+name = "upstream"
+kind = "ping"
+address = "198.51.100.10"
+interface = "wan"
 
 $4
 EOF
@@ -232,9 +251,12 @@ for f in flows:
 ' "$1"
 }
 
-echo "[demo] == the master dies: fw1's daemon is killed (no bow-out), fw2 takes over"
+echo "[demo] == the master dies: fw1 loses power (its links go down, its daemon is killed: no bow-out)"
 echo mark >&3
 t0=$(date +%s%N)
+# Killing only the daemon would leave fw1's kernel forwarding with its VIPs: a machine that
+# dies takes its links with it, so the connections must move to fw2.
+for d in eth0 eth1 eth2; do ip -n "$P-fw1" link set "$d" down; done
 ip netns pids "$P-fw1" | xargs -r kill -9
 fw2_master() { test "$(state fw2 1)$(state fw2 2)" = MASTERMASTER; }
 wait_for 15 "fw2 master" fw2_master || { show fw2; tail -20 "$DIR/fw2.log"; exit 1; }
@@ -243,8 +265,10 @@ sleep 5
 report "switchover 1, fw1 killed"
 show fw2; echo
 
-echo "[demo] == fw1 comes back: it takes the table from fw2 (bulk sync), then takes its VIPs back"
+echo "[demo] == fw1 comes back: links up, the daemon sweeps the VIPs its killed run left,"
+echo "[demo]    takes the table from fw2 (bulk sync), then takes its VIPs back (preempt)"
 echo mark >&3
+for d in eth0 eth1 eth2; do ip -n "$P-fw1" link set "$d" up; done
 start fw1
 fw1_master() { test "$(state fw1 1)$(state fw1 2)" = MASTERMASTER; }
 wait_for 30 "fw1 master again" fw1_master || { show fw1; tail -20 "$DIR/fw1.log"; exit 1; }
@@ -256,3 +280,22 @@ echo quit >&3
 
 echo "[demo] == state changes the daemons logged"
 for n in fw1 fw2; do grep -h -E ' -> |demotion|applied generation|bulk' "$DIR/$n.log" | sed "s/^/[$n] /"; done
+echo "[demo] == what the on_transition hook saw, in order"
+sed 's/^\([^ ]*\) /[\1] hook: /' "$DIR/hooks.log"
+
+# Each node serves its status page and metrics on 127.0.0.1:9720 inside its namespace; the
+# namespaces go when the demo ends, so copies are kept.
+OUT=/tmp/tandem-demo
+mkdir -p "$OUT"
+fetch() { ns "$1" python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("http://127.0.0.1:9720" + sys.argv[1], timeout=5).read().decode())' "$2"; }
+for n in fw1 fw2; do
+    fetch "$n" / >"$OUT/$n-status.html" && fetch "$n" /metrics >"$OUT/$n-metrics.txt" \
+        || echo "[demo] could not fetch $n's status page" >&2
+done
+echo "[demo] == the status page and metrics"
+for n in fw1 fw2; do
+    say "$n" "served http://127.0.0.1:9720/ (status page) and /metrics in its namespace;" \
+        "copies: $OUT/$n-status.html, $OUT/$n-metrics.txt"
+done
+say fw2 "$(grep -E '^tandem_carp_vip_transitions_total' "$OUT/fw2-metrics.txt" | tr '\n' ' ')"
+echo "[demo] open a copy with any browser, e.g. chromium $OUT/fw1-status.html"

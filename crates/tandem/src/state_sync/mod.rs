@@ -74,6 +74,17 @@ pub async fn next_notice(h: &mut Option<Handle>) -> Option<Notice> {
     }
 }
 
+/// A bulk phase as status and metrics name it (`done`, as in `--json`).
+fn bulk_phase(p: statesync::BulkPhase) -> &'static str {
+    match p {
+        statesync::BulkPhase::Idle => "idle",
+        statesync::BulkPhase::Requesting => "requesting",
+        statesync::BulkPhase::Receiving => "receiving",
+        statesync::BulkPhase::Done => "done",
+        statesync::BulkPhase::Failed => "failed",
+    }
+}
+
 /// One line for `tandem status`.
 pub fn summary(s: &StateSyncStatus) -> String {
     let Some(e) = &s.engine else {
@@ -81,12 +92,12 @@ pub fn summary(s: &StateSyncStatus) -> String {
     };
     let alive = e.peers.iter().filter(|p| p.alive).count();
     let mut line = format!(
-        "{} on {} key id {}, {} states, bulk {:?}, peers {}/{} alive, installed {} removed {}",
+        "{} on {} key id {}, {} states, bulk {}, peers {}/{} alive, installed {} removed {}",
         if e.ready { "ready" } else { "NOT READY" },
         s.listen,
         s.key_id,
         e.states,
-        e.bulk.phase,
+        bulk_phase(e.bulk.phase),
         alive,
         e.peers.len().max(s.peers.len()),
         s.installed,
