@@ -83,6 +83,7 @@ impl Daemon {
             seed: carp_seed,
             record: opts.record,
             barrier,
+            watchdog: linux::systemd::watchdog_interval(),
         })?;
         let mut d = Daemon {
             cfg,
@@ -101,6 +102,7 @@ impl Daemon {
             resync_pending: false,
             control: ctl_rx,
             control_socket: Default::default(),
+            notifier: super::notify::Notifier::from_env(),
             _lock: lock,
         };
         d.control_socket.clone_from(&d.cfg.node.control_socket);
