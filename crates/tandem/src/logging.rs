@@ -20,6 +20,10 @@ pub fn init() {
     if linux::systemd::stderr_is_journal() {
         match tracing_journald::layer() {
             Ok(journal) => {
+                // Fields under their own names (VHID, not F_VHID): `journalctl VHID=7`.
+                let journal = journal
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("tandem".into());
                 tracing_subscriber::registry()
                     .with(filter())
                     .with(journal)
