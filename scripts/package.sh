@@ -6,7 +6,8 @@
 #   bash scripts/package.sh --binary PATH   # package an already built tandem binary (tests)
 #   bash scripts/package.sh --out DIR       # write the .deb into DIR (default target/debian)
 #
-# Prints the path of the .deb as its last line. Contents: /usr/sbin/tandem, the systemd unit
+# Prints the path of the .deb as its last line. `lintian` on it shows no error or warning (the
+# intended permissions are overridden in packaging/debian/lintian-overrides). Contents: /usr/sbin/tandem, the systemd unit
 # in /lib/systemd/system, the example config /etc/tandem/tandem.toml (a conffile: an existing
 # one is never overwritten), /var/lib/tandem (0700), the man pages in /usr/share/man/man8,
 # /usr/share/doc/tandem (copyright, README). Maintainer scripts: packaging/debian/.
@@ -63,6 +64,8 @@ done
 chmod 0644 "$pkg"/usr/share/man/man8/*.gz
 
 install -m 0644 packaging/debian/copyright "$pkg/usr/share/doc/tandem/copyright"
+install -d -m 0755 "$pkg/usr/share/lintian/overrides"
+install -m 0644 packaging/debian/lintian-overrides "$pkg/usr/share/lintian/overrides/tandem"
 gzip -9n -c README.md >"$pkg/usr/share/doc/tandem/README.md.gz"
 gzip -9n -c >"$pkg/usr/share/doc/tandem/changelog.Debian.gz" <<CHANGELOG
 tandem ($debversion) unstable; urgency=medium

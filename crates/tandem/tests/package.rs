@@ -94,6 +94,27 @@ fn the_package_holds_what_it_must_and_its_unit_verifies() {
     entry("./usr/share/man/man8/tandem-run.8.gz");
     entry("./usr/share/doc/tandem/copyright");
 
+    // The maintainer scripts parse (they are not run: that would change the host's systemd).
+    let control = tempfile::tempdir().expect("tempdir");
+    run(Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(control.path()));
+    for script in ["postinst", "prerm", "postrm"] {
+        run(Command::new("sh")
+            .arg("-n")
+            .arg(control.path().join(script)));
+    }
+    // lintian, where it is installed (it is not in scripts/deps.sh: big, and only advisory).
+    if let Ok(out) = Command::new("lintian").arg(&deb).output() {
+        let said = String::from_utf8_lossy(&out.stdout);
+        let bad: Vec<&str> = said
+            .lines()
+            .filter(|l| l.starts_with("E:") || l.starts_with("W:"))
+            .collect();
+        assert!(bad.is_empty(), "lintian:\n{said}");
+    }
+
     let root = unpack(&deb);
     let r = root.path();
     let mode = std::fs::metadata(r.join("var/lib/tandem"))
