@@ -277,11 +277,17 @@ fn the_packaged_binary_runs_the_packaged_example_under_the_units_limits() {
         .replace(
             "\"/run/tandem/tandem.sock\"",
             &format!("\"{}\"", socket.display()),
+        )
+        // The example's firewall rule, switched on: nft and the forwarding sysctls run too.
+        .replace(
+            "# [[rules]]\n# interface = \"lan\"\n# action = \"pass\"\n# protocol = \"tcp\"\n# destination_port = 22\n",
+            "[[rules]]\ninterface = \"lan\"\naction = \"pass\"\nprotocol = \"tcp\"\ndestination_port = 22\n",
         );
     for (was, now) in [
         ("lan = \"eth0\"", "lan0"),
         ("192.0.2.1/24", "198.51.100.1"),
         ("/run/tandem/tandem.sock", "tandem.sock"),
+        ("# [[rules]]", "\n[[rules]]\n"),
     ] {
         assert!(example.contains(was), "the example lost {was}");
         assert!(adapted.contains(now));
@@ -317,16 +323,38 @@ fn the_packaged_binary_runs_the_packaged_example_under_the_units_limits() {
     }
 
     // As systemd starts it: a notify socket, a watchdog for this very pid, the unit's
-    // capability bounding set and no new privileges.
+    // capability bounding set, no new privileges, and (ProtectSystem=strict) every file
+    // system read-only but /proc, /sys, /dev and the lab's folder, which stands in for
+    // ReadWritePaths (the adapted config keeps its socket there). In a mount namespace of its
+    // own: the host's mounts are not changed.
     let notify_path = lab.dir().join("notify.sock");
     let mut notes = Notifications::bind(&notify_path);
     let script = format!(
-        "export NOTIFY_SOCKET='{}' WATCHDOG_USEC=2000000 TANDEM_CONFIG='{config}' WATCHDOG_PID=$$; \
-         exec setpriv --bounding-set={} --no-new-privs -- '{tandem}' run",
-        notify_path.display(),
-        bounding_set(&unit)
+        r#"set -e
+mount --bind '{dir}' '{dir}'
+for mp in $(awk '{{print $2}}' /proc/self/mounts | sort -u); do
+    case "$mp" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*|'{dir}') continue ;; esac
+    mount -o remount,bind,ro "$mp" 2>/dev/null || true
+done
+awk '$2 == "/" {{ print $4 }}' /proc/self/mounts | grep -q '^ro' || {{ echo "/ is not read-only" >&2; exit 1; }}
+export NOTIFY_SOCKET='{notify}' WATCHDOG_USEC=2000000 TANDEM_CONFIG='{config}' WATCHDOG_PID=$$
+exec setpriv --bounding-set={caps} --no-new-privs -- '{tandem}' run
+"#,
+        dir = lab.dir().display(),
+        notify = notify_path.display(),
+        caps = bounding_set(&unit)
     );
-    let mut p = fw.spawn(&["sh", "-c", &script]).expect("spawn tandem");
+    let mut p = fw
+        .spawn(&[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .expect("spawn tandem");
     let status = || {
         let out = fw
             .command(tandem)
@@ -357,6 +385,13 @@ fn the_packaged_binary_runs_the_packaged_example_under_the_units_limits() {
     });
     assert!(master, "never MASTER: {:?}\n{}", status(), p.stderr());
     assert!(fw.has_address("lan0", "198.51.100.1"), "VIP not on lan0");
+    // The ruleset went in (nft under the unit's limits), and the forwarding sysctl.
+    let tables = fw.run(&["nft", "list", "tables"]).expect("nft list tables");
+    assert!(tables.contains("inet tandem"), "{tables}");
+    let fwd = fw
+        .run(&["sysctl", "-n", "net.ipv4.ip_forward"])
+        .expect("sysctl");
+    assert_eq!(fwd.trim(), "1");
     assert!(
         notes.wait_for(Duration::from_secs(15), |m| m
             .contains("STATUS=master of 1/1 VIP, demotion 0")),
