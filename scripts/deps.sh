@@ -2,8 +2,11 @@
 # Installs the Debian packages Tandem's tests, demo and benchmarks use (as root). Quiet and
 # quick when they are all present already. It never starts, stops or disables a service of the
 # host: the tests start their own keepalived, conntrackd and ucarp inside network namespaces.
+# systemd (systemd-analyze verify), util-linux (setpriv) and dpkg-dev (dpkg-shlibdeps) serve
+# the package build and its test (scripts/package.sh, crates/tandem/tests/package.rs).
 set -euo pipefail
-pkgs=(iproute2 iputils-ping iputils-arping ucarp keepalived nftables conntrack conntrackd tcpdump python3 chromium)
+pkgs=(iproute2 iputils-ping iputils-arping ucarp keepalived nftables conntrack conntrackd tcpdump python3
+    chromium systemd util-linux dpkg-dev)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -26,5 +26,11 @@ if cargo tree --workspace -e normal,build,dev --duplicates --prefix none | grep 
     exit 1
 fi
 
+echo "== Debian package (release build; tests/package.rs unpacks it and runs it)"
+deb=$(bash scripts/package.sh | tail -n1)
+dpkg-deb --info "$deb" >/dev/null
+dpkg-deb --contents "$deb" >/dev/null
+echo "built $deb"
+
 echo "== cargo test"
-cargo test --workspace --all-targets "$@"
+TANDEM_DEB="$deb" cargo test --workspace --all-targets "$@"

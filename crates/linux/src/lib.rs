@@ -26,6 +26,7 @@ pub mod process;
 pub mod routes;
 pub mod sched;
 pub mod sysctl;
+pub mod systemd;
 
 pub use addrs::{AddressInfo, TANDEM_ADDR_PROTO};
 pub use announce::{gratuitous_arp, unsolicited_na};

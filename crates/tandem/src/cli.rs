@@ -15,18 +15,36 @@ use std::process::ExitCode;
 #[command(
     name = "tandem",
     version,
-    about = "High-availability cluster daemon for Linux firewalls"
+    about = "High-availability cluster daemon for Linux firewalls",
+    long_about = "High-availability cluster daemon for Linux firewalls: CARP virtual IPs, \
+        config sync and connection state sync.\n\n\
+        Every command reads the node's config file, /etc/tandem/tandem.toml unless --config \
+        (or the environment variable TANDEM_CONFIG) names another. `tandem run` is the daemon \
+        (under systemd: `systemctl start tandem`); the other commands check a config or ask the \
+        running daemon over its control socket."
 )]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+/// The config file when `--config` is not given (and `TANDEM_CONFIG` is not set).
+pub const DEFAULT_CONFIG: &str = "/etc/tandem/tandem.toml";
+
+/// The node's config file.
+#[derive(clap::Args)]
+struct ConfigFile {
+    /// The node's config file.
+    #[arg(long, short, env = "TANDEM_CONFIG", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+}
+
 /// How a command finds the running daemon.
 #[derive(clap::Args)]
 struct Target {
-    #[arg(long, short, required_unless_present = "socket")]
-    config: Option<PathBuf>,
+    /// The node's config file: its `[node] control_socket` names the daemon's socket.
+    #[arg(long, short, env = "TANDEM_CONFIG", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
     /// The daemon's control socket, when the config file cannot tell (it is being edited).
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -36,10 +54,9 @@ impl Target {
     /// The socket: `--socket`, else the config's `[node] control_socket`, read with as little
     /// as possible so that a config half edited still works.
     fn socket(&self) -> anyhow::Result<PathBuf> {
-        match (&self.socket, &self.config) {
-            (Some(s), _) => Ok(s.clone()),
-            (None, Some(c)) => config::control_socket(c).map_err(anyhow::Error::msg),
-            (None, None) => anyhow::bail!("give --config FILE or --socket PATH"),
+        match &self.socket {
+            Some(s) => Ok(s.clone()),
+            None => config::control_socket(&self.config).map_err(anyhow::Error::msg),
         }
     }
 }
@@ -48,8 +65,8 @@ impl Target {
 enum Command {
     /// Run the daemon in the foreground.
     Run {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
         /// Write every input of the CARP engine to this JSONL trace (for replay in tests).
         #[arg(long)]
         record: Option<PathBuf>,
@@ -64,8 +81,8 @@ enum Command {
     },
     /// Validate a config without running anything.
     Check {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Ask the running daemon to re-read its config and apply it (as SIGHUP does).
     Reload {
@@ -74,12 +91,15 @@ enum Command {
     },
     /// Print the nftables ruleset (and routes) this config gives on this node, changing nothing.
     Ruleset {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigFile,
     },
     /// Config sync: what runs and where it came from, rollback, push.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Write the manual pages (tandem.8, tandem-run.8, ...) into DIR (for packaging).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -120,7 +140,10 @@ fn call(socket: &Path, req: &Request) -> anyhow::Result<Reply> {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { config, record } => {
+        Command::Run {
+            config: ConfigFile { config },
+            record,
+        } => {
             // Paths in the config are relative to its folder, whatever the daemon's working
             // directory later: the file is named absolutely from here on.
             let config = std::path::absolute(&config)
@@ -192,8 +215,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Reply::Status(_) => anyhow::bail!("unexpected status reply"),
             }
         }
-        Command::Ruleset { config } => ruleset(&config),
-        Command::Check { config } => check(&config),
+        Command::Ruleset { config } => ruleset(&config.config),
+        Command::Check { config } => check(&config.config),
+        Command::Man { dir } => {
+            man(&dir)
+                .with_context(|| format!("cannot write the manual pages to {}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -248,4 +276,77 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         crate::words::count(cfg.interfaces.len(), "interface")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The manual pages, from the command line's own definition: tandem.8 and one page per
+/// command (tandem-run.8, tandem-config-show.8, ...).
+fn man(dir: &Path) -> anyhow::Result<()> {
+    fn write(cmd: clap::Command, dir: &Path) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            write(sub.clone(), dir)?;
+        }
+        clap_mangen::Man::new(cmd)
+            .section("8")
+            .manual("System Administration")
+            .source(format!("tandem {}", env!("CARGO_PKG_VERSION")))
+            .generate_to(dir)?;
+        Ok(())
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    cmd.build();
+    write(cmd, dir)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config_of(args: &[&str]) -> PathBuf {
+        match Cli::try_parse_from(args).expect("parses").command {
+            Command::Check { config } | Command::Ruleset { config } => config.config,
+            Command::Run { config, .. } => config.config,
+            Command::Status { target, .. } | Command::Reload { target } => target.config,
+            _ => panic!("no config"),
+        }
+    }
+
+    #[test]
+    fn config_defaults_to_etc_tandem() {
+        // Only when TANDEM_CONFIG is not set around the test run.
+        if std::env::var_os("TANDEM_CONFIG").is_some() {
+            return;
+        }
+        for cmd in [
+            &["tandem", "check"][..],
+            &["tandem", "run"],
+            &["tandem", "ruleset"],
+            &["tandem", "status"],
+            &["tandem", "reload"],
+        ] {
+            assert_eq!(
+                config_of(cmd),
+                Path::new("/etc/tandem/tandem.toml"),
+                "{cmd:?}"
+            );
+        }
+        assert_eq!(
+            config_of(&["tandem", "check", "-c", "x.toml"]),
+            Path::new("x.toml")
+        );
+    }
+
+    #[test]
+    fn man_pages_are_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        man(dir.path()).expect("man");
+        let page = std::fs::read_to_string(dir.path().join("tandem.8")).expect("tandem.8");
+        assert!(page.contains(".TH tandem 8"), "{page}");
+        assert!(page.contains("/etc/tandem/tandem.toml"), "{page}");
+        assert!(dir.path().join("tandem-run.8").exists());
+        assert!(dir.path().join("tandem-config-show.8").exists());
+        assert!(!dir.path().join("tandem-man.8").exists());
+    }
 }

@@ -19,6 +19,7 @@ mod deadline;
 mod firewall_apply;
 mod hooks;
 mod lock;
+mod logging;
 mod metrics;
 mod random;
 mod state_sync;
@@ -29,15 +30,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = <cli::Cli as clap::Parser>::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+    logging::init();
     match cli::run(cli) {
         Ok(code) => code,
         Err(e) => {

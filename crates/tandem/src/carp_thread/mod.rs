@@ -132,6 +132,8 @@ pub struct Options {
     /// `tandem run --record FILE`: every engine input as JSONL.
     pub record: Option<PathBuf>,
     pub barrier: Option<Barrier>,
+    /// systemd's watchdog interval (`WATCHDOG_USEC`): the thread pings at half of it.
+    pub watchdog: Option<std::time::Duration>,
 }
 
 impl Handle {

@@ -58,6 +58,8 @@ struct Carp {
     events: mpsc::UnboundedSender<Event>,
     deferred: Deferred,
     ledger: Ledger,
+    /// systemd's watchdog interval, when the unit set one.
+    watchdog: Option<Duration>,
 }
 
 /// The thread's body: its own current-thread runtime, then the loop until shut down.
@@ -125,6 +127,7 @@ pub fn run(
             events,
             deferred: Deferred::new(opts.barrier),
             ledger: Ledger::default(),
+            watchdog: opts.watchdog,
         };
         let _ = ready.send(Ok(()));
         carp.run(commands, adv_rx, watcher).await;
@@ -140,12 +143,29 @@ impl Carp {
     ) {
         let mut retry = tokio::time::interval(Duration::from_secs(1));
         let mut watching = true;
+        // systemd's watchdog (`WatchdogSec=`): pinged from this loop at half the interval, so
+        // a stuck CARP thread gets the daemon restarted. Off: the branch never runs.
+        let mut watchdog = tokio::time::interval(
+            self.watchdog
+                .map(|d| d / 2)
+                .unwrap_or(Duration::from_secs(3600))
+                .max(Duration::from_millis(10)),
+        );
+        watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog_failed = false;
         loop {
             self.execute().await;
             let sleep = sleep_until(self.engine.poll_timeout().map(|(t, _)| t));
             tokio::select! {
                 biased;
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
+                _ = watchdog.tick(), if self.watchdog.is_some() => {
+                    if let Err(e) = linux::systemd::watchdog() {
+                        if !std::mem::replace(&mut watchdog_failed, true) {
+                            warn!("cannot ping systemd's watchdog: {e}");
+                        }
+                    }
+                }
                 () = self.deferred.ready() => {
                     let ops = self.deferred.take();
                     self.carry_out(ops).await;
@@ -480,9 +500,18 @@ impl Carp {
                     to,
                     reason,
                 } => {
+                    // The fields are the journal's (VHID, INTERFACE, STATE, ...); stderr
+                    // shows the message alone, which says the same.
+                    let name = self.name(iface);
+                    let device = self.ifaces.get(&iface).map(|i| i.device.clone());
                     info!(
-                        "vhid={vhid} iface={} {from} -> {to} reason={reason}",
-                        self.name(iface)
+                        vhid = vhid.get(),
+                        interface = %name,
+                        device = %device.as_deref().unwrap_or("?"),
+                        state = %to,
+                        from = %from,
+                        reason = %reason,
+                        "vhid={vhid} iface={name} {from} -> {to} reason={reason}"
                     );
                     self.transitions
                         .insert((iface, vhid.get()), (from, to, reason, Instant::now()));

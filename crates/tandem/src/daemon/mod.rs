@@ -9,6 +9,7 @@
 
 mod activate;
 mod listener;
+mod notify;
 mod requests;
 mod start;
 
@@ -66,6 +67,8 @@ pub struct Daemon {
     check_events: mpsc::UnboundedReceiver<checks::Event>,
     /// Whether state sync last said it has the whole table (`on_state_sync_ready` on a change).
     state_sync_ready: bool,
+    /// systemd's notifications (nothing without `NOTIFY_SOCKET`).
+    notifier: notify::Notifier,
     _lock: NodeLock,
 }
 
@@ -92,15 +95,30 @@ impl Daemon {
             self.cfg.node.advskew.0,
             self.cfg.node.preempt
         );
+        // The ruleset is applied and the CARP thread runs: ready.
+        self.notify_ready().await;
+        // The summary also changes without an event here (a demotion by a link): looked at
+        // now and then, and sent only when it changed.
+        let mut refresh = tokio::time::interval(Duration::from_secs(5));
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = term.recv() => { info!("SIGTERM: bowing out"); break; }
-                _ = int.recv() => { info!("SIGINT: bowing out"); break; }
+                _ = term.recv() => {
+                    info!("SIGTERM: bowing out");
+                    self.notify_stopping("SIGTERM: bowing out");
+                    break;
+                }
+                _ = int.recv() => {
+                    info!("SIGINT: bowing out");
+                    self.notify_stopping("SIGINT: bowing out");
+                    break;
+                }
                 _ = hup.recv() => {
                     info!("SIGHUP: reloading {}", self.cfg.own_file.display());
                     if let Err(e) = self.reload().await {
                         error!("reload failed, running config unchanged: {e}");
                     }
+                    self.notify_status().await;
                 }
                 Some((req, reply)) = self.control.recv() => {
                     let r = self.answer(req).await;
@@ -110,10 +128,17 @@ impl Daemon {
                     let _ = reply.send(self.status().await);
                 }
                 Some(input) = config_sync::recv(&mut self.sync_rx) => self.on_sync(input).await,
-                Some(n) = state_sync::next_notice(&mut self.states) => self.on_state_sync(n),
+                Some(n) = state_sync::next_notice(&mut self.states) => {
+                    self.on_state_sync(n);
+                    self.notify_status().await;
+                }
                 Some(ev) = self.check_events.recv() => self.on_check(ev),
+                _ = refresh.tick(), if self.notifier.on() => self.notify_status().await,
                 ev = self.carp_events.recv() => match ev {
-                    Some(ev) => self.on_carp(ev),
+                    Some(ev) => {
+                        self.on_carp(ev);
+                        self.notify_status().await;
+                    }
                     None => {
                         // It never ends on its own: it failed. Without it nothing advertises or
                         // releases: release the VIPs here and stop, so the peer takes over.

@@ -96,6 +96,7 @@ impl Daemon {
             seed: carp_seed,
             record: opts.record,
             barrier,
+            watchdog: linux::systemd::watchdog_interval(),
         })?;
         let (checks, check_events) = crate::checks::Checks::start(&cfg.checks);
         let hooks = crate::hooks::Hooks::new(&cfg.node.name, cfg.hooks.clone());
@@ -123,6 +124,7 @@ impl Daemon {
             checks,
             check_events,
             state_sync_ready: false,
+            notifier: super::notify::Notifier::from_env(),
             _lock: lock,
         };
         d.control_socket.clone_from(&d.cfg.node.control_socket);
