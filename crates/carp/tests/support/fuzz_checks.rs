@@ -55,6 +55,7 @@ fn routers() -> Vec<RouterConfig> {
             preempt: true,
             addresses: vec![v4, v6],
             key: Key::from_passphrase(PASS),
+            protocol: carp::Protocol::Carp,
         },
         RouterConfig {
             iface: 2,
@@ -64,6 +65,7 @@ fn routers() -> Vec<RouterConfig> {
             preempt: false,
             addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 100))],
             key: Key::from_passphrase(PASS),
+            protocol: carp::Protocol::Carp,
         },
     ]
 }
@@ -133,6 +135,7 @@ pub fn check_engine(data: &[u8]) {
                     Input::Advert {
                         iface,
                         src,
+                        dst: "224.0.0.18".parse().expect("group"),
                         ttl,
                         payload,
                     },
@@ -170,6 +173,7 @@ pub fn check_engine(data: &[u8]) {
                     Input::Advert {
                         iface: r.iface,
                         src,
+                        dst: "224.0.0.18".parse().expect("group"),
                         ttl: 255,
                         payload,
                     },

@@ -72,6 +72,7 @@ pub fn router(iface: IfaceId, advbase: u8, skew: u8, preempt: bool) -> RouterCon
         preempt,
         addresses: vec![vip(iface)],
         key: Key::from_passphrase(b"s3cret"),
+        protocol: carp::Protocol::Carp,
     }
 }
 
@@ -470,6 +471,7 @@ impl Sim {
                 Input::Advert {
                     iface: p.iface,
                     src: node_addr(p.from, p.iface),
+                    dst: "224.0.0.18".parse().expect("group"),
                     ttl: 255,
                     payload: p.payload,
                 },
