@@ -330,7 +330,11 @@ fn the_engine_accepts_keepalived_and_takes_over_within_skew_at_its_shutdown() {
         n.handle_timeout(deadline);
         assert_eq!(n.state(key.0, key.1), Some(State::Master), "{}", c.file);
         let reason = std::iter::from_fn(|| n.poll_action()).find_map(|a| match a {
-            Action::Transition { to, reason, .. } if to == State::Master => Some(reason),
+            Action::Transition {
+                to: State::Master,
+                reason,
+                ..
+            } => Some(reason),
             _ => None,
         });
         assert_eq!(reason, Some(Reason::PriorityZero), "{}", c.file);

@@ -21,6 +21,7 @@ mod attack;
 mod history;
 #[path = "sim_vrrp.rs"]
 mod vrrp;
+#[allow(unused_imports)]
 pub use vrrp::vrrp_router;
 
 use carp::units::ticks_to_duration;
