@@ -20,10 +20,11 @@
 //! CARP routers and sharing their node model: links, demotion, send errors, actions, timers.
 //! Its priority is derived from the node's skew and demotion, so one configuration drives
 //! both protocols: `priority = 254 - min(253, advskew + demotion)` (1..=254; 255, the address
-//! owner, is never derived). A lower skew wins in both; a demoted node loses in both. See
-//! [`vrrp`'s module](self::vrrp) for its timers and rules. An advert's version nibble (2 CARP,
-//! 3 VRRP) picks the path; an advert of the other protocol than its vhid's is rejected as
-//! `protocol_mismatch`.
+//! owner, is never derived). A lower skew wins in both; a demoted node loses in both. Timers
+//! are keepalived's exact microseconds ([`vrrp_skew_micros`]); a departing master sends
+//! priority 0; the other rules (RFC 5798 §6) are listed in src/engine/vrrp.rs. An advert's
+//! version nibble (2 CARP, 3 VRRP) picks the path; an advert of the other protocol than its
+//! vhid's is rejected as `protocol_mismatch`.
 
 use crate::auth::{AuthMode, Authenticator, TandemAuthenticator};
 use crate::units::{Advbase, Centisecs, Skew, Vhid};
