@@ -561,3 +561,52 @@ fn a_lost_link_demotes_every_router_and_vrrp_follows() {
     assert_eq!(wan.priority, Some(14), "254 - 240");
     assert_eq!(GROUP, vrrp::GROUP_V4.to_string());
 }
+
+#[test]
+fn a_vrrp_trace_replays_identically() {
+    let text = r#"
+{"at_us":0,"seed":42}
+{"at_us":1,"local-address":{"iface":1,"addr":"192.0.2.2"}}
+{"at_us":2,"add-router":{"iface":1,"vhid":7,"advbase":1,"advskew":154,"preempt":true,"addresses":["192.0.2.100"],"key":[115],"protocol":{"vrrp":{"interval":5}}}}
+{"at_us":200000,"timeout":null}
+{"at_us":210000,"input":{"advert":{"iface":1,"src":"192.0.2.3","dst":"224.0.0.18","ttl":255,"payload":[49,7,200,1,0,5,0,0,192,0,2,100]}}}
+{"at_us":220000,"input":"shutdown"}
+"#;
+    let trace = carp::trace::parse(text).expect("parses");
+    let actions = carp::trace::replay(&trace).expect("replays");
+    let transitions: Vec<(State, State, Reason)> = actions
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::Transition {
+                from, to, reason, ..
+            } => Some((*from, *to, *reason)),
+            _ => None,
+        })
+        .collect();
+    // The hand-written advert's checksum is 0: rejected, so the router stays master until
+    // it shuts down.
+    assert_eq!(
+        transitions,
+        vec![
+            (State::Init, State::Backup, Reason::Startup),
+            (State::Backup, State::Master, Reason::MasterDownTimer),
+            (State::Master, State::Init, Reason::Shutdown),
+        ]
+    );
+    assert!(actions.iter().any(|(_, a)| matches!(
+        a,
+        Action::Rejected {
+            reason: RejectReason::BadChecksum,
+            ..
+        }
+    )));
+    let sent: Vec<u8> = actions
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::Send { payload, .. } => Some(payload[2]),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.last(), Some(&0), "priority 0 at shutdown: {sent:?}");
+    assert_eq!(carp::trace::replay(&trace).expect("again"), actions);
+}
