@@ -1,4 +1,4 @@
-//! The CARP virtual routers of one node, as a sans-IO state machine.
+//! The CARP and VRRP virtual routers of one node, as a sans-IO state machine.
 //!
 //! The daemon feeds [`Input`]s with the time they happened, calls [`Carp::handle_timeout`] when
 //! [`Carp::poll_timeout`] says so, and carries out the [`Action`]s it drains with
@@ -15,10 +15,19 @@
 //! whole node: it starts at the wall-clock time the daemon passes in
 //! ([`Carp::set_counter_clock`], see [`counter_clock`]) and grows by one per advert, so a
 //! restarted node starts above every counter it sent before.
+//!
+//! A router configured with [`Protocol::Vrrp`] speaks VRRPv3 (RFC 5798) instead, beside the
+//! CARP routers and sharing their node model: links, demotion, send errors, actions, timers.
+//! Its priority is derived from the node's skew and demotion, so one configuration drives
+//! both protocols: `priority = 254 - min(253, advskew + demotion)` (1..=254; 255, the address
+//! owner, is never derived). A lower skew wins in both; a demoted node loses in both. Timers
+//! are keepalived's exact microseconds ([`vrrp_skew_micros`]); a departing master sends
+//! priority 0; the other rules (RFC 5798 §6) are listed in src/engine/vrrp.rs. An advert's
+//! version nibble (2 CARP, 3 VRRP) picks the path; an advert of the other protocol than its
+//! vhid's is rejected as `protocol_mismatch`.
 
 use crate::auth::{AuthMode, Authenticator, TandemAuthenticator};
-use crate::units::{ticks_to_duration, Advbase, Interval, Skew, Vhid};
-use crate::wire::{self, Advert};
+use crate::units::{Advbase, Centisecs, Skew, Vhid};
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -36,12 +45,15 @@ const SEND_SUCCESSES_TO_RECOVER: u32 = 3;
 /// A departing master advertises the slowest possible interval so backups take over at once.
 const BOW_OUT: (Advbase, Skew) = (Advbase(255), Skew(255));
 
+mod carp;
 mod types;
+mod vrrp;
 
 pub use types::{
-    Action, Counters, DemoteSource, Family, Input, Reason, RejectReason, RouterConfig,
+    Action, Counters, DemoteSource, Family, Input, Protocol, Reason, RejectReason, RouterConfig,
     RouterStatus, State, TimerKind,
 };
+pub use vrrp::{vrrp_priority, vrrp_skew_micros, PRIORITY_RESIGN};
 
 /// A router's MAC, in its key's mode.
 enum Auth {
@@ -70,9 +82,21 @@ struct Router {
     /// (another address set, the other mode, or plainly bad): at most once a second, so a
     /// flood of forged adverts costs no more.
     diagnosed: Option<(Instant, RejectReason)>,
+    /// Set for a VRRP router, whose `auth`, `counter` and `diagnosed` go unused.
+    vrrp: Option<VrrpTimers>,
 }
 
-/// All CARP virtual routers of one node.
+/// A VRRP router's timing state (RFC 5798 §6.1).
+struct VrrpTimers {
+    /// Our own Advertisement_Interval.
+    interval: Centisecs,
+    /// Learned from the master's adverts while BACKUP; our own interval otherwise.
+    master_adver_int: Centisecs,
+    /// The master resigned (priority 0): the master-down timer now runs for the skew only.
+    resigned: bool,
+}
+
+/// All CARP and VRRP virtual routers of one node.
 pub struct Carp {
     routers: BTreeMap<(IfaceId, Vhid), Router>,
     links: BTreeMap<IfaceId, bool>,
@@ -144,6 +168,14 @@ impl Carp {
         families.sort_by_key(|f| fkey(*f));
         families.dedup();
         let counter = self.rng.next();
+        let vrrp = match cfg.protocol {
+            Protocol::Carp => None,
+            Protocol::Vrrp { interval } => Some(VrrpTimers {
+                interval,
+                master_adver_int: interval,
+                resigned: false,
+            }),
+        };
         let r = Router {
             cfg,
             auth,
@@ -157,6 +189,7 @@ impl Carp {
             last_master: None,
             diagnosed: None,
             counters: Counters::default(),
+            vrrp,
         };
         let link_up = self.link_up(r.cfg.iface);
         self.routers.insert(key, r);
@@ -188,9 +221,10 @@ impl Carp {
             Input::Advert {
                 iface,
                 src,
+                dst,
                 ttl,
                 payload,
-            } => self.on_advert(now, iface, src, ttl, &payload),
+            } => self.on_advert(now, iface, src, dst, ttl, &payload),
             Input::Link { iface, up } => self.on_link(now, iface, up),
             Input::Demote { source, value } => self.set_demotion(source, value),
             Input::SendResult { iface, vhid, ok } => self.on_send_result(iface, vhid, ok),
@@ -212,14 +246,18 @@ impl Carp {
             };
             match r.state {
                 State::Master if r.next_advert.is_some_and(|t| t <= now) => {
-                    self.advertise(key, None);
-                    let interval = self.interval(key);
+                    self.advertise(key);
+                    let interval = self.advert_interval(key);
                     if let Some(r) = self.routers.get_mut(&key) {
-                        r.next_advert = Some(now + interval.as_duration());
+                        r.next_advert = Some(now + interval);
                     }
                 }
                 State::Backup if r.master_down_at.is_some_and(|t| t <= now) => {
-                    self.become_master(now, key, Reason::MasterDownTimer);
+                    let reason = match &r.vrrp {
+                        Some(v) if v.resigned => Reason::PriorityZero,
+                        _ => Reason::MasterDownTimer,
+                    };
+                    self.become_master(now, key, reason);
                 }
                 _ => {}
             }
@@ -265,13 +303,18 @@ impl Carp {
                 state: r.state,
                 advbase: r.cfg.advbase,
                 advskew: r.cfg.advskew,
-                advertised_skew: self.advertised_skew(&r.cfg),
+                advertised_skew: match r.vrrp {
+                    None => self.advertised_skew(&r.cfg),
+                    Some(_) => self.vrrp_skew(&r.cfg),
+                },
                 demotion: self.demotion(),
                 preempt: r.cfg.preempt,
                 addresses: r.cfg.addresses.clone(),
                 last_master: r.last_master,
                 counters: r.counters.clone(),
                 auth: r.cfg.key.mode(),
+                protocol: r.cfg.protocol,
+                priority: r.vrrp.as_ref().map(|_| self.priority(&r.cfg)),
             })
             .collect()
     }
@@ -284,29 +327,41 @@ impl Carp {
         self.links.get(&iface).copied().unwrap_or(true)
     }
 
-    fn advertised_skew(&self, cfg: &RouterConfig) -> Skew {
-        let d = self.demotion();
-        if d == 0 {
-            return cfg.advskew;
+    /// How long a master waits between adverts.
+    fn advert_interval(&self, key: (IfaceId, Vhid)) -> Duration {
+        match self.routers.get(&key).and_then(|r| r.vrrp.as_ref()) {
+            Some(v) => v.interval.as_duration(),
+            None => self.interval(key).as_duration(),
         }
-        let demoted = (u16::from(cfg.advskew.0) + u16::from(d)).min(u16::from(MAX_DEMOTED_SKEW));
-        // A skew configured above the cap is never lowered by demotion.
-        Skew((demoted as u8).max(cfg.advskew.0))
     }
 
-    fn interval(&self, key: (IfaceId, Vhid)) -> Interval {
+    /// How long a backup waits for the master's next advert.
+    fn master_down(&self, key: (IfaceId, Vhid)) -> Duration {
         match self.routers.get(&key) {
-            Some(r) => Interval::new(r.cfg.advbase, self.advertised_skew(&r.cfg)),
-            None => Interval::new(Advbase(255), Skew(255)),
+            Some(r) if r.vrrp.is_some() => self.vrrp_master_down(r),
+            _ => self.master_down_interval(key),
         }
     }
 
-    fn master_down_interval(&self, key: (IfaceId, Vhid)) -> std::time::Duration {
-        let Some(r) = self.routers.get(&key) else {
-            return ticks_to_duration(u32::MAX / 2);
-        };
-        let skew = self.advertised_skew(&r.cfg);
-        ticks_to_duration(3 * u32::from(r.cfg.advbase.0) * 256 + u32::from(skew.0))
+    /// Dispatches on the version nibble, after dropping our own adverts looping back.
+    fn on_advert(
+        &mut self,
+        now: Instant,
+        iface: IfaceId,
+        src: IpAddr,
+        dst: IpAddr,
+        ttl: u8,
+        payload: &[u8],
+    ) {
+        // Our own adverts looping back are not news.
+        if self.local_addrs.get(&(iface, fkey(Family::of(&src)))) == Some(&src) {
+            return;
+        }
+        if payload.first().map(|b| b >> 4) == Some(crate::vrrp::VERSION) {
+            self.on_vrrp_advert(now, iface, src, dst, ttl, payload);
+        } else {
+            self.on_carp_advert(now, iface, src, ttl, payload);
+        }
     }
 
     fn set_demotion(&mut self, source: DemoteSource, value: u8) {
@@ -393,168 +448,6 @@ impl Carp {
         });
     }
 
-    /// What an advert whose MAC does not verify is: one that verifies with a (smaller) set of
-    /// the vhid's addresses (BSD mode), one that verifies in the other mode, or a bad HMAC.
-    fn diagnose(
-        &mut self,
-        now: Instant,
-        key: (IfaceId, Vhid),
-        a: &Advert,
-        src: IpAddr,
-        payload: &[u8],
-    ) -> RejectReason {
-        let Some(r) = self.routers.get_mut(&key) else {
-            return RejectReason::BadHmac;
-        };
-        if let Some((at, found)) = r.diagnosed {
-            if now.saturating_duration_since(at) < Duration::from_secs(1) {
-                return found;
-            }
-        }
-        let (k, addrs) = (&r.cfg.key, &r.cfg.addresses);
-        let found = match r.cfg.key.mode() {
-            AuthMode::Bsd => {
-                if crate::auth::matching_subset(k, key.1, addrs, a.counter, &a.hmac).is_some() {
-                    RejectReason::AddressMismatch
-                } else if TandemAuthenticator::new(k.clone(), addrs).verify(payload, src) {
-                    RejectReason::AuthModeMismatch
-                } else {
-                    RejectReason::BadHmac
-                }
-            }
-            AuthMode::Tandem => {
-                let bsd = k.as_mode(AuthMode::Bsd);
-                if Authenticator::new(bsd.clone(), key.1, addrs).verify(a.counter, &a.hmac)
-                    || crate::auth::matching_subset(&bsd, key.1, addrs, a.counter, &a.hmac)
-                        .is_some()
-                {
-                    RejectReason::AuthModeMismatch
-                } else {
-                    RejectReason::BadHmac
-                }
-            }
-        };
-        r.diagnosed = Some((now, found));
-        found
-    }
-
-    /// Checks an advert's MAC (and in tandem mode its counter, which it then records).
-    fn authenticate(
-        &mut self,
-        now: Instant,
-        key: (IfaceId, Vhid),
-        a: &Advert,
-        src: IpAddr,
-        payload: &[u8],
-    ) -> Result<(), RejectReason> {
-        let Some(r) = self.routers.get_mut(&key) else {
-            return Err(RejectReason::UnknownVhid);
-        };
-        let verified = match &mut r.auth {
-            Auth::Bsd(auth) => auth.verify(a.counter, &a.hmac),
-            Auth::Tandem { mac, last_counter } => {
-                if mac.verify(payload, src) {
-                    if last_counter
-                        .get(&src)
-                        .is_some_and(|last| a.counter <= *last)
-                    {
-                        return Err(RejectReason::Replayed);
-                    }
-                    last_counter.insert(src, a.counter);
-                    true
-                } else {
-                    false
-                }
-            }
-        };
-        if verified {
-            Ok(())
-        } else {
-            Err(self.diagnose(now, key, a, src, payload))
-        }
-    }
-
-    fn on_advert(&mut self, now: Instant, iface: IfaceId, src: IpAddr, ttl: u8, payload: &[u8]) {
-        // Our own adverts looping back are not news.
-        if self.local_addrs.get(&(iface, fkey(Family::of(&src)))) == Some(&src) {
-            return;
-        }
-        // Name the router as early as possible so the rejection is counted against it.
-        let claimed = payload
-            .get(1)
-            .and_then(|v| Vhid::new(*v))
-            .filter(|v| self.routers.contains_key(&(iface, *v)));
-        if ttl != 255 {
-            return self.reject(iface, claimed, src, RejectReason::BadTtl);
-        }
-        let advert = match wire::decode(payload) {
-            Ok(a) => a,
-            Err(e) => return self.reject(iface, claimed, src, e.into()),
-        };
-        let key = (iface, advert.vhid);
-        if !self.routers.contains_key(&key) {
-            return self.reject(iface, Some(advert.vhid), src, RejectReason::UnknownVhid);
-        }
-        if let Err(reason) = self.authenticate(now, key, &advert, src, payload) {
-            return self.reject(iface, Some(advert.vhid), src, reason);
-        }
-        let Some(r) = self.routers.get(&key) else {
-            return;
-        };
-        let state = r.state;
-        let preempt = r.cfg.preempt;
-        let our_base = r.cfg.advbase;
-        if let Some(r) = self.routers.get_mut(&key) {
-            r.counters.adverts_received += 1;
-        }
-        if state == State::Init {
-            return;
-        }
-        let theirs = (advert.demote, Interval::new(advert.advbase, advert.advskew));
-        let ours = (0u8, self.interval(key));
-        match state {
-            State::Master => {
-                let step_down = match theirs.cmp(&ours) {
-                    std::cmp::Ordering::Less => Some(Reason::MoreFrequentAdvert),
-                    std::cmp::Ordering::Equal => {
-                        // ucarp's tie-break: the lower address stays master. Without our own
-                        // address to compare, step down as the BSDs do.
-                        match self.local_addrs.get(&(iface, fkey(Family::of(&src)))) {
-                            Some(own) if *own < src => None,
-                            _ => Some(Reason::EqualAdvertTieLost),
-                        }
-                    }
-                    std::cmp::Ordering::Greater => None,
-                };
-                if let Some(reason) = step_down {
-                    if let Some(r) = self.routers.get_mut(&key) {
-                        r.last_master = Some(src);
-                    }
-                    self.master_to_backup(now, key, reason);
-                }
-            }
-            State::Backup => {
-                if let Some(r) = self.routers.get_mut(&key) {
-                    r.last_master = Some(src);
-                }
-                let three_bases = 3 * u32::from(our_base.0) * 256;
-                // Checked before preemption so that a bow-out is logged as what it is.
-                if theirs.1.ticks() > three_bases {
-                    // The master announced an interval we would time out on anyway (a bow-out).
-                    self.become_master(now, key, Reason::MasterWillTimeOut);
-                } else if preempt && theirs > ours {
-                    self.become_master(now, key, Reason::PreemptSlowerMaster);
-                } else {
-                    let md = self.master_down_interval(key);
-                    if let Some(r) = self.routers.get_mut(&key) {
-                        r.master_down_at = Some(now + md);
-                    }
-                }
-            }
-            State::Init => {}
-        }
-    }
-
     fn transition(&mut self, key: (IfaceId, Vhid), to: State, reason: Reason) -> Option<State> {
         let r = self.routers.get_mut(&key)?;
         let from = r.state;
@@ -564,6 +457,13 @@ impl Carp {
         r.state = to;
         r.next_advert = None;
         r.master_down_at = None;
+        if let Some(v) = r.vrrp.as_mut() {
+            v.resigned = false;
+            // A master advertises at its own interval; a backup re-learns it (RFC 5798 §6.4).
+            if to != State::Backup {
+                v.master_adver_int = v.interval;
+            }
+        }
         self.actions.push_back(Action::Transition {
             iface: key.0,
             vhid: key.1,
@@ -575,8 +475,8 @@ impl Carp {
     }
 
     fn become_backup(&mut self, now: Instant, key: (IfaceId, Vhid), reason: Reason) {
-        let md = self.master_down_interval(key);
         if self.transition(key, State::Backup, reason).is_some() {
+            let md = self.master_down(key);
             if let Some(r) = self.routers.get_mut(&key) {
                 r.master_down_at = Some(now + md);
             }
@@ -600,14 +500,14 @@ impl Carp {
             iface: key.0,
             vhid: key.1,
         });
-        self.advertise(key, None);
+        self.advertise(key);
         self.actions.push_back(Action::Announce {
             iface: key.0,
             vhid: key.1,
         });
-        let interval = self.interval(key);
+        let interval = self.advert_interval(key);
         if let Some(r) = self.routers.get_mut(&key) {
-            r.next_advert = Some(now + interval.as_duration());
+            r.next_advert = Some(now + interval);
         }
     }
 
@@ -621,72 +521,25 @@ impl Carp {
         }
     }
 
-    /// Leaves service cleanly: a master bows out so a backup takes over at once.
+    /// Leaves service cleanly: a master bows out so a backup takes over at once (CARP: the
+    /// slowest timing; VRRP: priority 0).
     fn leave(&mut self, key: (IfaceId, Vhid), reason: Reason) {
-        let is_master = self
-            .routers
-            .get(&key)
-            .is_some_and(|r| r.state == State::Master);
-        if is_master {
-            self.advertise(key, Some(BOW_OUT));
+        match self.routers.get(&key) {
+            Some(r) if r.state == State::Master && r.vrrp.is_some() => {
+                self.advertise_vrrp(key, Some(PRIORITY_RESIGN));
+            }
+            Some(r) if r.state == State::Master => self.advertise_carp(key, Some(BOW_OUT)),
+            _ => {}
         }
         self.become_init(key, reason);
     }
 
-    fn advertise(&mut self, key: (IfaceId, Vhid), timing: Option<(Advbase, Skew)>) {
-        let skew = match self.routers.get(&key) {
-            Some(r) => self.advertised_skew(&r.cfg),
-            None => return,
-        };
-        let Some(r) = self.routers.get_mut(&key) else {
-            return;
-        };
-        let (advbase, advskew) = timing.unwrap_or((r.cfg.advbase, skew));
-        let counter = match r.auth {
-            Auth::Bsd(_) => {
-                r.counter = r.counter.wrapping_add(1);
-                r.counter
-            }
-            Auth::Tandem { .. } => {
-                self.clock_counter = self.clock_counter.wrapping_add(1);
-                self.clock_counter
-            }
-        };
-        let mut advert = Advert {
-            vhid: r.cfg.vhid,
-            advbase,
-            advskew,
-            demote: 0,
-            counter,
-            hmac: [0; wire::HMAC_LEN],
-        };
-        for family in &r.families {
-            let payload = match &r.auth {
-                Auth::Bsd(auth) => {
-                    advert.hmac = auth.sign(counter);
-                    wire::encode(&advert)
-                }
-                // Signed for the source address the advert leaves from; without one (no socket
-                // yet) the send fails anyway.
-                Auth::Tandem { mac, .. } => {
-                    let src = self
-                        .local_addrs
-                        .get(&(key.0, fkey(*family)))
-                        .copied()
-                        .unwrap_or(match family {
-                            Family::V4 => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-                            Family::V6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
-                        });
-                    mac.seal(&advert, src)
-                }
-            };
-            r.counters.adverts_sent += 1;
-            self.actions.push_back(Action::Send {
-                iface: key.0,
-                vhid: key.1,
-                family: *family,
-                payload: payload.to_vec(),
-            });
+    /// One advert per family, in the router's protocol, with its current timing.
+    fn advertise(&mut self, key: (IfaceId, Vhid)) {
+        match self.routers.get(&key) {
+            Some(r) if r.vrrp.is_some() => self.advertise_vrrp(key, None),
+            Some(_) => self.advertise_carp(key, None),
+            None => {}
         }
     }
 }

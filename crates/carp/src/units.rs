@@ -63,6 +63,50 @@ impl Interval {
     }
 }
 
+/// VRRPv3's Max Adver Int: a 12-bit count of centiseconds, 1..=4095 (10 ms to 40.95 s).
+/// Zero is not an interval (it would make every timer fire at once), so it is refused here,
+/// once, at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u16", into = "u16")]
+pub struct Centisecs(u16);
+
+impl Centisecs {
+    pub const MAX: u16 = 4095;
+
+    pub fn new(cs: u16) -> Option<Centisecs> {
+        (1..=Self::MAX).contains(&cs).then_some(Centisecs(cs))
+    }
+    pub fn get(self) -> u16 {
+        self.0
+    }
+    /// Exact: one centisecond is 10 000 µs.
+    pub fn as_micros(self) -> u64 {
+        u64::from(self.0) * 10_000
+    }
+    pub fn as_duration(self) -> Duration {
+        Duration::from_micros(self.as_micros())
+    }
+}
+
+impl TryFrom<u16> for Centisecs {
+    type Error = &'static str;
+    fn try_from(v: u16) -> Result<Self, Self::Error> {
+        Centisecs::new(v).ok_or("a VRRP interval must be between 1 and 4095 centiseconds")
+    }
+}
+
+impl From<Centisecs> for u16 {
+    fn from(c: Centisecs) -> u16 {
+        c.get()
+    }
+}
+
+impl fmt::Display for Centisecs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}cs", self.0)
+    }
+}
+
 /// 1/256 s ticks to a Duration, exactly (256 divides 10^9 * 2^-8 = 3_906_250 ns).
 pub fn ticks_to_duration(ticks: u32) -> Duration {
     Duration::from_nanos(u64::from(ticks) * 3_906_250)
@@ -78,6 +122,20 @@ mod tests {
         assert_eq!(
             Interval::new(Advbase(1), Skew(128)).as_duration(),
             Duration::from_millis(1500)
+        );
+    }
+
+    #[test]
+    fn centisecs_are_twelve_bits_and_never_zero() {
+        assert!(Centisecs::new(0).is_none());
+        assert!(Centisecs::new(4096).is_none());
+        let c = Centisecs::new(4095).expect("max");
+        assert_eq!(c.as_duration(), Duration::from_millis(40_950));
+        assert_eq!(Centisecs::new(1).map(Centisecs::as_micros), Some(10_000));
+        assert!(serde_json::from_str::<Centisecs>("0").is_err());
+        assert_eq!(
+            serde_json::from_str::<Centisecs>("5").ok(),
+            Centisecs::new(5)
         );
     }
 

@@ -26,6 +26,7 @@ fn cfg(v: u8, skew: u8, preempt: bool) -> RouterConfig {
         preempt,
         addresses: vec![ip("192.0.2.100")],
         key: Key::from_passphrase(b"s3cret"),
+        protocol: carp::Protocol::Carp,
     }
 }
 
@@ -59,6 +60,7 @@ fn feed(n: &mut Carp, now: Instant, payload: Vec<u8>) {
         Input::Advert {
             iface: IF,
             src: ip(PEER),
+            dst: "224.0.0.18".parse().expect("group"),
             ttl: 255,
             payload,
         },
@@ -263,6 +265,7 @@ fn bad_adverts_are_counted_by_reason_and_change_nothing() {
     bad_sum[10] ^= 0xff;
     let other_key = RouterConfig {
         key: Key::from_passphrase(b"wrong"),
+        protocol: carp::Protocol::Carp,
         ..c.clone()
     };
     let bad_hmac = advert_from(&other_key, 1, 200, 5);
@@ -281,6 +284,7 @@ fn bad_adverts_are_counted_by_reason_and_change_nothing() {
             Input::Advert {
                 iface: IF,
                 src: ip(PEER),
+                dst: "224.0.0.18".parse().expect("group"),
                 ttl,
                 payload,
             },
@@ -357,6 +361,7 @@ fn a_peer_with_another_address_set_is_told_apart_from_a_wrong_passphrase() {
     // One second later (the diagnosis runs at most once a second per vhid), a wrong passphrase.
     let wrong = RouterConfig {
         key: Key::from_passphrase(b"wrong"),
+        protocol: carp::Protocol::Carp,
         ..ours.clone()
     };
     feed(
@@ -387,6 +392,7 @@ fn an_advert_for_our_vhid_on_another_interface_is_dropped_as_unknown() {
         Input::Advert {
             iface: IF + 1,
             src: ip("198.51.100.66"),
+            dst: "224.0.0.18".parse().expect("group"),
             ttl: 255,
             payload: advert_from(&c, 1, 0, 99),
         },

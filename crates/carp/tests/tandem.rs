@@ -36,6 +36,7 @@ fn cfg(mode: AuthMode, skew: u8) -> RouterConfig {
         preempt: true,
         addresses: vec![ip("192.0.2.100")],
         key: Key::new(mode, PASS),
+        protocol: carp::Protocol::Carp,
     }
 }
 
@@ -90,6 +91,7 @@ fn feed(n: &mut Carp, now: Instant, src: &str, payload: Vec<u8>) {
         Input::Advert {
             iface: IF,
             src: ip(src),
+            dst: "224.0.0.18".parse().expect("group"),
             ttl: 255,
             payload,
         },

@@ -186,6 +186,7 @@ fn backup(t0: Instant, skew: u8, pass: &[u8]) -> Carp {
             preempt: true,
             addresses: vec![IpAddr::V4(VIP)],
             key: Key::from_passphrase(pass),
+            protocol: carp::Protocol::Carp,
         },
     );
     n
@@ -197,6 +198,7 @@ fn feed(n: &mut Carp, t: Instant, v: &Vector) {
         Input::Advert {
             iface: 1,
             src: IpAddr::V4(v.src),
+            dst: "224.0.0.18".parse().expect("group"),
             ttl: 255,
             payload: carp_payload(v),
         },

@@ -3,7 +3,8 @@
 
 use super::IfaceId;
 use crate::auth::{AuthMode, Key};
-use crate::units::{Advbase, Skew, Vhid};
+use crate::units::{Advbase, Centisecs, Skew, Vhid};
+use crate::vrrp::VrrpDecodeError;
 use crate::wire::DecodeError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -19,8 +20,32 @@ pub struct RouterConfig {
     pub preempt: bool,
     /// Every address of the vhid; all nodes must carry the same set (it is in the HMAC).
     pub addresses: Vec<IpAddr>,
-    /// The passphrase, and with it the authentication mode ([`Key::mode`]).
+    /// The passphrase, and with it the authentication mode ([`Key::mode`]). CARP only.
     pub key: Key,
+    /// CARP (the default, also for traces recorded before VRRP existed) or VRRPv3. A VRRP
+    /// router takes its priority from `advskew` and the node's demotion (see
+    /// [`RouterStatus::priority`]); `advbase` and `key` are CARP's only.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// Which protocol a virtual router speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    #[default]
+    Carp,
+    /// VRRPv3 (RFC 5798), advertising every `interval`.
+    Vrrp { interval: Centisecs },
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Protocol::Carp => f.write_str("carp"),
+            Protocol::Vrrp { .. } => f.write_str("vrrp"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -71,6 +96,10 @@ pub enum Reason {
     EqualAdvertTieLost,
     Shutdown,
     Removed,
+    /// VRRP: a master heard an advert of a higher priority.
+    HigherPriorityAdvert,
+    /// VRRP: the master resigned (an advert with priority 0) and the skew time ran out.
+    PriorityZero,
 }
 
 impl fmt::Display for Reason {
@@ -86,6 +115,8 @@ impl fmt::Display for Reason {
             Reason::EqualAdvertTieLost => "equal-advert-tie-lost",
             Reason::Shutdown => "shutdown",
             Reason::Removed => "removed",
+            Reason::HigherPriorityAdvert => "higher-priority-advert",
+            Reason::PriorityZero => "priority-zero",
         })
     }
 }
@@ -111,6 +142,12 @@ pub enum RejectReason {
     /// The advert verifies in the other authentication mode: the nodes disagree on
     /// `[carp] auth`.
     AuthModeMismatch,
+    /// A VRRP advert for a vhid configured as CARP, or a CARP advert for a VRRP one.
+    ProtocolMismatch,
+    /// A VRRP advert whose length is not exactly 8 bytes and its count of addresses.
+    BadLength,
+    /// A VRRP advert with a Max Adver Int of 0.
+    BadInterval,
 }
 
 impl RejectReason {
@@ -127,6 +164,9 @@ impl RejectReason {
             RejectReason::AddressMismatch => "address_mismatch",
             RejectReason::Replayed => "replayed",
             RejectReason::AuthModeMismatch => "auth_mode_mismatch",
+            RejectReason::ProtocolMismatch => "protocol_mismatch",
+            RejectReason::BadLength => "bad_length",
+            RejectReason::BadInterval => "bad_interval",
         }
     }
 }
@@ -145,6 +185,23 @@ impl From<DecodeError> for RejectReason {
             DecodeError::BadType(_) => RejectReason::BadType,
             DecodeError::ZeroVhid => RejectReason::BadVhid,
             DecodeError::BadChecksum => RejectReason::BadChecksum,
+        }
+    }
+}
+
+impl From<VrrpDecodeError> for RejectReason {
+    fn from(e: VrrpDecodeError) -> Self {
+        match e {
+            VrrpDecodeError::TooShort(_) => RejectReason::TooShort,
+            VrrpDecodeError::BadVersion(_) => RejectReason::BadVersion,
+            VrrpDecodeError::BadType(_) => RejectReason::BadType,
+            VrrpDecodeError::BadLength { .. } => RejectReason::BadLength,
+            // No pseudo-header can be built, so the checksum cannot verify.
+            VrrpDecodeError::MixedFamilies | VrrpDecodeError::BadChecksum => {
+                RejectReason::BadChecksum
+            }
+            VrrpDecodeError::ZeroVrid => RejectReason::BadVhid,
+            VrrpDecodeError::ZeroInterval => RejectReason::BadInterval,
         }
     }
 }
@@ -168,10 +225,14 @@ pub enum DemoteSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Input {
-    /// A CARP payload (after the IP header) received on `iface`.
+    /// A CARP or VRRP payload (after the IP header) received on `iface`.
     Advert {
         iface: IfaceId,
         src: IpAddr,
+        /// The packet's IP destination (VRRP's checksum covers it; CARP ignores it).
+        /// Traces recorded before it existed read as unspecified.
+        #[serde(default = "unspecified")]
+        dst: IpAddr,
         ttl: u8,
         payload: Vec<u8>,
     },
@@ -189,10 +250,16 @@ pub enum Input {
     Shutdown,
 }
 
+fn unspecified() -> IpAddr {
+    IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
-    /// Multicast this payload on `iface` (224.0.0.18 or ff02::12, TTL 255).
+    /// Multicast this payload on `iface` (224.0.0.18 or ff02::12, TTL 255). A VRRP payload's
+    /// checksum is computed for the engine's local address of `family` as source and the
+    /// group as destination (re-encode with [`crate::vrrp::encode`] for another destination).
     Send {
         iface: IfaceId,
         vhid: Vhid,
@@ -247,7 +314,8 @@ pub struct RouterStatus {
     pub advbase: Advbase,
     /// Configured skew.
     pub advskew: Skew,
-    /// Skew as advertised, demotion included.
+    /// Skew as advertised, demotion included (CARP: capped at 240, never below the
+    /// configured skew; VRRP: advskew + demotion, saturating at 255).
     pub advertised_skew: Skew,
     pub demotion: u8,
     pub preempt: bool,
@@ -255,8 +323,12 @@ pub struct RouterStatus {
     /// Source of the last accepted advert from another node.
     pub last_master: Option<IpAddr>,
     pub counters: Counters,
-    /// How its adverts are authenticated.
+    /// How its adverts are authenticated (CARP).
     pub auth: AuthMode,
+    pub protocol: Protocol,
+    /// VRRP's effective priority, `254 - min(253, advskew + demotion)` (so 1..=254; 255,
+    /// the address owner, is never derived); `None` for CARP.
+    pub priority: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+use carp::vrrp::{self, VrrpAdvert};
 use carp::wire::{self, Advert, ADVERT_LEN, AUTHLEN};
 use carp::{
-    Advbase, Authenticator, Carp, DemoteSource, Input, Key, RouterConfig, Skew, State, Vhid,
+    Advbase, Authenticator, Carp, Centisecs, DemoteSource, Family, Input, Key, Protocol,
+    RouterConfig, Skew, State, Vhid,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -37,6 +39,49 @@ pub fn check_decode(data: &[u8]) {
     }
 }
 
+/// VRRP: the first byte picks the source and destination (IPv4 or IPv6, multicast or
+/// unicast, or mixed families); decoding the rest never panics, and what decodes re-encodes
+/// to the same bytes, but for the reserved bits (ignored on receive) and a checksum of
+/// 0xffff where encode writes its one's-complement twin 0x0000.
+pub fn check_vrrp_decode(data: &[u8]) {
+    let Some((sel, payload)) = data.split_first() else {
+        return;
+    };
+    let v4 = |a, b, c, d| IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+    let v6 = |a, b| IpAddr::V6(Ipv6Addr::new(a, 0, 0, 0, 0, 0, 0, b));
+    let (src, dst) = match sel % 5 {
+        0 => (v4(192, 0, 2, 1), v4(224, 0, 0, 18)),
+        1 => (v4(192, 0, 2, 1), v4(192, 0, 2, 2)),
+        2 => (v6(0xfe80, 1), v6(0xff02, 0x12)),
+        3 => (v6(0xfe80, 1), v6(0x2001, 2)),
+        _ => (v4(192, 0, 2, 1), v6(0xff02, 0x12)),
+    };
+    let Ok(a) = vrrp::decode(payload, src, dst) else {
+        return;
+    };
+    let enc = vrrp::encode(&a, src, dst);
+    assert_eq!(enc.len(), payload.len(), "re-encoded length");
+    assert_eq!(
+        vrrp::decode(&enc, src, dst).as_ref(),
+        Ok(&a),
+        "decode(encode(a)) != a"
+    );
+    let differs: Vec<usize> = (0..enc.len()).filter(|&i| enc[i] != payload[i]).collect();
+    if payload[4] & 0xf0 == 0 {
+        assert!(
+            differs.is_empty()
+                || (differs.iter().all(|i| [6, 7].contains(i)) && payload[6..8] == [0xff, 0xff]),
+            "encode(decode(x)) != x: bytes {differs:?}"
+        );
+    } else {
+        assert!(
+            differs.iter().all(|i| [4, 6, 7].contains(i)),
+            "re-encoding changed bytes {differs:?}"
+        );
+        assert_eq!(enc[4] & 0x0f, payload[4] & 0x0f, "interval bits");
+    }
+}
+
 const PASS: &[u8] = b"s3cret";
 
 fn vhid(v: u8) -> Vhid {
@@ -55,6 +100,7 @@ fn routers() -> Vec<RouterConfig> {
             preempt: true,
             addresses: vec![v4, v6],
             key: Key::from_passphrase(PASS),
+            protocol: carp::Protocol::Carp,
         },
         RouterConfig {
             iface: 2,
@@ -64,6 +110,22 @@ fn routers() -> Vec<RouterConfig> {
             preempt: false,
             addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 100))],
             key: Key::from_passphrase(PASS),
+            protocol: carp::Protocol::Carp,
+        },
+        RouterConfig {
+            iface: 2,
+            vhid: vhid(9),
+            advbase: Advbase(1),
+            advskew: Skew(50),
+            preempt: true,
+            addresses: vec![
+                IpAddr::V4(Ipv4Addr::new(198, 51, 100, 101)),
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9)),
+            ],
+            key: Key::from_passphrase(PASS),
+            protocol: Protocol::Vrrp {
+                interval: Centisecs::new(5).unwrap_or_else(|| unreachable!("valid literal")),
+            },
         },
     ]
 }
@@ -106,6 +168,13 @@ pub fn check_engine(data: &[u8]) {
     let mut carp = Carp::new(c.u64());
     let own = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2));
     carp.set_local_address(1, own);
+    let own2 = [
+        IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
+        IpAddr::V6(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2)),
+    ];
+    for a in own2 {
+        carp.set_local_address(2, a);
+    }
     let cfgs = routers();
     for r in &cfgs {
         carp.add_router(now, r.clone());
@@ -122,7 +191,48 @@ pub fn check_engine(data: &[u8]) {
         steps += 1;
         let op = c.byte();
         let iface = u32::from(c.byte() % 3);
-        match op % 10 {
+        match op % 12 {
+            10 | 11 => {
+                // A VRRP advert for the VRRP router (or a CARP one, or a stranger), with
+                // fuzzed priority, interval and addresses, maybe with a byte flipped.
+                let r = &cfgs[usize::from(c.byte()) % cfgs.len()];
+                let Some(v) = Vhid::new(if c.byte() < 200 {
+                    r.vhid.get()
+                } else {
+                    c.byte()
+                }) else {
+                    continue;
+                };
+                let src = peers[usize::from(c.byte()) % peers.len()];
+                let mut addresses: Vec<IpAddr> = r.addresses.clone();
+                if c.byte() < 32 {
+                    addresses.pop();
+                }
+                let a = VrrpAdvert {
+                    vrid: v,
+                    priority: c.byte(),
+                    max_adver_int: Centisecs::new(u16::from(c.byte()) % 300 + 1)
+                        .unwrap_or_else(|| unreachable!("1..=300")),
+                    addresses,
+                };
+                let dst = vrrp::group_for(src);
+                let mut payload = vrrp::encode(&a, src, dst);
+                if c.byte() < 16 {
+                    let at = usize::from(c.byte()) % payload.len();
+                    payload[at] ^= c.byte();
+                }
+                let ttl = if c.byte() < 240 { 255 } else { c.byte() };
+                carp.handle(
+                    now,
+                    Input::Advert {
+                        iface: r.iface,
+                        src,
+                        dst,
+                        ttl,
+                        payload,
+                    },
+                );
+            }
             0 | 1 => {
                 let len = usize::from(c.byte());
                 let payload = c.bytes(len);
@@ -133,6 +243,7 @@ pub fn check_engine(data: &[u8]) {
                     Input::Advert {
                         iface,
                         src,
+                        dst: "224.0.0.18".parse().expect("group"),
                         ttl,
                         payload,
                     },
@@ -170,6 +281,7 @@ pub fn check_engine(data: &[u8]) {
                     Input::Advert {
                         iface: r.iface,
                         src,
+                        dst: "224.0.0.18".parse().expect("group"),
                         ttl: 255,
                         payload,
                     },
@@ -199,7 +311,7 @@ pub fn check_engine(data: &[u8]) {
                 if c.byte() < 8 {
                     carp.handle(now, Input::Shutdown);
                 } else {
-                    let r = cfgs[usize::from(c.byte() & 1)].clone();
+                    let r = cfgs[usize::from(c.byte()) % cfgs.len()].clone();
                     carp.add_router(now, r);
                 }
             }
@@ -228,6 +340,22 @@ pub fn check_engine(data: &[u8]) {
                 carp::Action::RemoveAddresses { iface, vhid } => {
                     held.remove(&(iface, vhid));
                 }
+                carp::Action::Send {
+                    payload,
+                    iface,
+                    family,
+                    ..
+                } if payload.first().map(|b| b >> 4) == Some(vrrp::VERSION) => {
+                    let src = match (iface, family) {
+                        (1, Family::V4) => own,
+                        (2, Family::V4) => own2[0],
+                        (2, Family::V6) => own2[1],
+                        (_, Family::V4) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                        (_, Family::V6) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                    };
+                    let a = vrrp::decode(&payload, src, vrrp::group_for(src));
+                    assert!(a.is_ok(), "the engine sent a VRRP advert it cannot decode");
+                }
                 carp::Action::Send { payload, .. } => {
                     let a = wire::decode(&payload);
                     assert!(a.is_ok(), "the engine sent an advert it cannot decode");
@@ -245,6 +373,16 @@ pub fn check_engine(data: &[u8]) {
                 held.contains(&(s.iface, s.vhid))
             );
             assert!(s.advertised_skew >= s.advskew, "demotion lowered the skew");
+            match s.protocol {
+                Protocol::Vrrp { .. } => {
+                    assert!(
+                        matches!(s.priority, Some(1..=254)),
+                        "priority {:?}",
+                        s.priority
+                    )
+                }
+                Protocol::Carp => assert_eq!(s.priority, None),
+            }
         }
     }
 }

@@ -17,9 +17,14 @@
 
 #[path = "sim_attack.rs"]
 mod attack;
+#[path = "sim_history.rs"]
+mod history;
+#[path = "sim_vrrp.rs"]
+mod vrrp;
+#[allow(unused_imports)]
+pub use vrrp::vrrp_router;
 
 use carp::units::ticks_to_duration;
-use carp::wire;
 use carp::{
     Action, Carp, IfaceId, Input, Interval, Key, Reason, RouterConfig, RouterStatus, State, Vhid,
 };
@@ -72,6 +77,7 @@ pub fn router(iface: IfaceId, advbase: u8, skew: u8, preempt: bool) -> RouterCon
         preempt,
         addresses: vec![vip(iface)],
         key: Key::from_passphrase(b"s3cret"),
+        protocol: carp::Protocol::Carp,
     }
 }
 
@@ -454,11 +460,12 @@ impl Sim {
         {
             return;
         }
-        if let Ok(a) = wire::decode(&p.payload) {
+        let src = node_addr(p.from, p.iface);
+        if let Some(v) = vrrp::heard_vhid(&p.payload, src) {
             self.record(
                 to,
                 What::Heard {
-                    key: (p.iface, a.vhid),
+                    key: (p.iface, v),
                     from: p.from,
                 },
             );
@@ -469,7 +476,8 @@ impl Sim {
                 now,
                 Input::Advert {
                     iface: p.iface,
-                    src: node_addr(p.from, p.iface),
+                    src,
+                    dst: carp::vrrp::group_for(src),
                     ttl: 255,
                     payload: p.payload,
                 },
@@ -790,17 +798,12 @@ impl Sim {
     }
 
     /// The node that should be MASTER of `key` when every node preempts: the running node,
-    /// link up, with the lowest advertised (advbase, skew), the lower address on a tie.
+    /// link up, ranked best by [`Sim::rank`] (CARP: the lowest advertised (advbase, skew),
+    /// the lower address on a tie; VRRP: the highest priority, the higher address on a tie).
     pub fn best(&self, key: Key2) -> Option<NodeId> {
         (0..self.nodes.len())
             .filter(|&i| matches!(self.state(i, key), Some(State::Backup | State::Master)))
-            .min_by_key(|&i| {
-                let s = self.router_status(i, key);
-                (
-                    Interval::new(s.advbase, s.advertised_skew),
-                    node_addr(i, key.0),
-                )
-            })
+            .min_by_key(|&i| self.rank(i, key))
     }
 
     /// Asserts exactly one MASTER of `key`, that it alone holds the addresses, and (with
@@ -845,49 +848,5 @@ impl Sim {
             self.drain(id);
         }
         self.check();
-    }
-
-    // ---- questions about the history -----------------------------------------------------
-
-    /// Transitions to MASTER of `key` strictly after `since`, as (time, node).
-    pub fn takeovers(&self, key: Key2, since: Duration) -> Vec<(Duration, NodeId)> {
-        self.log
-            .iter()
-            .filter(|r| r.at > since)
-            .filter_map(|r| match r.what {
-                What::Transition {
-                    key: k,
-                    to: State::Master,
-                    ..
-                } if k == key => Some((r.at, r.node)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Every transition after `since`.
-    pub fn transitions_since(&self, since: Duration) -> Vec<&Record> {
-        self.log
-            .iter()
-            .filter(|r| r.at > since && matches!(r.what, What::Transition { .. }))
-            .collect()
-    }
-
-    /// When `node` last had an advert for `key` from `from` handed to it, up to `until`.
-    pub fn last_heard(
-        &self,
-        node: NodeId,
-        key: Key2,
-        from: NodeId,
-        until: Duration,
-    ) -> Option<Duration> {
-        self.log
-            .iter()
-            .rev()
-            .filter(|r| r.at <= until && r.node == node)
-            .find_map(|r| match r.what {
-                What::Heard { key: k, from: f } if k == key && f == from => Some(r.at),
-                _ => None,
-            })
     }
 }

@@ -21,6 +21,7 @@ impl Sim {
             Input::Advert {
                 iface,
                 src,
+                dst: "224.0.0.18".parse().expect("group"),
                 ttl: 255,
                 payload,
             },

@@ -36,6 +36,7 @@ struct Iface {
 struct Advert {
     iface: IfaceId,
     src: IpAddr,
+    dst: IpAddr,
     ttl: u8,
     payload: Vec<u8>,
 }
@@ -203,7 +204,7 @@ impl Carp {
                 // a VIP add or a link change (timers come first anyway).
                 Some(a) = adverts.recv() => self.engine.handle(
                     Instant::now(),
-                    Input::Advert { iface: a.iface, src: a.src, ttl: a.ttl, payload: a.payload },
+                    Input::Advert { iface: a.iface, src: a.src, dst: a.dst, ttl: a.ttl, payload: a.payload },
                 ),
                 _ = retry.tick(), if !self.pending.is_empty() => {
                     let _ = self.open_pending(false);
@@ -270,6 +271,7 @@ impl Carp {
                 preempt: r.preempt,
                 addresses: vip.addresses.iter().map(|a| a.addr()).collect(),
                 key: key.clone(),
+                protocol: carp::Protocol::Carp,
             };
             wanted.insert((link.index, vip.vhid.get()), (vip.clone(), rc));
         }
@@ -702,6 +704,7 @@ async fn receive(iface: IfaceId, device: String, sock: Arc<CarpSocket>, tx: mpsc
                 let ev = Advert {
                     iface,
                     src: a.src,
+                    dst: a.dst,
                     ttl: a.ttl,
                     payload: a.payload,
                 };
