@@ -55,6 +55,22 @@ fn counts(m: &BTreeMap<String, u64>) -> String {
         .join(",")
 }
 
+/// A VIP's advert interval as people write it: `1s`, `50ms`, `1.391s`.
+fn interval(v: &VipStatus) -> String {
+    let ms = if v.interval_ms == 0 {
+        u32::from(v.advbase) * 1000
+    } else {
+        v.interval_ms
+    };
+    if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}.{:03}s", ms / 1000, ms % 1000)
+    }
+}
+
 /// The human-readable status table.
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
@@ -68,29 +84,38 @@ pub fn render(s: &Status) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<5} {:<10} {:<10} {:<7} {:<6} {:>7} {:>7} {:>6} {:>6}  {:<24} REJECTED",
+        "{:<5} {:<10} {:<10} {:<7} {:<11} {:>8} {:>9} {:>6} {:>6}  {:<24} REJECTED",
         "VHID",
         "INTERFACE",
         "DEVICE",
         "STATE",
-        "AUTH",
-        "ADVBASE",
-        "ADVSKEW",
+        "PROTO",
+        "INTERVAL",
+        "SKEW/PRIO",
         "SENT",
         "RECV",
         "ADDRESSES"
     );
     for v in &s.vips {
+        // CARP: the advertised skew; VRRP: the advertised priority.
+        let standing = match v.priority {
+            Some(p) => format!("prio {p}"),
+            None => v.advskew.to_string(),
+        };
+        let proto = match v.protocol.as_str() {
+            "vrrp" => "vrrp".to_string(),
+            _ => format!("carp/{}", v.auth),
+        };
         let _ = writeln!(
             out,
-            "{:<5} {:<10} {:<10} {:<7} {:<6} {:>7} {:>7} {:>6} {:>6}  {:<24} {}",
+            "{:<5} {:<10} {:<10} {:<7} {:<11} {:>8} {:>9} {:>6} {:>6}  {:<24} {}",
             v.vhid,
             v.interface,
             v.device,
             v.state,
-            v.auth,
-            v.advbase,
-            v.advskew,
+            proto,
+            interval(v),
+            standing,
             v.adverts_sent,
             v.adverts_received,
             v.addresses.join(","),

@@ -107,9 +107,20 @@ pub struct VipStatus {
     pub adverts_received: u64,
     pub adverts_rejected: BTreeMap<String, u64>,
     pub send_errors: u64,
-    /// How its adverts are authenticated: `bsd` or `tandem`.
+    /// How its adverts are authenticated: `bsd` or `tandem` (CARP; VRRPv3 has no
+    /// authentication: `none`).
     #[serde(default)]
     pub auth: String,
+    /// `carp` or `vrrp`.
+    #[serde(default)]
+    pub protocol: String,
+    /// VRRP: the priority advertised (254 - advskew - demotion, at least 1); None for CARP.
+    #[serde(default)]
+    pub priority: Option<u8>,
+    /// The interval between its adverts as a master, in milliseconds (CARP: advbase plus
+    /// the advertised skew in 1/256 s; VRRP: the configured interval).
+    #[serde(default)]
+    pub interval_ms: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

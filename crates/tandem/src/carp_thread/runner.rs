@@ -271,7 +271,7 @@ impl Carp {
                 preempt: r.preempt,
                 addresses: vip.addresses.iter().map(|a| a.addr()).collect(),
                 key: key.clone(),
-                protocol: carp::Protocol::Carp,
+                protocol: vip.protocol,
             };
             wanted.insert((link.index, vip.vhid.get()), (vip.clone(), rc));
         }
@@ -665,7 +665,21 @@ impl Carp {
                     adverts_received: r.counters.adverts_received,
                     adverts_rejected: reason_map(&r.counters.rejected),
                     send_errors: r.counters.send_errors,
-                    auth: r.auth.to_string(),
+                    auth: match r.protocol {
+                        carp::Protocol::Carp => r.auth.to_string(),
+                        carp::Protocol::Vrrp { .. } => "none".to_string(),
+                    },
+                    protocol: match r.protocol {
+                        carp::Protocol::Carp => "carp".to_string(),
+                        carp::Protocol::Vrrp { .. } => "vrrp".to_string(),
+                    },
+                    priority: r.priority,
+                    interval_ms: match r.protocol {
+                        carp::Protocol::Carp => carp::Interval::new(r.advbase, r.advertised_skew)
+                            .as_duration()
+                            .as_millis() as u32,
+                        carp::Protocol::Vrrp { interval } => u32::from(interval.get()) * 10,
+                    },
                 }
             })
             .collect();

@@ -3,7 +3,7 @@
 
 use super::node::{ranged, MAX_ADVBASE};
 use super::Errors;
-use carp::{Advbase, Vhid};
+use carp::{Advbase, Centisecs, Protocol, Vhid};
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +19,12 @@ pub struct RawVip {
     addresses: Spanned<Vec<Spanned<String>>>,
     #[serde(default)]
     advbase: Option<Spanned<i64>>,
+    /// `carp` (the default) or `vrrp`.
+    #[serde(default)]
+    protocol: Option<Spanned<String>>,
+    /// VRRP's advertisement interval in milliseconds (10 ms steps).
+    #[serde(default)]
+    interval_ms: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +36,8 @@ pub struct Vip {
     pub device: String,
     pub addresses: Vec<IpNet>,
     pub advbase: Advbase,
+    /// CARP, or VRRPv3 with its advertisement interval.
+    pub protocol: Protocol,
     /// Where each address is written (same order), to place errors found later.
     pub spans: Vec<Range<usize>>,
 }
@@ -104,6 +112,7 @@ pub fn vips(
             None => Some(advbase),
         }
         .unwrap_or(advbase);
+        let protocol = protocol(errs, rv, vip_advbase);
         if let Some(vhid) = vhid {
             vips.push(Vip {
                 vhid,
@@ -111,11 +120,67 @@ pub fn vips(
                 device,
                 addresses,
                 advbase: vip_advbase,
+                protocol,
                 spans,
             });
         }
     }
     vips
+}
+
+/// VRRP's Max Adver Int is 12 bits of centiseconds: 10 ms to 40.95 s.
+const VRRP_MAX_INTERVAL_MS: i64 = 40_950;
+
+/// A VIP's protocol: `protocol = "carp"` (default) or `"vrrp"`, with `interval_ms` for VRRP
+/// (default: the VIP's advbase in seconds).
+fn protocol(errs: &mut Errors<'_>, rv: &RawVip, advbase: Advbase) -> Protocol {
+    let vrrp = match &rv.protocol {
+        None => false,
+        Some(p) => match p.get_ref().as_str() {
+            "carp" => false,
+            "vrrp" => true,
+            other => {
+                errs.at(
+                    p.span(),
+                    format!("vips.protocol must be \"carp\" or \"vrrp\", not {other:?}"),
+                );
+                false
+            }
+        },
+    };
+    if !vrrp {
+        if let Some(i) = &rv.interval_ms {
+            errs.at(
+                i.span(),
+                "vips.interval_ms is VRRP's (protocol = \"vrrp\"); a CARP VIP's interval is advbase, in seconds",
+            );
+        }
+        return Protocol::Carp;
+    }
+    let (ms, span) = match &rv.interval_ms {
+        Some(i) => (*i.get_ref(), Some(i.span())),
+        None => (i64::from(advbase.0) * 1000, None),
+    };
+    let place = |errs: &mut Errors<'_>, msg: String| match &span {
+        Some(s) => errs.at(s.clone(), msg),
+        None => errs.at(
+            rv.vhid.span(),
+            format!("{msg} (from advbase {} s: set vips.interval_ms)", advbase.0),
+        ),
+    };
+    if !(10..=VRRP_MAX_INTERVAL_MS).contains(&ms) || ms % 10 != 0 {
+        place(
+            errs,
+            format!(
+                "vips.interval_ms must be a multiple of 10 between 10 and {VRRP_MAX_INTERVAL_MS} (VRRP counts centiseconds), not {ms}"
+            ),
+        );
+        return Protocol::Carp;
+    }
+    match u16::try_from(ms / 10).ok().and_then(Centisecs::new) {
+        Some(interval) => Protocol::Vrrp { interval },
+        None => Protocol::Carp,
+    }
 }
 
 fn is_link_local(a: &IpAddr) -> bool {

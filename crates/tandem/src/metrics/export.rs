@@ -182,6 +182,26 @@ fn vip(o: &mut Out, v: &VipStatus) {
         &id,
         f64::from(v.advbase),
     );
+    o.gauge(
+        "tandem_carp_vip_interval_seconds",
+        "The interval between the VIP's adverts as a master (CARP: advbase plus skew; VRRP: its interval)",
+        &id,
+        f64::from(v.interval_ms) / 1000.0,
+    );
+    o.gauge(
+        "tandem_carp_vip_protocol",
+        "Always 1: the VIP's protocol (carp or vrrp)",
+        &[id[0], id[1], ("protocol", v.protocol.as_str())],
+        1.0,
+    );
+    if let Some(p) = v.priority {
+        o.gauge(
+            "tandem_carp_vip_vrrp_priority",
+            "VRRP: the priority the VIP advertises (254 - advskew - demotion, at least 1)",
+            &id,
+            f64::from(p),
+        );
+    }
     o.counter(
         "tandem_carp_vip_transitions",
         "CARP state changes of the VIP since the daemon started",

@@ -163,19 +163,30 @@ fn this_node(h: &mut String, s: &Status) {
 
 fn vips(h: &mut String, vips: &[VipStatus]) {
     h.push_str(
-        "<section id=\"vips\"><h2>Virtual IPs (CARP)</h2><table><thead><tr><th>VHID</th>\
-<th>Interface</th><th>Addresses</th><th>State</th><th>Advbase</th><th>Advskew</th>\
+        "<section id=\"vips\"><h2>Virtual IPs</h2><table><thead><tr><th>VHID</th>\
+<th>Interface</th><th>Addresses</th><th>State</th><th>Protocol</th><th>Interval</th><th>Advskew / priority</th>\
 <th>Last master</th><th>Last transition</th><th>Transitions</th><th>Adverts sent / received</th>\
 <th>Rejected</th></tr></thead><tbody>",
     );
     if vips.is_empty() {
-        h.push_str("<tr><td colspan=\"11\" class=\"muted\">no VIPs configured</td></tr>");
+        h.push_str("<tr><td colspan=\"12\" class=\"muted\">no VIPs configured</td></tr>");
     }
     for v in vips {
-        let skew = if v.advskew == v.configured_advskew {
-            v.advskew.to_string()
+        let skew = match v.priority {
+            Some(p) if v.advskew == v.configured_advskew => format!("priority {p}"),
+            Some(p) => format!("priority {p} (demoted)"),
+            None if v.advskew == v.configured_advskew => v.advskew.to_string(),
+            None => format!("{} ({} + demotion)", v.advskew, v.configured_advskew),
+        };
+        let protocol = if v.protocol == "vrrp" {
+            "VRRPv3".to_string()
         } else {
-            format!("{} ({} + demotion)", v.advskew, v.configured_advskew)
+            format!("CARP ({})", v.auth)
+        };
+        let interval_ms = if v.interval_ms == 0 {
+            u32::from(v.advbase) * 1000
+        } else {
+            v.interval_ms
         };
         let last = v.last_transition.as_ref().map_or_else(
             || "<span class=\"muted\">none</span>".to_string(),
@@ -197,14 +208,14 @@ fn vips(h: &mut String, vips: &[VipStatus]) {
         let _ = write!(
             h,
             "<tr class=\"vip\" data-vhid=\"{vhid}\"><td class=\"n\">{vhid}</td><td>{iface} <span class=\"muted\">{dev}</span></td>\
-<td>{addrs}</td><td class=\"state\">{state}</td><td class=\"n\">{advbase} s</td><td>{skew}{preempt}</td>\
+<td>{addrs}</td><td class=\"state\">{state}</td><td>{protocol}</td><td class=\"n\">{interval_ms} ms</td><td>{skew}{preempt}</td>\
 <td>{master}</td><td>{last}</td><td class=\"n\">{transitions}</td><td class=\"n\">{sent} / {recv}</td><td>{rej}</td></tr>",
             vhid = v.vhid,
             iface = esc(&v.interface),
             dev = esc(&v.device),
             addrs = esc(&v.addresses.join(", ")),
             state = state_badge(&v.state),
-            advbase = v.advbase,
+            protocol = esc(&protocol),
             skew = esc(&skew),
             preempt = if v.preempt { "" } else { " <span class=\"muted\">no preempt</span>" },
             master = opt(v.last_master.as_ref()),
