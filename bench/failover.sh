@@ -12,10 +12,15 @@
 # measure the gap = first reply after the link went down minus last reply before it (from
 # ping's own timestamps). Each run restarts the daemons from scratch.
 #
-# Usage: sudo bench/failover.sh [-n RUNS] [--only ucarp,keepalived,tandem] [--write]
-#                               [--tandem PATH] [--keep]
+# Usage: sudo bench/failover.sh [-n RUNS] [--only ucarp,keepalived,tandem,tandem-vrrp] [--write]
+#                               [--tandem PATH] [--keep] [--interval-ms MS]
 #   -n RUNS     runs per implementation (default 5)
-#   --only L    comma-separated subset
+#   --only L    comma-separated subset (tandem-vrrp: tandem with protocol = "vrrp")
+#   --interval-ms MS
+#               VRRP advert interval for keepalived and tandem-vrrp (default 1000); with it,
+#               both VRRP implementations run at priorities 254 (fw1) and 154 (fw2), which is
+#               what tandem derives from advskew 0 and 100, and the client pings every 2 ms
+#               when MS < 100 (bench/vrrp.sh runs it for 1000, 100, 50 and 10 ms)
 #   --write     replace the marked section of bench/README.md with the results
 #   --tandem P  tandem binary (default: target/release/tandem of this repo)
 #   --keep      keep the temp dir with logs and ping outputs
@@ -29,6 +34,8 @@ ONLY="ucarp,keepalived,tandem"
 WRITE=0
 KEEP=0
 TANDEM="$ROOT/target/release/tandem"
+INTERVAL_MS=1000
+VRRP_MODE=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,7 +44,8 @@ while [ $# -gt 0 ]; do
         --write) WRITE=1; shift ;;
         --tandem) TANDEM=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        --interval-ms) INTERVAL_MS=$2; VRRP_MODE=1; shift 2 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -51,6 +59,11 @@ FW2_SKEW=100      # CARP advskew of fw2 (fw1: 0)
 FW1_PRIO=200      # VRRP priority of fw1
 FW2_PRIO=100      # VRRP priority of fw2
 ADVBASE=1
+case "$INTERVAL_MS" in ''|*[!0-9]*) echo "--interval-ms needs a number of ms" >&2; exit 2 ;; esac
+if [ "$VRRP_MODE" = 1 ]; then FW1_PRIO=254; FW2_PRIO=154; fi
+ADVERT_INT=$(awk -v m="$INTERVAL_MS" 'BEGIN { printf "%g", m / 1000 }')
+PING_INTERVAL=0.01
+[ "$INTERVAL_MS" -lt 100 ] && PING_INTERVAL=0.002
 
 RUN=0
 P="fb$$"          # namespace prefix, unique per run of this script
@@ -153,7 +166,7 @@ vrrp_instance VI_$VHID {
     interface eth0
     virtual_router_id $VHID
     priority $prio
-    advert_int $ADVBASE
+    advert_int $ADVERT_INT
     virtual_ipaddress {
         $VIP/$PLEN dev eth0
     }
@@ -192,17 +205,46 @@ EOF
     disown
 }
 
+start_tandem-vrrp() {
+    local n=$1 ns skew
+    if [ "$n" = 1 ]; then ns=$NS_1 skew=0; else ns=$NS_2 skew=$FW2_SKEW; fi
+    mkdir -p "$TMP/tandem-vrrp-fw$n"
+    cat >"$TMP/tandem-vrrp-fw$n.toml" <<EOF
+[node]
+name = "fw$n"
+advskew = $skew
+preempt = true
+control_socket = "$TMP/tandem-vrrp-fw$n/control.sock"
+
+[interfaces]
+lan = "eth0"
+
+[carp]
+passphrase = "unused-by-vrrp"
+
+[[vips]]
+vhid = $VHID
+interface = "lan"
+protocol = "vrrp"
+interval_ms = $INTERVAL_MS
+addresses = ["$VIP/$PLEN"]
+EOF
+    in_ns "$ns" "$TANDEM" run --config "$TMP/tandem-vrrp-fw$n.toml" >"$TMP/tandem-vrrp-fw$n-run$RUN.log" 2>&1 &
+    disown
+}
+
 bound_ms() {
     case "$1" in
         ucarp|tandem) echo $(( 3 * ADVBASE * 1000 + FW2_SKEW * 1000 / 256 )) ;;
-        keepalived) echo $(( 3 * ADVBASE * 1000 + (256 - FW2_PRIO) * ADVBASE * 1000 / 256 )) ;;
+        # tandem-vrrp's fw2 has advskew 100: priority 154, as keepalived's fw2 in VRRP mode
+        keepalived|tandem-vrrp) echo $(( 3 * INTERVAL_MS + (256 - FW2_PRIO) * INTERVAL_MS / 256 )) ;;
     esac
 }
 
 bound_text() {
     case "$1" in
         ucarp|tandem) echo "3×advbase + advskew/256 = 3×$ADVBASE + $FW2_SKEW/256" ;;
-        keepalived) echo "3×interval + (256−prio)/256×interval = 3×$ADVBASE + $((256 - FW2_PRIO))/256" ;;
+        keepalived|tandem-vrrp) echo "3×interval + (256−prio)/256×interval = (3 + $((256 - FW2_PRIO))/256) × $INTERVAL_MS ms" ;;
     esac
 }
 
@@ -220,7 +262,7 @@ one_run() {
     sleep 1.5   # let the backup settle into BACKUP with a fresh master-down timer phase
     # not through the in_ns function: a backgrounded function is a subshell, and killing it
     # would leave ping running; `ip netns exec` execs ping in place, so $! is ping itself
-    ip netns exec "$NS_C" ping -n -D -i 0.01 -W 1 "$VIP" >"$out" 2>&1 &
+    ip netns exec "$NS_C" ping -n -D -i "$PING_INTERVAL" -W 1 "$VIP" >"$out" 2>&1 &
     pid=$!
     # a random phase (0.5 to 1.5 s) so the link does not always go down at the same point of
     # the advert cycle: gaps then sample the whole range [bound - interval, bound] + latency
@@ -276,14 +318,14 @@ chmod +x "$TMP/vip-up.sh" "$TMP/vip-down.sh"
 
 setup_topology
 declare -A GAPS STATUS
-IMPLS=(ucarp keepalived tandem)
+IMPLS=(ucarp keepalived tandem tandem-vrrp)
 for impl in "${IMPLS[@]}"; do
     case ",$ONLY," in *",$impl,"*) ;; *) STATUS[$impl]="not selected"; continue ;; esac
     case "$impl" in
         ucarp) command -v ucarp >/dev/null || { STATUS[$impl]="skipped: ucarp not installed"; continue; }
                command -v arping >/dev/null || log "arping not installed (apt-get install iputils-arping): the ucarp up-script sends no extra GARP" ;;
         keepalived) command -v keepalived >/dev/null || { STATUS[$impl]="skipped: keepalived not installed"; continue; } ;;
-        tandem) [ -x "$TANDEM" ] || { STATUS[$impl]="skipped: ${TANDEM#"$ROOT"/} not found (cargo build --release -p tandem)"; log "${STATUS[$impl]}"; continue; } ;;
+        tandem|tandem-vrrp) [ -x "$TANDEM" ] || { STATUS[$impl]="skipped: ${TANDEM#"$ROOT"/} not found (cargo build --release -p tandem)"; log "${STATUS[$impl]}"; continue; } ;;
     esac
     gaps=""
     for run in $(seq 1 "$RUNS"); do
@@ -339,8 +381,8 @@ REPORT=$(
     echo
     table
     echo
-    echo "Gap = the longest silence between consecutive ICMP echo replies from the last reply before fw1's eth0 went down to the first reply after (client pings the VIP every 10 ms; the link goes down at a random point of the advert cycle)."
-    echo "Bounds: ucarp/tandem $(bound_text ucarp) s; keepalived $(bound_text keepalived) s. Raw gaps (ms):"
+    echo "Gap = the longest silence between consecutive ICMP echo replies from the last reply before fw1's eth0 went down to the first reply after (client pings the VIP every $(awk -v i="$PING_INTERVAL" 'BEGIN { print i * 1000 }') ms; the link goes down at a random point of the advert cycle). VRRP advert interval $INTERVAL_MS ms."
+    echo "Bounds: ucarp/tandem $(bound_text ucarp) s; keepalived/tandem-vrrp $(bound_text keepalived). Raw gaps (ms):"
     for impl in "${IMPLS[@]}"; do echo "- $impl: ${GAPS[$impl]:-${STATUS[$impl]}}"; done
 )
 echo "$REPORT"
