@@ -120,7 +120,9 @@ reset_topology() {
 
 ns_empty() { [ -z "$(ip netns pids "$1")" ]; }
 
-has_vip() { ip -n "$1" -o addr show 2>/dev/null | grep -q " $VIP/"; }
+# Not `ip ... | grep -q`: under pipefail, grep -q exiting first makes ip die of SIGPIPE and the
+# pipeline fail even though the address is there.
+has_vip() { [[ "$(ip -n "$1" -o addr show 2>/dev/null)" == *" $VIP/"* ]]; }
 
 # wait_for SECONDS CMD...: poll every 50 ms
 wait_for() {
