@@ -67,7 +67,10 @@ fn carp_unicast_sends_the_multicast_bytes_to_each_peer() {
             Some(ip("fe80::2"))
         ]
     );
-    assert_eq!(u[0].0, m[0].0, "CARP's bytes do not depend on the destination");
+    assert_eq!(
+        u[0].0, m[0].0,
+        "CARP's bytes do not depend on the destination"
+    );
     assert_eq!(u[1].0, m[0].0);
     assert_eq!(u[2].0, m[1].0);
     // A multicast send serializes as before (no `dst`); a unicast one names its peer.
@@ -112,7 +115,10 @@ fn carp_unicast_hears_listed_peers_at_any_ttl_and_nobody_else() {
     let s = &b.status()[0];
     assert_eq!(s.counters.adverts_received, 1);
     assert_eq!(s.last_master, Some(ip("192.0.2.1")));
-    assert_eq!(s.counters.rejected.get(&RejectReason::UnknownPeer), Some(&1));
+    assert_eq!(
+        s.counters.rejected.get(&RejectReason::UnknownPeer),
+        Some(&1)
+    );
     assert_eq!(s.counters.rejected.get(&RejectReason::BadTtl), Some(&1));
     let rejected: Vec<_> = std::iter::from_fn(|| b.poll_action())
         .filter_map(|x| match x {
@@ -122,7 +128,10 @@ fn carp_unicast_hears_listed_peers_at_any_ttl_and_nobody_else() {
         .collect();
     assert!(rejected.contains(&(ip("192.0.2.9"), RejectReason::UnknownPeer)));
     // The stranger did not stop our takeover: the backup's timer still runs from the peer.
-    assert_eq!(b.state(IF, Vhid::new(7).expect("nonzero")), Some(State::Backup));
+    assert_eq!(
+        b.state(IF, Vhid::new(7).expect("nonzero")),
+        Some(State::Backup)
+    );
 }
 
 #[test]

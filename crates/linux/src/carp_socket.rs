@@ -69,6 +69,8 @@ pub struct CarpSocket {
     ifindex: u32,
     family: Family,
     local: IpAddr,
+    /// A receive-only socket for unicast adverts ([`CarpSocket::open_v6_unicast_rx`]).
+    unicast_rx: bool,
 }
 
 impl std::fmt::Debug for CarpSocket {
@@ -175,6 +177,7 @@ impl CarpSocket {
             ifindex,
             family: Family::V4,
             local: IpAddr::V4(src),
+            unicast_rx: false,
         })
     }
 
@@ -243,6 +246,42 @@ impl CarpSocket {
             ifindex,
             family: Family::V6,
             local: IpAddr::V6(src),
+            unicast_rx: false,
+        })
+    }
+
+    /// A receive-only IPv6 socket on `ifname` for unicast adverts to any of this node's
+    /// addresses (unicast peers): the socket of [`CarpSocket::open_v6_from`] is bound to the
+    /// link-local `link_local`, and a bound raw IPv6 socket only receives packets to that
+    /// address or to joined groups. This one is not bound, and its [`CarpSocket::recv`] skips
+    /// what the bound socket already receives (groups and `link_local`), so nothing arrives twice.
+    pub fn open_v6_unicast_rx(ifname: &str, link_local: Ipv6Addr) -> Result<Self, LinuxError> {
+        let ifindex = ifindex_of(ifname)?;
+        let err = |op: &'static str| {
+            move |source: io::Error| LinuxError::Socket {
+                ifname: ifname.to_owned(),
+                family: Family::V6,
+                op,
+                source,
+            }
+        };
+        let sock = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(112)))
+            .map_err(err("socket(AF_INET6, SOCK_RAW, 112)"))?;
+        sock.bind_device(Some(ifname.as_bytes()))
+            .map_err(err("SO_BINDTODEVICE"))?;
+        sock.set_recv_hoplimit_v6(true)
+            .map_err(err("IPV6_RECVHOPLIMIT"))?;
+        setsockopt(&sock, sockopt::Ipv6RecvPacketInfo, &true)
+            .map_err(|e| err("IPV6_RECVPKTINFO")(e.into()))?;
+        sock.set_nonblocking(true).map_err(err("O_NONBLOCK"))?;
+        let fd = register(sock, "CarpSocket::open_v6_unicast_rx")?;
+        Ok(CarpSocket {
+            fd,
+            ifname: ifname.to_owned(),
+            ifindex,
+            family: Family::V6,
+            local: IpAddr::V6(link_local),
+            unicast_rx: true,
         })
     }
 
@@ -250,18 +289,27 @@ impl CarpSocket {
     /// that one packet only ([`LinuxError::is_per_packet`]); call `recv` again.
     pub async fn recv(&self) -> Result<ReceivedAdvert, LinuxError> {
         let mut buf = vec![0u8; RECV_BUF];
-        let raw = loop {
-            let mut guard = self
-                .fd
-                .readable()
-                .await
-                .map_err(|e| self.io_err("poll", e))?;
-            match guard.try_io(|inner| recv_raw(inner.get_ref(), &mut buf, self.family)) {
-                Ok(result) => break result.map_err(|e| self.io_err("recvmsg", e))?,
-                Err(_would_block) => continue,
+        loop {
+            let raw = loop {
+                let mut guard = self
+                    .fd
+                    .readable()
+                    .await
+                    .map_err(|e| self.io_err("poll", e))?;
+                match guard.try_io(|inner| recv_raw(inner.get_ref(), &mut buf, self.family)) {
+                    Ok(result) => break result.map_err(|e| self.io_err("recvmsg", e))?,
+                    Err(_would_block) => continue,
+                }
+            };
+            if self.unicast_rx {
+                // What the bound socket receives is its to report.
+                match raw.dst {
+                    Some(d) if !d.is_multicast() && IpAddr::V6(d) != self.local => {}
+                    _ => continue,
+                }
             }
-        };
-        self.decode(raw, &buf)
+            return self.decode(raw, &buf);
+        }
     }
 
     /// Sends `payload` (a complete CARP/VRRP message) to 224.0.0.18 / ff02::12 with TTL 255.

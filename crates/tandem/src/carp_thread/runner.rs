@@ -29,6 +29,8 @@ struct Iface {
     up: bool,
     v4: Option<Arc<CarpSocket>>,
     v6: Option<Arc<CarpSocket>>,
+    /// IPv6 unicast peers: the receive-only socket for adverts to our global addresses is open.
+    v6_unicast_rx: bool,
     /// The tasks reading its sockets, ended when the interface carries no VIP any more.
     receivers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -47,6 +49,8 @@ struct Carp {
     ifaces: BTreeMap<IfaceId, Iface>,
     /// CARP sockets not open yet, as (interface, family).
     pending: Vec<(IfaceId, Family)>,
+    /// Interfaces with a VIP that has IPv6 unicast peers.
+    unicast6: std::collections::BTreeSet<IfaceId>,
     vips: HashMap<(IfaceId, u8), Vip>,
     /// The engine's routers as configured, to tell on converge which ones changed.
     routers: HashMap<(IfaceId, u8), RouterConfig>,
@@ -119,6 +123,7 @@ pub fn run(
             netlink,
             ifaces: BTreeMap::new(),
             pending: Vec::new(),
+            unicast6: std::collections::BTreeSet::new(),
             vips: HashMap::new(),
             routers: HashMap::new(),
             adverts: adv_tx,
@@ -272,6 +277,7 @@ impl Carp {
                 addresses: vip.addresses.iter().map(|a| a.addr()).collect(),
                 key: key.clone(),
                 protocol: vip.protocol,
+                peers: vip.peers.clone(),
             };
             wanted.insert((link.index, vip.vhid.get()), (vip.clone(), rc));
         }
@@ -334,6 +340,7 @@ impl Carp {
                     up: link.up,
                     v4: None,
                     v6: None,
+                    v6_unicast_rx: false,
                     receivers: Vec::new(),
                 });
                 self.engine.handle(
@@ -360,6 +367,12 @@ impl Carp {
                 }
             }
         }
+        self.unicast6 = r
+            .vips
+            .iter()
+            .filter(|v| v.peers.iter().any(IpAddr::is_ipv6))
+            .filter_map(|v| links.get(&v.device).map(|l| l.index))
+            .collect();
         self.open_pending(first)?;
 
         let mut joining: Vec<_> = wanted
@@ -453,7 +466,39 @@ impl Carp {
                 }
             }
         }
+        self.open_unicast_rx();
         fatal.map_or(Ok(()), Err)
+    }
+
+    /// IPv6 unicast peers send to one of our addresses, which the socket bound to the
+    /// link-local address does not receive: a receive-only socket per such interface does.
+    fn open_unicast_rx(&mut self) {
+        for id in self.unicast6.clone() {
+            let Some(iface) = self.ifaces.get_mut(&id) else {
+                continue;
+            };
+            let Some(IpAddr::V6(ll)) = iface.v6.as_ref().map(|s| s.local_addr()) else {
+                continue;
+            };
+            if iface.v6_unicast_rx {
+                continue;
+            }
+            match CarpSocket::open_v6_unicast_rx(&iface.device, ll) {
+                Ok(sock) => {
+                    iface.v6_unicast_rx = true;
+                    iface.receivers.push(tokio::spawn(receive(
+                        id,
+                        iface.device.clone(),
+                        Arc::new(sock),
+                        self.adverts.clone(),
+                    )));
+                }
+                Err(e) => warn!(
+                    "{} ({}): cannot open the IPv6 socket for unicast peers' adverts: {e}",
+                    iface.logical, iface.device
+                ),
+            }
+        }
     }
 
     /// Carries out every pending action, in order; results that matter go back to the engine.
@@ -465,22 +510,27 @@ impl Carp {
                     vhid,
                     family,
                     payload,
+                    dst,
                 } => {
                     let sock = self.ifaces.get(&iface).and_then(|i| match family {
                         Family::V4 => i.v4.clone(),
                         Family::V6 => i.v6.clone(),
                     });
-                    let ok = match sock {
-                        Some(s) => match s.send(&payload).await {
-                            Ok(()) => true,
-                            Err(e) => {
-                                warn!(
-                                    "vhid={vhid} iface={} advert not sent: {e}",
-                                    self.name(iface)
-                                );
-                                false
-                            }
-                        },
+                    let sent = match (&sock, dst) {
+                        (Some(s), Some(peer)) => Some(s.send_to(&payload, peer).await),
+                        (Some(s), None) => Some(s.send(&payload).await),
+                        (None, _) => None,
+                    };
+                    let ok = match sent {
+                        Some(Ok(())) => true,
+                        Some(Err(e)) => {
+                            let to = dst.map(|d| format!(" to peer {d}")).unwrap_or_default();
+                            warn!(
+                                "vhid={vhid} iface={} advert{to} not sent: {e}",
+                                self.name(iface)
+                            );
+                            false
+                        }
                         None => false,
                     };
                     self.engine
