@@ -125,7 +125,54 @@ pub fn pick_source_v6(addrs: &[AddressInfo]) -> Option<Ipv6Addr> {
         })
 }
 
+/// The IPv6 address a socket with unicast peers sends from, as keepalived's `unicast_src_ip`:
+/// peers reached at global addresses expect adverts from one (a listed peer's address), not
+/// from a link-local one. The first address Tandem did not add in the prefix of one of the
+/// global `peers`, else the first global one; `None` when every peer is link-local (then the
+/// link-local address serves) or the interface has no global address.
+pub fn pick_source_v6_for_peers(addrs: &[AddressInfo], peers: &[Ipv6Addr]) -> Option<Ipv6Addr> {
+    let is_ll = |a: &Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
+    let global_peers: Vec<&Ipv6Addr> = peers.iter().filter(|p| !is_ll(p)).collect();
+    if global_peers.is_empty() {
+        return None;
+    }
+    let own: Vec<(Ipv6Addr, u8)> = addrs
+        .iter()
+        .filter(|a| !a.tandem && !a.link_scope)
+        .filter_map(|a| match a.addr {
+            IpAddr::V6(v6) if !is_ll(&v6) => Some((v6, a.prefix)),
+            _ => None,
+        })
+        .collect();
+    let same_prefix = |(a, len): &(Ipv6Addr, u8)| {
+        let mask = u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0);
+        global_peers
+            .iter()
+            .any(|p| u128::from(**p) & mask == u128::from(*a) & mask)
+    };
+    own.iter()
+        .find(|a| same_prefix(a))
+        .or_else(|| own.first())
+        .map(|(a, _)| *a)
+}
+
 impl CarpSocket {
+    /// The IPv6 socket for an interface with unicast `peers`: sending from a global address
+    /// ([`pick_source_v6_for_peers`]) when a peer is global, else from the link-local one.
+    pub fn open_v6_for_peers(ifname: &str, peers: &[Ipv6Addr]) -> Result<Self, LinuxError> {
+        let ifindex = ifindex_of(ifname)?;
+        let addrs =
+            dump_blocking(ifindex, AddressFamily::Inet6).map_err(|source| LinuxError::Netlink {
+                op: "dump IPv6 addresses",
+                target: ifname.to_owned(),
+                source,
+            })?;
+        match pick_source_v6_for_peers(&addrs, peers) {
+            Some(src) => Self::open_v6_from(ifname, src),
+            None => Self::open_v6(ifname),
+        }
+    }
+
     /// Opens the IPv4 socket on `ifname`, sending from the interface's primary IPv4 address
     /// (never an address Tandem added). Must be called inside a tokio runtime.
     pub fn open_v4(ifname: &str) -> Result<Self, LinuxError> {
@@ -251,11 +298,11 @@ impl CarpSocket {
     }
 
     /// A receive-only IPv6 socket on `ifname` for unicast adverts to any of this node's
-    /// addresses (unicast peers): the socket of [`CarpSocket::open_v6_from`] is bound to the
-    /// link-local `link_local`, and a bound raw IPv6 socket only receives packets to that
-    /// address or to joined groups. This one is not bound, and its [`CarpSocket::recv`] skips
-    /// what the bound socket already receives (groups and `link_local`), so nothing arrives twice.
-    pub fn open_v6_unicast_rx(ifname: &str, link_local: Ipv6Addr) -> Result<Self, LinuxError> {
+    /// addresses (unicast peers): the socket of [`CarpSocket::open_v6_from`] is bound to one
+    /// address, `bound`, and a bound raw IPv6 socket only receives packets to that address or
+    /// to joined groups. This one is not bound, and its [`CarpSocket::recv`] skips what the
+    /// bound socket already receives (groups and `bound`), so nothing arrives twice.
+    pub fn open_v6_unicast_rx(ifname: &str, bound: Ipv6Addr) -> Result<Self, LinuxError> {
         let ifindex = ifindex_of(ifname)?;
         let err = |op: &'static str| {
             move |source: io::Error| LinuxError::Socket {
@@ -280,7 +327,7 @@ impl CarpSocket {
             ifname: ifname.to_owned(),
             ifindex,
             family: Family::V6,
-            local: IpAddr::V6(link_local),
+            local: IpAddr::V6(bound),
             unicast_rx: true,
         })
     }

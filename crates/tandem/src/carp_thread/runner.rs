@@ -49,8 +49,8 @@ struct Carp {
     ifaces: BTreeMap<IfaceId, Iface>,
     /// CARP sockets not open yet, as (interface, family).
     pending: Vec<(IfaceId, Family)>,
-    /// Interfaces with a VIP that has IPv6 unicast peers.
-    unicast6: std::collections::BTreeSet<IfaceId>,
+    /// Interfaces with a VIP that has IPv6 unicast peers, and those peers.
+    unicast6: BTreeMap<IfaceId, Vec<std::net::Ipv6Addr>>,
     vips: HashMap<(IfaceId, u8), Vip>,
     /// The engine's routers as configured, to tell on converge which ones changed.
     routers: HashMap<(IfaceId, u8), RouterConfig>,
@@ -123,7 +123,7 @@ pub fn run(
             netlink,
             ifaces: BTreeMap::new(),
             pending: Vec::new(),
-            unicast6: std::collections::BTreeSet::new(),
+            unicast6: BTreeMap::new(),
             vips: HashMap::new(),
             routers: HashMap::new(),
             adverts: adv_tx,
@@ -263,6 +263,22 @@ impl Carp {
             })?;
             links.insert(vip.device.clone(), link);
         }
+        // One peer list serves every node: this node's own addresses in it are skipped.
+        let mut own: HashMap<String, Vec<IpAddr>> = HashMap::new();
+        for vip in r.vips.iter().filter(|v| !v.peers.is_empty()) {
+            let Some(link) = links.get(&vip.device) else {
+                continue;
+            };
+            if !own.contains_key(&vip.device) {
+                let addrs = self
+                    .netlink
+                    .address_details(link.index)
+                    .await
+                    .unwrap_or_default();
+                let mine = addrs.into_iter().filter(|a| !a.tandem).map(|a| a.addr);
+                own.insert(vip.device.clone(), mine.collect());
+            }
+        }
         let mut wanted: HashMap<(IfaceId, u8), (Vip, RouterConfig)> = HashMap::new();
         for vip in &r.vips {
             let Some(link) = links.get(&vip.device) else {
@@ -277,7 +293,12 @@ impl Carp {
                 addresses: vip.addresses.iter().map(|a| a.addr()).collect(),
                 key: key.clone(),
                 protocol: vip.protocol,
-                peers: vip.peers.clone(),
+                peers: vip
+                    .peers
+                    .iter()
+                    .filter(|p| !own.get(&vip.device).is_some_and(|o| o.contains(p)))
+                    .copied()
+                    .collect(),
             };
             wanted.insert((link.index, vip.vhid.get()), (vip.clone(), rc));
         }
@@ -367,12 +388,17 @@ impl Carp {
                 }
             }
         }
-        self.unicast6 = r
-            .vips
-            .iter()
-            .filter(|v| v.peers.iter().any(IpAddr::is_ipv6))
-            .filter_map(|v| links.get(&v.device).map(|l| l.index))
-            .collect();
+        self.unicast6.clear();
+        for v in &r.vips {
+            let Some(link) = links.get(&v.device) else {
+                continue;
+            };
+            for p in &v.peers {
+                if let IpAddr::V6(p) = p {
+                    self.unicast6.entry(link.index).or_default().push(*p);
+                }
+            }
+        }
         self.open_pending(first)?;
 
         let mut joining: Vec<_> = wanted
@@ -418,7 +444,10 @@ impl Carp {
             };
             let opened = match family {
                 Family::V4 => CarpSocket::open_v4(&iface.device),
-                Family::V6 => CarpSocket::open_v6(&iface.device),
+                Family::V6 => match self.unicast6.get(&id) {
+                    Some(peers) => CarpSocket::open_v6_for_peers(&iface.device, peers),
+                    None => CarpSocket::open_v6(&iface.device),
+                },
             };
             match opened {
                 Ok(sock) => {
@@ -473,17 +502,18 @@ impl Carp {
     /// IPv6 unicast peers send to one of our addresses, which the socket bound to the
     /// link-local address does not receive: a receive-only socket per such interface does.
     fn open_unicast_rx(&mut self) {
-        for id in self.unicast6.clone() {
+        let ids: Vec<IfaceId> = self.unicast6.keys().copied().collect();
+        for id in ids {
             let Some(iface) = self.ifaces.get_mut(&id) else {
                 continue;
             };
-            let Some(IpAddr::V6(ll)) = iface.v6.as_ref().map(|s| s.local_addr()) else {
+            let Some(IpAddr::V6(bound)) = iface.v6.as_ref().map(|s| s.local_addr()) else {
                 continue;
             };
             if iface.v6_unicast_rx {
                 continue;
             }
-            match CarpSocket::open_v6_unicast_rx(&iface.device, ll) {
+            match CarpSocket::open_v6_unicast_rx(&iface.device, bound) {
                 Ok(sock) => {
                     iface.v6_unicast_rx = true;
                     iface.receivers.push(tokio::spawn(receive(
