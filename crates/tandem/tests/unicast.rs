@@ -75,11 +75,16 @@ fn config(
     } else {
         ""
     };
+    let peers = if peers.is_empty() {
+        String::new()
+    } else {
+        format!("peers = {peers}\n")
+    };
     let text = format!(
         "[node]\nname = \"{name}\"\nadvskew = {advskew}\npreempt = true\ncontrol_socket = \"{sock}\"\n\n\
 [interfaces]\nlan = \"eth0\"\n\n[carp]\npassphrase = \"s3cret\"\n\n\
 [firewall]\nenabled = true\nforwarding = false\n\n\
-[[vips]]\nvhid = 7\ninterface = \"lan\"\n{protocol}addresses = [{}]\npeers = {peers}\n",
+[[vips]]\nvhid = 7\ninterface = \"lan\"\n{protocol}addresses = [{}]\n{peers}",
         addrs.join(", "),
         sock = lab.dir().join(format!("{name}.sock")).display()
     );
@@ -316,4 +321,42 @@ fn keepalived_unicast_interop_both_ways_ipv6() {
         "2001:db8::2",
         "2001:db8::3",
     );
+}
+
+/// Peers added by a reload take effect, IPv6 included (its socket is reopened to send from the
+/// global address): two VRRP nodes that could not hear each other (both MASTER, multicast
+/// dropped) settle to one master once they list each other.
+#[test]
+fn peers_added_on_reload_take_effect_ipv6() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("unicast_peers_on_reload").expect("lab");
+    let h = hosts(&mut lab, false);
+    let vip = ["2001:db8::100/64"];
+    let fw1 = Node::start(&h[0], config(&lab, "fw1", 0, true, &vip, ""));
+    let fw2 = Node::start(&h[1], config(&lab, "fw2", 100, true, &vip, ""));
+    fw1.expect_state(7, "MASTER", ELECTION);
+    fw2.expect_state(7, "MASTER", ELECTION);
+    assert!(
+        multicast_dropped(&h[1]) > 0,
+        "multicast adverts are dropped"
+    );
+    for n in [&fw1, &fw2] {
+        config(
+            &lab,
+            n.host.name(),
+            if n.host.name() == "fw1" { 0 } else { 100 },
+            true,
+            &vip,
+            r#"["2001:db8::2", "2001:db8::3"]"#,
+        );
+        let (ok, out, err) = n.cli(&["reload"]);
+        assert!(ok, "reload {}: {out}{err}", n.host.name());
+    }
+    fw2.expect_state(7, "BACKUP", ELECTION);
+    fw1.expect_state(7, "MASTER", ELECTION);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(fw2.vip(7)["last_master"], "2001:db8::2", "{}", fw2.vip(7));
+    no_rejects(&fw2);
 }

@@ -33,6 +33,8 @@ struct Iface {
     v6_unicast_rx: bool,
     /// The tasks reading its sockets, ended when the interface carries no VIP any more.
     receivers: Vec<tokio::task::JoinHandle<()>>,
+    /// The tasks reading its IPv6 sockets, ended when they are reopened (IPv6 peers changed).
+    v6_receivers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 struct Advert {
@@ -338,6 +340,9 @@ impl Carp {
         for id in unused {
             if let Some(i) = self.ifaces.remove(&id) {
                 i.receivers.iter().for_each(tokio::task::JoinHandle::abort);
+                i.v6_receivers
+                    .iter()
+                    .for_each(tokio::task::JoinHandle::abort);
                 info!(
                     "interface {} ({}) carries no VIP any more: its CARP sockets are closed",
                     i.logical, i.device
@@ -363,6 +368,7 @@ impl Carp {
                     v6: None,
                     v6_unicast_rx: false,
                     receivers: Vec::new(),
+                    v6_receivers: Vec::new(),
                 });
                 self.engine.handle(
                     now,
@@ -388,7 +394,7 @@ impl Carp {
                 }
             }
         }
-        self.unicast6.clear();
+        let before = std::mem::take(&mut self.unicast6);
         for v in &r.vips {
             let Some(link) = links.get(&v.device) else {
                 continue;
@@ -396,6 +402,17 @@ impl Carp {
             for p in &v.peers {
                 if let IpAddr::V6(p) = p {
                     self.unicast6.entry(link.index).or_default().push(*p);
+                }
+            }
+        }
+        // IPv6 peers pick the socket's source address: where they changed, reopen it.
+        for (id, iface) in self.ifaces.iter_mut() {
+            if iface.v6.is_some() && before.get(id) != self.unicast6.get(id) {
+                iface.v6_receivers.drain(..).for_each(|t| t.abort());
+                iface.v6 = None;
+                iface.v6_unicast_rx = false;
+                if !self.pending.contains(&(*id, Family::V6)) {
+                    self.pending.push((*id, Family::V6));
                 }
             }
         }
@@ -459,12 +476,16 @@ impl Carp {
                         );
                     }
                     self.engine.set_local_address(id, sock.local_addr());
-                    iface.receivers.push(tokio::spawn(receive(
+                    let task = tokio::spawn(receive(
                         id,
                         iface.device.clone(),
                         sock.clone(),
                         self.adverts.clone(),
-                    )));
+                    ));
+                    match family {
+                        Family::V4 => iface.receivers.push(task),
+                        Family::V6 => iface.v6_receivers.push(task),
+                    }
                     match family {
                         Family::V4 => iface.v4 = Some(sock),
                         Family::V6 => iface.v6 = Some(sock),
@@ -516,7 +537,7 @@ impl Carp {
             match CarpSocket::open_v6_unicast_rx(&iface.device, bound) {
                 Ok(sock) => {
                     iface.v6_unicast_rx = true;
-                    iface.receivers.push(tokio::spawn(receive(
+                    iface.v6_receivers.push(tokio::spawn(receive(
                         id,
                         iface.device.clone(),
                         Arc::new(sock),
