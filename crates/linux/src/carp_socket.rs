@@ -809,4 +809,41 @@ mod tests {
         assert_eq!(pick_source_v6(&v6[..2]), "fe80::1".parse().ok());
         assert_eq!(pick_source_v6(&v6[..1]), None);
     }
+
+    #[test]
+    fn unicast_peers_pick_a_global_source_in_their_prefix() {
+        let a = |addr: &str, prefix, tandem, link_scope| AddressInfo {
+            ifindex: 2,
+            addr: addr.parse().expect("literal"),
+            prefix,
+            secondary: false,
+            tentative: false,
+            link_scope,
+            tandem,
+        };
+        let ip = |s: &str| s.parse::<Ipv6Addr>().expect("literal");
+        let addrs = [
+            a("fe80::1", 64, false, true),
+            a("2001:db8::100", 64, true, false), // a VIP
+            a("2001:db8:1::2", 64, false, false),
+            a("2001:db8::2", 64, false, false),
+        ];
+        let pick = |peers: &[&str]| {
+            let peers: Vec<Ipv6Addr> = peers.iter().map(|p| ip(p)).collect();
+            pick_source_v6_for_peers(&addrs, &peers)
+        };
+        assert_eq!(pick(&["2001:db8::3"]), Some(ip("2001:db8::2")));
+        assert_eq!(pick(&["2001:db8:1::3"]), Some(ip("2001:db8:1::2")));
+        assert_eq!(pick(&["2001:db8:9::3"]), Some(ip("2001:db8:1::2")));
+        assert_eq!(
+            pick(&["fe80::3"]),
+            None,
+            "link-local peers: link-local source"
+        );
+        assert_eq!(pick(&[]), None);
+        assert_eq!(
+            pick_source_v6_for_peers(&addrs[..2], &[ip("2001:db8::3")]),
+            None
+        );
+    }
 }
