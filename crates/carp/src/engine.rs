@@ -357,10 +357,57 @@ impl Carp {
         if self.local_addrs.get(&(iface, fkey(Family::of(&src)))) == Some(&src) {
             return;
         }
+        // Unicast peers: only a listed peer may speak for the vhid it names.
+        let claimed = payload.get(1).and_then(|v| Vhid::new(*v));
+        if let Some(r) = claimed.and_then(|v| self.routers.get(&(iface, v))) {
+            let peers = self.peers_of(r, Family::of(&src));
+            if !peers.is_empty() && !peers.contains(&src) {
+                return self.reject(iface, claimed, src, RejectReason::UnknownPeer);
+            }
+        }
         if payload.first().map(|b| b >> 4) == Some(crate::vrrp::VERSION) {
             self.on_vrrp_advert(now, iface, src, dst, ttl, payload);
         } else {
-            self.on_carp_advert(now, iface, src, ttl, payload);
+            self.on_carp_advert(now, iface, src, dst, ttl, payload);
+        }
+    }
+
+    /// A router's unicast peers of one family, without this node's own address on the
+    /// interface (so one synced list can name every node). Empty: that family is multicast.
+    fn peers_of(&self, r: &Router, family: Family) -> Vec<IpAddr> {
+        let own = self.local_addrs.get(&(r.cfg.iface, fkey(family)));
+        r.cfg
+            .peers
+            .iter()
+            .filter(|p| Family::of(p) == family && Some(*p) != own)
+            .copied()
+            .collect()
+    }
+
+    /// Whether an advert must arrive with TTL / hop limit 255: always, except a unicast one
+    /// (to an address of ours, not a group) for a router with peers of its family, as carp(4)
+    /// and keepalived skip the check for unicast peers (keepalived sends IPv6 with 64).
+    /// Adverts from traces without a destination (unspecified) keep the check.
+    fn ttl_required(&self, iface: IfaceId, vhid: Option<Vhid>, src: IpAddr, dst: IpAddr) -> bool {
+        if dst.is_multicast() || dst.is_unspecified() {
+            return true;
+        }
+        match vhid.and_then(|v| self.routers.get(&(iface, v))) {
+            Some(r) => self.peers_of(r, Family::of(&src)).is_empty(),
+            None => true,
+        }
+    }
+
+    /// Where one advert of `family` goes: each unicast peer, or the group (`None`).
+    fn destinations(&self, key: (IfaceId, Vhid), family: Family) -> Vec<Option<IpAddr>> {
+        let peers = match self.routers.get(&key) {
+            Some(r) => self.peers_of(r, family),
+            None => Vec::new(),
+        };
+        if peers.is_empty() {
+            vec![None]
+        } else {
+            peers.into_iter().map(Some).collect()
         }
     }
 

@@ -27,6 +27,7 @@ fn cfg(v: u8, skew: u8, preempt: bool) -> RouterConfig {
         addresses: vec![ip("192.0.2.100")],
         key: Key::from_passphrase(b"s3cret"),
         protocol: carp::Protocol::Carp,
+        peers: Vec::new(),
     }
 }
 

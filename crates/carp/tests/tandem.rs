@@ -37,6 +37,7 @@ fn cfg(mode: AuthMode, skew: u8) -> RouterConfig {
         addresses: vec![ip("192.0.2.100")],
         key: Key::new(mode, PASS),
         protocol: carp::Protocol::Carp,
+        peers: Vec::new(),
     }
 }
 

@@ -187,6 +187,7 @@ fn backup(t0: Instant, skew: u8, pass: &[u8]) -> Carp {
             addresses: vec![IpAddr::V4(VIP)],
             key: Key::from_passphrase(pass),
             protocol: carp::Protocol::Carp,
+            peers: Vec::new(),
         },
     );
     n

@@ -42,6 +42,7 @@ fn cfg(skew: u8, interval: u16, preempt: bool) -> RouterConfig {
         protocol: Protocol::Vrrp {
             interval: cs(interval),
         },
+        peers: Vec::new(),
     }
 }
 

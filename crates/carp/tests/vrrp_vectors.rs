@@ -355,5 +355,163 @@ fn like_keepalived(c: &Capture) -> RouterConfig {
         protocol: Protocol::Vrrp {
             interval: Centisecs::new(c.interval_cs).expect("valid"),
         },
+        peers: Vec::new(),
+    }
+}
+
+fn sends(n: &mut Carp) -> Vec<(Vec<u8>, Option<IpAddr>)> {
+    std::iter::from_fn(|| n.poll_action())
+        .filter_map(|a| match a {
+            Action::Send { payload, dst, .. } => Some((payload, dst)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// keepalived's unicast mode (`unicast_peer`): a router whose peer list names the capture's
+/// destination sends the very same bytes to it, the checksum computed with the peer in the
+/// pseudo-header; the list may name this node's own address too (one list for every node),
+/// which gets nothing.
+#[test]
+fn unicast_adverts_match_keepalived_with_the_peer_in_the_checksum() {
+    let t0 = Instant::now();
+    let mut seen = 0;
+    for c in CAPTURES.iter().filter(|c| c.unicast) {
+        let pkts = packets(c);
+        let (_, advert) = &pkts[0];
+        let (_, prio0) = &pkts[1];
+        let cfg = RouterConfig {
+            peers: vec![advert.src, advert.dst],
+            ..like_keepalived(c)
+        };
+        let mut n = node(t0, cfg, advert.src);
+        let (deadline, _) = n.poll_timeout().expect("master-down timer");
+        n.handle_timeout(deadline);
+        assert_eq!(
+            sends(&mut n),
+            vec![(advert.payload.clone(), Some(advert.dst))],
+            "{}: advert",
+            c.file
+        );
+        n.handle(deadline, Input::Shutdown);
+        assert_eq!(
+            sends(&mut n),
+            vec![(prio0.payload.clone(), Some(advert.dst))],
+            "{}: priority 0",
+            c.file
+        );
+        // The multicast router's bytes differ in the checksum alone.
+        let mut m = node(t0, like_keepalived(c), advert.src);
+        m.handle_timeout(deadline);
+        let multicast = sends(&mut m);
+        assert_eq!(multicast.len(), 1);
+        assert_eq!(multicast[0].1, None, "{}: multicast has no dst", c.file);
+        assert_ne!(multicast[0].0[6..8], advert.payload[6..8], "{}", c.file);
+        assert_eq!(multicast[0].0[..6], advert.payload[..6], "{}", c.file);
+        assert_eq!(multicast[0].0[8..], advert.payload[8..], "{}", c.file);
+        seen += 1;
+    }
+    assert_eq!(seen, 2, "IPv4 and IPv6 unicast captures");
+}
+
+/// One datagram per peer, each with its own checksum.
+#[test]
+fn unicast_sends_one_advert_per_peer_each_checksummed_for_it() {
+    let t0 = Instant::now();
+    let c = CAPTURES
+        .iter()
+        .find(|c| c.unicast && c.file.starts_with("v4"))
+        .expect("v4 unicast capture");
+    let pkts = packets(c);
+    let (_, advert) = &pkts[0];
+    let third: IpAddr = "192.0.2.3".parse().expect("literal");
+    let cfg = RouterConfig {
+        peers: vec![advert.dst, third],
+        ..like_keepalived(c)
+    };
+    let mut n = node(t0, cfg, advert.src);
+    let (deadline, _) = n.poll_timeout().expect("master-down timer");
+    n.handle_timeout(deadline);
+    let sent = sends(&mut n);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0], (advert.payload.clone(), Some(advert.dst)));
+    assert_eq!(sent[1].1, Some(third));
+    assert!(vrrp::decode(&sent[1].0, advert.src, third).is_ok());
+    assert!(vrrp::decode(&sent[1].0, advert.src, advert.dst).is_err());
+    assert_eq!(n.status()[0].counters.adverts_sent, 2);
+}
+
+/// A backup with keepalived as its unicast peer accepts its adverts whatever their TTL / hop
+/// limit (keepalived sends IPv6 unicast with 64), rejects the same advert from an address
+/// not listed (`unknown_peer`), and still wants 255 on adverts sent to the group.
+#[test]
+fn unicast_adverts_from_listed_peers_only_and_ttl_only_checked_for_multicast() {
+    let t0 = Instant::now();
+    for c in CAPTURES.iter().filter(|c| c.unicast) {
+        let pkts = packets(c);
+        let (_, advert) = &pkts[0];
+        let own = match advert.src {
+            IpAddr::V4(_) => advert.dst,
+            IpAddr::V6(_) => "fe80::ff:fe00:b01".parse().expect("literal"),
+        };
+        let stranger: IpAddr = match advert.src {
+            IpAddr::V4(_) => "192.0.2.9".parse().expect("literal"),
+            IpAddr::V6(_) => "fe80::9".parse().expect("literal"),
+        };
+        let cfg = RouterConfig {
+            advskew: Skew(200),
+            peers: vec![advert.src],
+            ..like_keepalived(c)
+        };
+        let mut n = node(t0, cfg.clone(), own);
+        let key = (T0_IF, Vhid::new(c.vrid).expect("nonzero"));
+        let feed = |n: &mut Carp, src: IpAddr, dst: IpAddr, ttl: u8| {
+            n.handle(
+                t0 + Duration::from_millis(10),
+                Input::Advert {
+                    iface: T0_IF,
+                    src,
+                    dst,
+                    ttl,
+                    payload: advert.payload.clone(),
+                },
+            )
+        };
+        feed(&mut n, advert.src, advert.dst, advert.ttl);
+        feed(&mut n, advert.src, advert.dst, 1);
+        let s = &n.status()[0];
+        assert_eq!(s.counters.adverts_received, 2, "{}", c.file);
+        assert!(s.counters.rejected.is_empty(), "{}: {:?}", c.file, s);
+        assert_eq!(n.state(key.0, key.1), Some(State::Backup));
+        feed(&mut n, stranger, advert.dst, 255);
+        let group = vrrp::group_for(advert.src);
+        feed(&mut n, advert.src, group, 64);
+        let s = &n.status()[0];
+        assert_eq!(s.counters.adverts_received, 2, "{}", c.file);
+        let rejected: Vec<(RejectReason, u64)> =
+            s.counters.rejected.iter().map(|(r, n)| (*r, *n)).collect();
+        assert_eq!(
+            rejected,
+            vec![(RejectReason::BadTtl, 1), (RejectReason::UnknownPeer, 1)],
+            "{}",
+            c.file
+        );
+        assert_eq!(RejectReason::UnknownPeer.as_str(), "unknown_peer");
+        // Without peers, a unicast advert below 255 is dropped as before.
+        let mut m = node(
+            t0,
+            RouterConfig {
+                peers: Vec::new(),
+                ..cfg
+            },
+            own,
+        );
+        feed(&mut m, advert.src, advert.dst, 64);
+        assert_eq!(
+            m.status()[0].counters.rejected.get(&RejectReason::BadTtl),
+            Some(&1),
+            "{}",
+            c.file
+        );
     }
 }

@@ -69,6 +69,8 @@ pub struct CarpSocket {
     ifindex: u32,
     family: Family,
     local: IpAddr,
+    /// A receive-only socket for unicast adverts ([`CarpSocket::open_v6_unicast_rx`]).
+    unicast_rx: bool,
 }
 
 impl std::fmt::Debug for CarpSocket {
@@ -123,7 +125,54 @@ pub fn pick_source_v6(addrs: &[AddressInfo]) -> Option<Ipv6Addr> {
         })
 }
 
+/// The IPv6 address a socket with unicast peers sends from, as keepalived's `unicast_src_ip`:
+/// peers reached at global addresses expect adverts from one (a listed peer's address), not
+/// from a link-local one. The first address Tandem did not add in the prefix of one of the
+/// global `peers`, else the first global one; `None` when every peer is link-local (then the
+/// link-local address serves) or the interface has no global address.
+pub fn pick_source_v6_for_peers(addrs: &[AddressInfo], peers: &[Ipv6Addr]) -> Option<Ipv6Addr> {
+    let is_ll = |a: &Ipv6Addr| a.segments()[0] & 0xffc0 == 0xfe80;
+    let global_peers: Vec<&Ipv6Addr> = peers.iter().filter(|p| !is_ll(p)).collect();
+    if global_peers.is_empty() {
+        return None;
+    }
+    let own: Vec<(Ipv6Addr, u8)> = addrs
+        .iter()
+        .filter(|a| !a.tandem && !a.link_scope)
+        .filter_map(|a| match a.addr {
+            IpAddr::V6(v6) if !is_ll(&v6) => Some((v6, a.prefix)),
+            _ => None,
+        })
+        .collect();
+    let same_prefix = |(a, len): &(Ipv6Addr, u8)| {
+        let mask = u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0);
+        global_peers
+            .iter()
+            .any(|p| u128::from(**p) & mask == u128::from(*a) & mask)
+    };
+    own.iter()
+        .find(|a| same_prefix(a))
+        .or_else(|| own.first())
+        .map(|(a, _)| *a)
+}
+
 impl CarpSocket {
+    /// The IPv6 socket for an interface with unicast `peers`: sending from a global address
+    /// ([`pick_source_v6_for_peers`]) when a peer is global, else from the link-local one.
+    pub fn open_v6_for_peers(ifname: &str, peers: &[Ipv6Addr]) -> Result<Self, LinuxError> {
+        let ifindex = ifindex_of(ifname)?;
+        let addrs =
+            dump_blocking(ifindex, AddressFamily::Inet6).map_err(|source| LinuxError::Netlink {
+                op: "dump IPv6 addresses",
+                target: ifname.to_owned(),
+                source,
+            })?;
+        match pick_source_v6_for_peers(&addrs, peers) {
+            Some(src) => Self::open_v6_from(ifname, src),
+            None => Self::open_v6(ifname),
+        }
+    }
+
     /// Opens the IPv4 socket on `ifname`, sending from the interface's primary IPv4 address
     /// (never an address Tandem added). Must be called inside a tokio runtime.
     pub fn open_v4(ifname: &str) -> Result<Self, LinuxError> {
@@ -175,6 +224,7 @@ impl CarpSocket {
             ifindex,
             family: Family::V4,
             local: IpAddr::V4(src),
+            unicast_rx: false,
         })
     }
 
@@ -243,6 +293,42 @@ impl CarpSocket {
             ifindex,
             family: Family::V6,
             local: IpAddr::V6(src),
+            unicast_rx: false,
+        })
+    }
+
+    /// A receive-only IPv6 socket on `ifname` for unicast adverts to any of this node's
+    /// addresses (unicast peers): the socket of [`CarpSocket::open_v6_from`] is bound to one
+    /// address, `bound`, and a bound raw IPv6 socket only receives packets to that address or
+    /// to joined groups. This one is not bound, and its [`CarpSocket::recv`] skips what the
+    /// bound socket already receives (groups and `bound`), so nothing arrives twice.
+    pub fn open_v6_unicast_rx(ifname: &str, bound: Ipv6Addr) -> Result<Self, LinuxError> {
+        let ifindex = ifindex_of(ifname)?;
+        let err = |op: &'static str| {
+            move |source: io::Error| LinuxError::Socket {
+                ifname: ifname.to_owned(),
+                family: Family::V6,
+                op,
+                source,
+            }
+        };
+        let sock = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::from(112)))
+            .map_err(err("socket(AF_INET6, SOCK_RAW, 112)"))?;
+        sock.bind_device(Some(ifname.as_bytes()))
+            .map_err(err("SO_BINDTODEVICE"))?;
+        sock.set_recv_hoplimit_v6(true)
+            .map_err(err("IPV6_RECVHOPLIMIT"))?;
+        setsockopt(&sock, sockopt::Ipv6RecvPacketInfo, &true)
+            .map_err(|e| err("IPV6_RECVPKTINFO")(e.into()))?;
+        sock.set_nonblocking(true).map_err(err("O_NONBLOCK"))?;
+        let fd = register(sock, "CarpSocket::open_v6_unicast_rx")?;
+        Ok(CarpSocket {
+            fd,
+            ifname: ifname.to_owned(),
+            ifindex,
+            family: Family::V6,
+            local: IpAddr::V6(bound),
+            unicast_rx: true,
         })
     }
 
@@ -250,18 +336,27 @@ impl CarpSocket {
     /// that one packet only ([`LinuxError::is_per_packet`]); call `recv` again.
     pub async fn recv(&self) -> Result<ReceivedAdvert, LinuxError> {
         let mut buf = vec![0u8; RECV_BUF];
-        let raw = loop {
-            let mut guard = self
-                .fd
-                .readable()
-                .await
-                .map_err(|e| self.io_err("poll", e))?;
-            match guard.try_io(|inner| recv_raw(inner.get_ref(), &mut buf, self.family)) {
-                Ok(result) => break result.map_err(|e| self.io_err("recvmsg", e))?,
-                Err(_would_block) => continue,
+        loop {
+            let raw = loop {
+                let mut guard = self
+                    .fd
+                    .readable()
+                    .await
+                    .map_err(|e| self.io_err("poll", e))?;
+                match guard.try_io(|inner| recv_raw(inner.get_ref(), &mut buf, self.family)) {
+                    Ok(result) => break result.map_err(|e| self.io_err("recvmsg", e))?,
+                    Err(_would_block) => continue,
+                }
+            };
+            if self.unicast_rx {
+                // What the bound socket receives is its to report.
+                match raw.dst {
+                    Some(d) if !d.is_multicast() && IpAddr::V6(d) != self.local => {}
+                    _ => continue,
+                }
             }
-        };
-        self.decode(raw, &buf)
+            return self.decode(raw, &buf);
+        }
     }
 
     /// Sends `payload` (a complete CARP/VRRP message) to 224.0.0.18 / ff02::12 with TTL 255.
@@ -713,5 +808,42 @@ mod tests {
         assert_eq!(pick_source_v6(&v6), "fe80::2".parse().ok());
         assert_eq!(pick_source_v6(&v6[..2]), "fe80::1".parse().ok());
         assert_eq!(pick_source_v6(&v6[..1]), None);
+    }
+
+    #[test]
+    fn unicast_peers_pick_a_global_source_in_their_prefix() {
+        let a = |addr: &str, prefix, tandem, link_scope| AddressInfo {
+            ifindex: 2,
+            addr: addr.parse().expect("literal"),
+            prefix,
+            secondary: false,
+            tentative: false,
+            link_scope,
+            tandem,
+        };
+        let ip = |s: &str| s.parse::<Ipv6Addr>().expect("literal");
+        let addrs = [
+            a("fe80::1", 64, false, true),
+            a("2001:db8::100", 64, true, false), // a VIP
+            a("2001:db8:1::2", 64, false, false),
+            a("2001:db8::2", 64, false, false),
+        ];
+        let pick = |peers: &[&str]| {
+            let peers: Vec<Ipv6Addr> = peers.iter().map(|p| ip(p)).collect();
+            pick_source_v6_for_peers(&addrs, &peers)
+        };
+        assert_eq!(pick(&["2001:db8::3"]), Some(ip("2001:db8::2")));
+        assert_eq!(pick(&["2001:db8:1::3"]), Some(ip("2001:db8:1::2")));
+        assert_eq!(pick(&["2001:db8:9::3"]), Some(ip("2001:db8:1::2")));
+        assert_eq!(
+            pick(&["fe80::3"]),
+            None,
+            "link-local peers: link-local source"
+        );
+        assert_eq!(pick(&[]), None);
+        assert_eq!(
+            pick_source_v6_for_peers(&addrs[..2], &[ip("2001:db8::3")]),
+            None
+        );
     }
 }

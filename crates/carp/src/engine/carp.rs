@@ -124,6 +124,7 @@ impl Carp {
         now: Instant,
         iface: IfaceId,
         src: IpAddr,
+        dst: IpAddr,
         ttl: u8,
         payload: &[u8],
     ) {
@@ -132,7 +133,7 @@ impl Carp {
             .get(1)
             .and_then(|v| Vhid::new(*v))
             .filter(|v| self.routers.contains_key(&(iface, *v)));
-        if ttl != 255 {
+        if ttl != 255 && self.ttl_required(iface, claimed, src, dst) {
             return self.reject(iface, claimed, src, RejectReason::BadTtl);
         }
         let advert = match wire::decode(payload) {
@@ -238,7 +239,15 @@ impl Carp {
             counter,
             hmac: [0; wire::HMAC_LEN],
         };
-        for family in &r.families {
+        let families = r.families.clone();
+        let dsts: Vec<Vec<Option<IpAddr>>> = families
+            .iter()
+            .map(|f| self.destinations(key, *f))
+            .collect();
+        let Some(r) = self.routers.get_mut(&key) else {
+            return;
+        };
+        for (family, dsts) in families.iter().zip(dsts) {
             let payload = match &r.auth {
                 Auth::Bsd(auth) => {
                     advert.hmac = auth.sign(counter);
@@ -258,13 +267,17 @@ impl Carp {
                     mac.seal(&advert, src)
                 }
             };
-            r.counters.adverts_sent += 1;
-            self.actions.push_back(Action::Send {
-                iface: key.0,
-                vhid: key.1,
-                family: *family,
-                payload: payload.to_vec(),
-            });
+            // CARP has no pseudo-header: the same bytes go to the group or to every peer.
+            for dst in dsts {
+                r.counters.adverts_sent += 1;
+                self.actions.push_back(Action::Send {
+                    iface: key.0,
+                    vhid: key.1,
+                    family: *family,
+                    payload: payload.to_vec(),
+                    dst,
+                });
+            }
         }
     }
 }

@@ -27,6 +27,12 @@ pub struct RouterConfig {
     /// [`RouterStatus::priority`]); `advbase` and `key` are CARP's only.
     #[serde(default)]
     pub protocol: Protocol,
+    /// Unicast peers: the other nodes' addresses on this link. A family with peers sends one
+    /// advert per peer of that family (instead of to the group) and accepts adverts only from
+    /// them (else `unknown_peer`); a unicast advert from a peer needs no TTL of 255 (carp(4),
+    /// keepalived). A family without peers stays multicast. This node's own address is skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<IpAddr>,
 }
 
 /// Which protocol a virtual router speaks.
@@ -148,6 +154,8 @@ pub enum RejectReason {
     BadLength,
     /// A VRRP advert with a Max Adver Int of 0.
     BadInterval,
+    /// The router has unicast peers of the advert's family and its source is none of them.
+    UnknownPeer,
 }
 
 impl RejectReason {
@@ -167,6 +175,7 @@ impl RejectReason {
             RejectReason::ProtocolMismatch => "protocol_mismatch",
             RejectReason::BadLength => "bad_length",
             RejectReason::BadInterval => "bad_interval",
+            RejectReason::UnknownPeer => "unknown_peer",
         }
     }
 }
@@ -257,14 +266,16 @@ fn unspecified() -> IpAddr {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
-    /// Multicast this payload on `iface` (224.0.0.18 or ff02::12, TTL 255). A VRRP payload's
-    /// checksum is computed for the engine's local address of `family` as source and the
-    /// group as destination (re-encode with [`crate::vrrp::encode`] for another destination).
+    /// Send this payload on `iface`: to `dst` (a unicast peer) when set, else multicast
+    /// (224.0.0.18 or ff02::12, TTL 255). A VRRP payload's checksum is computed for the
+    /// engine's local address of `family` as source and `dst` (or the group) as destination.
     Send {
         iface: IfaceId,
         vhid: Vhid,
         family: Family,
         payload: Vec<u8>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dst: Option<IpAddr>,
     },
     AddAddresses {
         iface: IfaceId,

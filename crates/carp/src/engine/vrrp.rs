@@ -17,13 +17,16 @@
 //!   (keepalived's "forcing a new election"), so a lower master steps down without delay.
 //! - **Leaving** (shutdown, removal): a master sends one advert with priority 0, then releases
 //!   its addresses.
-//! - **Receive checks**, each dropped and counted: TTL/hop limit 255, version and type, exact
+//! - **Receive checks**, each dropped and counted: a listed source when the router has unicast
+//!   peers of the family, TTL/hop limit 255 (not for a unicast advert to a router with peers),
+//!   version and type, exact
 //!   length, checksum over the packet's source and destination, a vhid configured on the
 //!   interface, as VRRP, and the same address set of that family (order free; keepalived
 //!   drops a mismatch too).
 //! - **Sending**: one advert per family the router has addresses of, each listing that
 //!   family's addresses in configuration order, from the engine's local address of that
-//!   family (IPv6: the link-local) to 224.0.0.18 / ff02::12.
+//!   family (IPv6: the link-local) to 224.0.0.18 / ff02::12, or to each unicast peer of that
+//!   family, with the checksum computed for that peer as destination.
 
 use super::{fkey, Action, Carp, Family, IfaceId, Reason, RejectReason, Router, State};
 use crate::units::{Centisecs, Skew, Vhid};
@@ -92,7 +95,7 @@ impl Carp {
             .get(1)
             .and_then(|v| Vhid::new(*v))
             .filter(|v| self.routers.contains_key(&(iface, *v)));
-        if ttl != 255 {
+        if ttl != 255 && self.ttl_required(iface, claimed, src, dst) {
             return self.reject(iface, claimed, src, RejectReason::BadTtl);
         }
         let advert = match wire::decode(payload, src, dst) {
@@ -207,32 +210,34 @@ impl Carp {
             max_adver_int: v.interval,
             addresses: r.cfg.addresses.clone(),
         };
-        let sends: Vec<(Family, Vec<u8>)> = r
-            .families
-            .iter()
-            .map(|family| {
-                // Without a local address (no socket yet) the send fails anyway.
-                let src = self
-                    .local_addrs
-                    .get(&(key.0, fkey(*family)))
-                    .copied()
-                    .unwrap_or(match family {
-                        Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                        Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                    });
-                (*family, wire::encode(&advert, src, wire::group_for(src)))
-            })
-            .collect();
+        let mut sends: Vec<(Family, Vec<u8>, Option<IpAddr>)> = Vec::new();
+        for family in &r.families {
+            // Without a local address (no socket yet) the send fails anyway.
+            let src = self
+                .local_addrs
+                .get(&(key.0, fkey(*family)))
+                .copied()
+                .unwrap_or(match family {
+                    Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                });
+            // The checksum covers the destination: one encoding per unicast peer.
+            for dst in self.destinations(key, *family) {
+                let to = dst.unwrap_or_else(|| wire::group_for(src));
+                sends.push((*family, wire::encode(&advert, src, to), dst));
+            }
+        }
         let Some(r) = self.routers.get_mut(&key) else {
             return;
         };
-        for (family, payload) in sends {
+        for (family, payload, dst) in sends {
             r.counters.adverts_sent += 1;
             self.actions.push_back(Action::Send {
                 iface: key.0,
                 vhid: key.1,
                 family,
                 payload,
+                dst,
             });
         }
     }

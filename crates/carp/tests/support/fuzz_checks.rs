@@ -101,6 +101,7 @@ fn routers() -> Vec<RouterConfig> {
             addresses: vec![v4, v6],
             key: Key::from_passphrase(PASS),
             protocol: carp::Protocol::Carp,
+            peers: Vec::new(),
         },
         RouterConfig {
             iface: 2,
@@ -111,6 +112,7 @@ fn routers() -> Vec<RouterConfig> {
             addresses: vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 100))],
             key: Key::from_passphrase(PASS),
             protocol: carp::Protocol::Carp,
+            peers: Vec::new(),
         },
         RouterConfig {
             iface: 2,
@@ -126,6 +128,7 @@ fn routers() -> Vec<RouterConfig> {
             protocol: Protocol::Vrrp {
                 interval: Centisecs::new(5).unwrap_or_else(|| unreachable!("valid literal")),
             },
+            peers: Vec::new(),
         },
     ]
 }

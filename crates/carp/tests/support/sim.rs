@@ -78,6 +78,7 @@ pub fn router(iface: IfaceId, advbase: u8, skew: u8, preempt: bool) -> RouterCon
         addresses: vec![vip(iface)],
         key: Key::from_passphrase(b"s3cret"),
         protocol: carp::Protocol::Carp,
+        peers: Vec::new(),
     }
 }
 

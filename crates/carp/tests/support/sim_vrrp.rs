@@ -38,6 +38,7 @@ pub fn vrrp_router(iface: IfaceId, skew: u8, interval_cs: u16, preempt: bool) ->
         protocol: Protocol::Vrrp {
             interval: Centisecs::new(interval_cs).expect("valid interval"),
         },
+        peers: Vec::new(),
     }
 }
 

@@ -29,8 +29,12 @@ struct Iface {
     up: bool,
     v4: Option<Arc<CarpSocket>>,
     v6: Option<Arc<CarpSocket>>,
+    /// IPv6 unicast peers: the receive-only socket for adverts to our global addresses is open.
+    v6_unicast_rx: bool,
     /// The tasks reading its sockets, ended when the interface carries no VIP any more.
     receivers: Vec<tokio::task::JoinHandle<()>>,
+    /// The tasks reading its IPv6 sockets, ended when they are reopened (IPv6 peers changed).
+    v6_receivers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 struct Advert {
@@ -47,6 +51,8 @@ struct Carp {
     ifaces: BTreeMap<IfaceId, Iface>,
     /// CARP sockets not open yet, as (interface, family).
     pending: Vec<(IfaceId, Family)>,
+    /// Interfaces with a VIP that has IPv6 unicast peers, and those peers.
+    unicast6: BTreeMap<IfaceId, Vec<std::net::Ipv6Addr>>,
     vips: HashMap<(IfaceId, u8), Vip>,
     /// The engine's routers as configured, to tell on converge which ones changed.
     routers: HashMap<(IfaceId, u8), RouterConfig>,
@@ -119,6 +125,7 @@ pub fn run(
             netlink,
             ifaces: BTreeMap::new(),
             pending: Vec::new(),
+            unicast6: BTreeMap::new(),
             vips: HashMap::new(),
             routers: HashMap::new(),
             adverts: adv_tx,
@@ -258,6 +265,22 @@ impl Carp {
             })?;
             links.insert(vip.device.clone(), link);
         }
+        // One peer list serves every node: this node's own addresses in it are skipped.
+        let mut own: HashMap<String, Vec<IpAddr>> = HashMap::new();
+        for vip in r.vips.iter().filter(|v| !v.peers.is_empty()) {
+            let Some(link) = links.get(&vip.device) else {
+                continue;
+            };
+            if !own.contains_key(&vip.device) {
+                let addrs = self
+                    .netlink
+                    .address_details(link.index)
+                    .await
+                    .unwrap_or_default();
+                let mine = addrs.into_iter().filter(|a| !a.tandem).map(|a| a.addr);
+                own.insert(vip.device.clone(), mine.collect());
+            }
+        }
         let mut wanted: HashMap<(IfaceId, u8), (Vip, RouterConfig)> = HashMap::new();
         for vip in &r.vips {
             let Some(link) = links.get(&vip.device) else {
@@ -272,6 +295,12 @@ impl Carp {
                 addresses: vip.addresses.iter().map(|a| a.addr()).collect(),
                 key: key.clone(),
                 protocol: vip.protocol,
+                peers: vip
+                    .peers
+                    .iter()
+                    .filter(|p| !own.get(&vip.device).is_some_and(|o| o.contains(p)))
+                    .copied()
+                    .collect(),
             };
             wanted.insert((link.index, vip.vhid.get()), (vip.clone(), rc));
         }
@@ -311,6 +340,9 @@ impl Carp {
         for id in unused {
             if let Some(i) = self.ifaces.remove(&id) {
                 i.receivers.iter().for_each(tokio::task::JoinHandle::abort);
+                i.v6_receivers
+                    .iter()
+                    .for_each(tokio::task::JoinHandle::abort);
                 info!(
                     "interface {} ({}) carries no VIP any more: its CARP sockets are closed",
                     i.logical, i.device
@@ -334,7 +366,9 @@ impl Carp {
                     up: link.up,
                     v4: None,
                     v6: None,
+                    v6_unicast_rx: false,
                     receivers: Vec::new(),
+                    v6_receivers: Vec::new(),
                 });
                 self.engine.handle(
                     now,
@@ -357,6 +391,28 @@ impl Carp {
                 });
                 if !open && !self.pending.contains(&(id, family)) {
                     self.pending.push((id, family));
+                }
+            }
+        }
+        let before = std::mem::take(&mut self.unicast6);
+        for v in &r.vips {
+            let Some(link) = links.get(&v.device) else {
+                continue;
+            };
+            for p in &v.peers {
+                if let IpAddr::V6(p) = p {
+                    self.unicast6.entry(link.index).or_default().push(*p);
+                }
+            }
+        }
+        // IPv6 peers pick the socket's source address: where they changed, reopen it.
+        for (id, iface) in self.ifaces.iter_mut() {
+            if iface.v6.is_some() && before.get(id) != self.unicast6.get(id) {
+                iface.v6_receivers.drain(..).for_each(|t| t.abort());
+                iface.v6 = None;
+                iface.v6_unicast_rx = false;
+                if !self.pending.contains(&(*id, Family::V6)) {
+                    self.pending.push((*id, Family::V6));
                 }
             }
         }
@@ -405,7 +461,10 @@ impl Carp {
             };
             let opened = match family {
                 Family::V4 => CarpSocket::open_v4(&iface.device),
-                Family::V6 => CarpSocket::open_v6(&iface.device),
+                Family::V6 => match self.unicast6.get(&id) {
+                    Some(peers) => CarpSocket::open_v6_for_peers(&iface.device, peers),
+                    None => CarpSocket::open_v6(&iface.device),
+                },
             };
             match opened {
                 Ok(sock) => {
@@ -417,12 +476,16 @@ impl Carp {
                         );
                     }
                     self.engine.set_local_address(id, sock.local_addr());
-                    iface.receivers.push(tokio::spawn(receive(
+                    let task = tokio::spawn(receive(
                         id,
                         iface.device.clone(),
                         sock.clone(),
                         self.adverts.clone(),
-                    )));
+                    ));
+                    match family {
+                        Family::V4 => iface.receivers.push(task),
+                        Family::V6 => iface.v6_receivers.push(task),
+                    }
                     match family {
                         Family::V4 => iface.v4 = Some(sock),
                         Family::V6 => iface.v6 = Some(sock),
@@ -453,7 +516,40 @@ impl Carp {
                 }
             }
         }
+        self.open_unicast_rx();
         fatal.map_or(Ok(()), Err)
+    }
+
+    /// IPv6 unicast peers send to one of our addresses, which the socket bound to the
+    /// link-local address does not receive: a receive-only socket per such interface does.
+    fn open_unicast_rx(&mut self) {
+        let ids: Vec<IfaceId> = self.unicast6.keys().copied().collect();
+        for id in ids {
+            let Some(iface) = self.ifaces.get_mut(&id) else {
+                continue;
+            };
+            let Some(IpAddr::V6(bound)) = iface.v6.as_ref().map(|s| s.local_addr()) else {
+                continue;
+            };
+            if iface.v6_unicast_rx {
+                continue;
+            }
+            match CarpSocket::open_v6_unicast_rx(&iface.device, bound) {
+                Ok(sock) => {
+                    iface.v6_unicast_rx = true;
+                    iface.v6_receivers.push(tokio::spawn(receive(
+                        id,
+                        iface.device.clone(),
+                        Arc::new(sock),
+                        self.adverts.clone(),
+                    )));
+                }
+                Err(e) => warn!(
+                    "{} ({}): cannot open the IPv6 socket for unicast peers' adverts: {e}",
+                    iface.logical, iface.device
+                ),
+            }
+        }
     }
 
     /// Carries out every pending action, in order; results that matter go back to the engine.
@@ -465,22 +561,27 @@ impl Carp {
                     vhid,
                     family,
                     payload,
+                    dst,
                 } => {
                     let sock = self.ifaces.get(&iface).and_then(|i| match family {
                         Family::V4 => i.v4.clone(),
                         Family::V6 => i.v6.clone(),
                     });
-                    let ok = match sock {
-                        Some(s) => match s.send(&payload).await {
-                            Ok(()) => true,
-                            Err(e) => {
-                                warn!(
-                                    "vhid={vhid} iface={} advert not sent: {e}",
-                                    self.name(iface)
-                                );
-                                false
-                            }
-                        },
+                    let sent = match (&sock, dst) {
+                        (Some(s), Some(peer)) => Some(s.send_to(&payload, peer).await),
+                        (Some(s), None) => Some(s.send(&payload).await),
+                        (None, _) => None,
+                    };
+                    let ok = match sent {
+                        Some(Ok(())) => true,
+                        Some(Err(e)) => {
+                            let to = dst.map(|d| format!(" to peer {d}")).unwrap_or_default();
+                            warn!(
+                                "vhid={vhid} iface={} advert{to} not sent: {e}",
+                                self.name(iface)
+                            );
+                            false
+                        }
                         None => false,
                     };
                     self.engine

@@ -315,4 +315,6 @@ pub fn control_socket(path: &Path) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod ops_tests;
 #[cfg(test)]
+mod peers_tests;
+#[cfg(test)]
 mod tests;

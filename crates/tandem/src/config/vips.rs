@@ -25,6 +25,9 @@ pub struct RawVip {
     /// VRRP's advertisement interval in milliseconds (10 ms steps).
     #[serde(default)]
     interval_ms: Option<Spanned<i64>>,
+    /// Unicast peers: the nodes' addresses on the VIP's link (this node's own is skipped).
+    #[serde(default)]
+    peers: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,9 @@ pub struct Vip {
     pub protocol: Protocol,
     /// Where each address is written (same order), to place errors found later.
     pub spans: Vec<Range<usize>>,
+    /// Unicast peers (empty: multicast), and where each is written.
+    pub peers: Vec<IpAddr>,
+    pub peer_spans: Vec<Range<usize>>,
 }
 
 pub fn vips(
@@ -113,6 +119,7 @@ pub fn vips(
         }
         .unwrap_or(advbase);
         let protocol = protocol(errs, rv, vip_advbase);
+        let (peers, peer_spans) = peers(errs, rv, &addresses);
         if let Some(vhid) = vhid {
             vips.push(Vip {
                 vhid,
@@ -122,10 +129,82 @@ pub fn vips(
                 advbase: vip_advbase,
                 protocol,
                 spans,
+                peers,
+                peer_spans,
             });
         }
     }
+    // A peer that is a VIP (of any vhid) would follow the VIP around.
+    for v in &vips {
+        for (p, span) in v.peers.iter().zip(&v.peer_spans) {
+            if let Some(vhid) = owner.get(p) {
+                errs.at(
+                    span.clone(),
+                    format!("peer {p} is a VIP (vhid {vhid}): a peer is a node's own address on the link"),
+                );
+            }
+        }
+    }
     vips
+}
+
+/// `peers = ["192.0.2.2", "2001:db8::2"]`: plain addresses (no prefix), unicast, of a family
+/// the VIP has, each once.
+fn peers(
+    errs: &mut Errors<'_>,
+    rv: &RawVip,
+    addresses: &[IpNet],
+) -> (Vec<IpAddr>, Vec<Range<usize>>) {
+    let (mut peers, mut spans) = (Vec::new(), Vec::new());
+    let Some(raw) = &rv.peers else {
+        return (peers, spans);
+    };
+    if raw.get_ref().is_empty() {
+        errs.at(
+            raw.span(),
+            "vips.peers is empty: list the nodes' addresses on the link, or leave peers out for multicast",
+        );
+    }
+    for p in raw.get_ref() {
+        let ip = match p.get_ref().parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                errs.at(
+                    p.span(),
+                    format!(
+                        "{:?} is not an address, like \"192.0.2.2\" or \"2001:db8::2\" (no prefix length)",
+                        p.get_ref()
+                    ),
+                );
+                continue;
+            }
+        };
+        if ip.is_multicast() || ip.is_unspecified() || ip.is_loopback() {
+            errs.at(
+                p.span(),
+                format!("peer {ip} is not a unicast address of a node"),
+            );
+            continue;
+        }
+        if !addresses.iter().any(|a| a.addr().is_ipv4() == ip.is_ipv4()) {
+            errs.at(
+                p.span(),
+                format!(
+                    "peer {ip} is {}, but this VIP has no {} address (adverts of a family go to that family's peers)",
+                    if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+                    if ip.is_ipv4() { "IPv4" } else { "IPv6" }
+                ),
+            );
+            continue;
+        }
+        if peers.contains(&ip) {
+            errs.at(p.span(), format!("peer {ip} is listed twice"));
+            continue;
+        }
+        peers.push(ip);
+        spans.push(p.span());
+    }
+    (peers, spans)
 }
 
 /// VRRP's Max Adver Int is 12 bits of centiseconds: 10 ms to 40.95 s.
@@ -213,6 +292,7 @@ pub fn check_against_node(
         let Some(addrs) = own.get(&v.interface) else {
             continue;
         };
+        check_peers(errs, v, addrs);
         for (a, span) in v.addresses.iter().zip(&v.spans) {
             let ip = a.addr();
             if let Some(mine) = addrs.iter().find(|n| n.addr() == ip) {
@@ -259,4 +339,33 @@ pub fn check_against_node(
         }
     }
     notes
+}
+
+/// Unicast peers against the node's own addresses: one list serves every node (the area is
+/// synced), so this node's own address may be in it (it is skipped) — but a family whose
+/// peers are all this node's own addresses would advertise to nobody.
+fn check_peers(errs: &mut Errors<'_>, v: &Vip, addrs: &[IpNet]) {
+    for v4 in [true, false] {
+        let listed: Vec<(&IpAddr, &Range<usize>)> = v
+            .peers
+            .iter()
+            .zip(&v.peer_spans)
+            .filter(|(p, _)| p.is_ipv4() == v4)
+            .collect();
+        let is_own = |p: &IpAddr| addrs.iter().any(|n| n.addr() == *p);
+        if let Some((p, span)) = listed.first() {
+            if listed.iter().all(|(p, _)| is_own(p)) {
+                errs.at(
+                    (*span).clone(),
+                    format!(
+                        "peer {p} is this node's own address on {} ({}), and vhid {} lists no other {} peer: add the other nodes' addresses",
+                        v.interface,
+                        v.device,
+                        v.vhid,
+                        if v4 { "IPv4" } else { "IPv6" }
+                    ),
+                );
+            }
+        }
+    }
 }
