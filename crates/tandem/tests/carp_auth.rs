@@ -208,7 +208,7 @@ fn tandem_mode_fails_over_and_replayed_or_rewritten_adverts_change_nothing() {
     let (_, text, _) = c.fw2.cli(&["status"]);
     assert!(
         text.lines()
-            .any(|l| l.starts_with("7 ") && l.split_whitespace().nth(4) == Some("tandem")),
+            .any(|l| l.starts_with("7 ") && l.split_whitespace().nth(4) == Some("carp/tandem")),
         "{text}"
     );
     let file = capture(&lab, &c.attacker, 3);
