@@ -3,6 +3,7 @@
 
 use super::addresses::{self, AddrOp, Deferred, Ledger, Queued};
 use super::record::Engine;
+use super::vmac::Vmacs;
 use super::{
     source_name, CarpStatus, Command, Demotion, Event, Options, Routers, Transition, VipStatus,
 };
@@ -59,6 +60,8 @@ struct Carp {
     events: mpsc::UnboundedSender<Event>,
     deferred: Deferred,
     ledger: Ledger,
+    /// The macvlans of VIPs with `mac = "virtual"`.
+    vmacs: Vmacs,
     /// systemd's watchdog interval, when the unit set one.
     watchdog: Option<Duration>,
 }
@@ -128,6 +131,7 @@ pub fn run(
             events,
             deferred: Deferred::new(opts.barrier),
             ledger: Ledger::default(),
+            vmacs: Vmacs::default(),
             watchdog: opts.watchdog,
         };
         let _ = ready.send(Ok(()));
@@ -219,6 +223,7 @@ impl Carp {
         self.execute().await;
         let ops = self.deferred.take();
         self.carry_out(ops).await;
+        self.vmacs.delete_all(&self.netlink).await;
     }
 
     fn on_link(&mut self, index: u32, up: bool) {
@@ -275,11 +280,22 @@ impl Carp {
             };
             wanted.insert((link.index, vip.vhid.get()), (vip.clone(), rc));
         }
+        // A macvlan name taken by someone else changes nothing and is the error.
+        let virtual_wanted: Vec<(IfaceId, &Vip)> = wanted
+            .iter()
+            .filter(|(k, (v, _))| self.vips.get(k).is_none_or(|old| old.mac != v.mac))
+            .map(|((i, _), (v, _))| (*i, v))
+            .collect();
+        self.vmacs.check(&self.netlink, &virtual_wanted).await?;
 
         let mut leaving: Vec<(IfaceId, u8)> = self
             .routers
             .iter()
-            .filter(|(k, rc)| wanted.get(k).is_none_or(|(_, w)| w != *rc))
+            .filter(|(k, rc)| {
+                wanted.get(k).is_none_or(|(v, w)| {
+                    w != *rc || self.vips.get(k).is_some_and(|old| old.mac != v.mac)
+                })
+            })
             .map(|(k, _)| *k)
             .collect();
         leaving.sort_unstable();
@@ -299,6 +315,7 @@ impl Carp {
         for k in &leaving {
             self.routers.remove(k);
             self.vips.remove(k);
+            self.vmacs.delete(&self.netlink, k.0, k.1).await;
         }
         // An interface no VIP uses any more: its sockets and their readers go.
         let used: std::collections::BTreeSet<IfaceId> = wanted.keys().map(|(i, _)| *i).collect();
@@ -327,6 +344,7 @@ impl Carp {
             let id: IfaceId = link.index;
             if let std::collections::btree_map::Entry::Vacant(slot) = self.ifaces.entry(id) {
                 addresses::prepare_interface(&self.netlink, id, &vip.device).await?;
+                super::vmac::sweep(&self.netlink, id, &vip.device).await?;
                 slot.insert(Iface {
                     logical: vip.interface.clone(),
                     device: vip.device.clone(),
@@ -376,6 +394,9 @@ impl Carp {
                     addr_list(&vip)
                 );
             }
+            self.vmacs
+                .create(&self.netlink, k.0, &vip.device, &vip)
+                .await;
             self.engine.add_router(now, rc.clone());
             self.vips.insert(k, vip);
             self.routers.insert(k, rc);
@@ -596,14 +617,31 @@ impl Carp {
             let name = self.name(iface);
             match op {
                 AddrOp::Add(..) => {
-                    self.ledger
-                        .add(&self.netlink, iface, &name, vhid, &addrs)
-                        .await;
+                    for (target, tname, addrs) in self.split(iface, vhid.get(), &name, &addrs) {
+                        if target != iface {
+                            // A virtual MAC's macvlan is up only while it is master.
+                            if let Err(e) = self.netlink.set_link_up(target, true).await {
+                                error!("vhid={vhid} cannot set {tname} up: {e}");
+                            }
+                        }
+                        self.ledger
+                            .add(&self.netlink, target, &tname, vhid, &addrs)
+                            .await;
+                    }
                 }
                 AddrOp::Remove(..) => {
-                    self.ledger
-                        .release(&self.netlink, iface, &name, vhid, &addrs)
-                        .await;
+                    for (target, tname, addrs) in self.split(iface, vhid.get(), &name, &addrs) {
+                        if target != iface {
+                            // Down first: nothing (an MLD leave) goes out from the virtual MAC
+                            // once another node has it.
+                            if let Err(e) = self.netlink.set_link_up(target, false).await {
+                                warn!("vhid={vhid} cannot set {tname} down: {e}");
+                            }
+                        }
+                        self.ledger
+                            .release(&self.netlink, target, &tname, vhid, &addrs)
+                            .await;
+                    }
                 }
                 AddrOp::Announce(..) => {
                     // Only a master tells the neighbours where the VIP is.
@@ -613,10 +651,42 @@ impl Carp {
                     let Some(mac) = self.ifaces.get(&iface).map(|i| i.mac) else {
                         continue;
                     };
-                    addresses::announce(iface, &name, mac, vhid, &addrs);
+                    for (target, tname, addrs) in self.split(iface, vhid.get(), &name, &addrs) {
+                        // From the virtual MAC, out of its macvlan, when it has one.
+                        let mac = self
+                            .vmacs
+                            .links(iface, vhid.get())
+                            .iter()
+                            .find(|l| l.index == target)
+                            .map_or(mac, |l| l.mac);
+                        addresses::announce(target, &tname, mac, vhid, &addrs);
+                    }
                 }
             }
         }
+    }
+
+    /// A VIP's addresses by the link that carries them: the interface, or the macvlan(s) of
+    /// its virtual MAC: (ifindex, name for logs, addresses).
+    fn split(
+        &self,
+        iface: IfaceId,
+        vhid: u8,
+        name: &str,
+        addrs: &[ipnet::IpNet],
+    ) -> Vec<(IfaceId, String, Vec<ipnet::IpNet>)> {
+        let mut out: Vec<(IfaceId, String, Vec<ipnet::IpNet>)> = Vec::new();
+        for a in addrs {
+            let (target, tname) = match self.vmacs.carrier(iface, vhid, &a.addr()) {
+                Some(l) => (l.index, l.name.clone()),
+                None => (iface, name.to_string()),
+            };
+            match out.iter_mut().find(|(t, _, _)| *t == target) {
+                Some((_, _, v)) => v.push(*a),
+                None => out.push((target, tname, vec![*a])),
+            }
+        }
+        out
     }
 
     fn status(&self) -> CarpStatus {
@@ -680,6 +750,28 @@ impl Carp {
                             .as_millis() as u32,
                         carp::Protocol::Vrrp { interval } => u32::from(interval.get()) * 10,
                     },
+                    mac_mode: if self.vmacs.has(r.iface, r.vhid.get()) {
+                        "virtual".into()
+                    } else {
+                        "interface".into()
+                    },
+                    mac: match self.vmacs.links(r.iface, r.vhid.get()) {
+                        [] => self
+                            .ifaces
+                            .get(&r.iface)
+                            .map(|i| vec![linux::vmac::mac_string(i.mac)])
+                            .unwrap_or_default(),
+                        links => links
+                            .iter()
+                            .map(|l| linux::vmac::mac_string(l.mac))
+                            .collect(),
+                    },
+                    mac_devices: self
+                        .vmacs
+                        .links(r.iface, r.vhid.get())
+                        .iter()
+                        .map(|l| l.name.clone())
+                        .collect(),
                 }
             })
             .collect();

@@ -25,6 +25,19 @@ pub struct RawVip {
     /// VRRP's advertisement interval in milliseconds (10 ms steps).
     #[serde(default)]
     interval_ms: Option<Spanned<i64>>,
+    /// `interface` (the default) or `virtual`.
+    #[serde(default)]
+    mac: Option<Spanned<String>>,
+}
+
+/// Which MAC answers for a VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MacMode {
+    /// The interface's own MAC (the addresses live on the interface).
+    #[default]
+    Interface,
+    /// The virtual router MAC, on a macvlan of the interface that carries the addresses.
+    Virtual,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +51,8 @@ pub struct Vip {
     pub advbase: Advbase,
     /// CARP, or VRRPv3 with its advertisement interval.
     pub protocol: Protocol,
+    /// `mac = "interface"` (default) or `"virtual"`.
+    pub mac: MacMode,
     /// Where each address is written (same order), to place errors found later.
     pub spans: Vec<Range<usize>>,
 }
@@ -113,6 +128,20 @@ pub fn vips(
         }
         .unwrap_or(advbase);
         let protocol = protocol(errs, rv, vip_advbase);
+        let mac = match &rv.mac {
+            None => MacMode::Interface,
+            Some(m) => match m.get_ref().as_str() {
+                "interface" => MacMode::Interface,
+                "virtual" => MacMode::Virtual,
+                other => {
+                    errs.at(
+                        m.span(),
+                        format!("vips.mac must be \"interface\" or \"virtual\", not {other:?}"),
+                    );
+                    MacMode::Interface
+                }
+            },
+        };
         if let Some(vhid) = vhid {
             vips.push(Vip {
                 vhid,
@@ -121,6 +150,7 @@ pub fn vips(
                 addresses,
                 advbase: vip_advbase,
                 protocol,
+                mac,
                 spans,
             });
         }
