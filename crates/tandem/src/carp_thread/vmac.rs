@@ -124,6 +124,13 @@ impl Vmacs {
             "1",
             "virtual MAC: answer ARP only for the interface's own addresses",
         );
+        // Its own ARP requests (for a client the master answers from the VIP) must not carry
+        // the VIP with the interface's MAC: that would teach the client the wrong MAC.
+        knob(
+            &format!("net/ipv4/conf/{device}/arp_announce"),
+            "2",
+            "virtual MAC: ARP requests from the interface's own address",
+        );
         knob(
             &format!("net/ipv4/conf/{device}/arp_filter"),
             "1",
