@@ -5,8 +5,7 @@
 
 use futures_util::TryStreamExt;
 use netlink_packet_route::link::{
-    InfoKind, LinkAttribute, LinkInfo as NlLinkInfo, LinkMessage,
-    MacVlanMode,
+    InfoKind, LinkAttribute, LinkInfo as NlLinkInfo, LinkMessage, MacVlanMode,
 };
 use rtnetlink::{LinkMacVlan, LinkUnspec};
 
@@ -153,7 +152,9 @@ impl Netlink {
             })?;
         if !created.is_tandems() {
             // A kernel that ignores the alias on creation: set it now.
-            let msg = LinkUnspec::new_with_index(created.index).alias(alias).build();
+            let msg = LinkUnspec::new_with_index(created.index)
+                .alias(alias)
+                .build();
             self.handle()
                 .link()
                 .set(msg)
@@ -172,25 +173,20 @@ impl Netlink {
     pub async fn set_link_up(&self, index: u32, up: bool) -> Result<(), LinuxError> {
         let b = LinkUnspec::new_with_index(index);
         let msg = if up { b.up() } else { b.down() }.build();
-        self.handle()
-            .link()
-            .set(msg)
-            .execute()
-            .await
-            .map_err(|e| {
-                let source = rtnl_to_io(e);
-                match source.raw_os_error() {
-                    Some(libc::ENODEV) => LinuxError::NoSuchIfindex {
-                        ifindex: index,
-                        source,
-                    },
-                    _ => LinuxError::Netlink {
-                        op: if up { "set link up" } else { "set link down" },
-                        target: format!("ifindex {index}"),
-                        source,
-                    },
-                }
-            })
+        self.handle().link().set(msg).execute().await.map_err(|e| {
+            let source = rtnl_to_io(e);
+            match source.raw_os_error() {
+                Some(libc::ENODEV) => LinuxError::NoSuchIfindex {
+                    ifindex: index,
+                    source,
+                },
+                _ => LinuxError::Netlink {
+                    op: if up { "set link up" } else { "set link down" },
+                    target: format!("ifindex {index}"),
+                    source,
+                },
+            }
+        })
     }
 
     /// Deletes macvlan `name` if Tandem made it (see [`LinkOwner::is_tandems`]); Ok if it is

@@ -76,7 +76,17 @@ fn pin(client: &Host, addr: &str, mac: &str) {
     let fam = if addr.contains(':') { "-6" } else { "-4" };
     client
         .run(&[
-            "ip", fam, "neigh", "replace", addr, "lladdr", mac, "dev", "eth0", "nud", "permanent",
+            "ip",
+            fam,
+            "neigh",
+            "replace",
+            addr,
+            "lladdr",
+            mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
         ])
         .expect("pin neighbour");
 }
@@ -153,6 +163,23 @@ fn failover_with_pinned_neighbours(test: &str, protocol: &str, mac: &str) -> (bo
     let r = (reach(V4), reach(V6));
     // The pinned entries never changed.
     assert_eq!(neighbour_mac(&client, V4), mac4);
+    if mac == "virtual" && r == (true, true) {
+        // fw1 comes back and preempts: the VIP moves back, and fw2 stepping down (its
+        // macvlan going down) does not pull the virtual MAC back to its port.
+        h1.set_link("eth0", true).expect("link up");
+        fw1.expect_state(7, "MASTER", TAKEOVER);
+        fw2.expect_state(7, "BACKUP", TAKEOVER);
+        std::thread::sleep(Duration::from_secs(1));
+        for a in [V4, V6] {
+            assert!(
+                reach(a),
+                "{a} unreachable after fw1 took it back\n{}\n{}\n{}",
+                h1.run(&["ip", "-d", "addr"]).unwrap_or_default(),
+                fw1.log(),
+                fw2.log()
+            );
+        }
+    }
     drop((fw1, fw2));
     r
 }
@@ -163,7 +190,11 @@ fn carp_virtual_mac_survives_a_client_that_ignores_garp() {
         return;
     }
     let r = failover_with_pinned_neighbours("vmac_carp_virtual", "carp", "virtual");
-    assert_eq!(r, (true, true), "the VIP is unreachable after failover (v4, v6)");
+    assert_eq!(
+        r,
+        (true, true),
+        "the VIP is unreachable after failover (v4, v6)"
+    );
 }
 
 #[test]
@@ -181,7 +212,11 @@ fn vrrp_virtual_mac_survives_a_client_that_ignores_garp() {
         return;
     }
     let r = failover_with_pinned_neighbours("vmac_vrrp_virtual", "vrrp", "virtual");
-    assert_eq!(r, (true, true), "the VIP is unreachable after failover (v4, v6)");
+    assert_eq!(
+        r,
+        (true, true),
+        "the VIP is unreachable after failover (v4, v6)"
+    );
 }
 
 #[test]
@@ -215,7 +250,11 @@ fn the_macvlan_lives_and_dies_with_the_daemon() {
         .output()
         .expect("second run");
     assert!(!out.status.success(), "the second run started");
-    assert_eq!(ifindex(&h1, &name), before, "the second run replaced the macvlan");
+    assert_eq!(
+        ifindex(&h1, &name),
+        before,
+        "the second run replaced the macvlan"
+    );
     assert!(h1.has_address(&name, V4), "the second run took the VIP");
     assert!(client.ping(V4, 1, 2));
 
@@ -227,10 +266,14 @@ fn the_macvlan_lives_and_dies_with_the_daemon() {
     fw1.restart();
     fw1.expect_state(7, "MASTER", ELECTION);
     fw1.kill();
-    assert!(link_exists(&h1, &name), "the macvlan vanished with a killed daemon");
+    assert!(
+        link_exists(&h1, &name),
+        "the macvlan vanished with a killed daemon"
+    );
     fw1.restart();
     assert!(
-        fw1.log().contains(&format!("removing stale virtual MAC macvlan {name}")),
+        fw1.log()
+            .contains(&format!("removing stale virtual MAC macvlan {name}")),
         "{}",
         fw1.log()
     );
@@ -275,9 +318,14 @@ fn a_foreign_link_of_the_name_is_left_alone() {
         .output()
         .expect("tandem run");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "tandem ran over a foreign link:\n{err}");
     assert!(
-        err.contains(&format!("interface \"{name}\" exists and was not created by tandem")),
+        !out.status.success(),
+        "tandem ran over a foreign link:\n{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "interface \"{name}\" exists and was not created by tandem"
+        )),
         "{err}"
     );
     assert_eq!(ifindex(&h1, &name), before, "the foreign link was replaced");

@@ -62,6 +62,9 @@ struct Carp {
     ledger: Ledger,
     /// The macvlans of VIPs with `mac = "virtual"`.
     vmacs: Vmacs,
+    /// Announcements repeated after a takeover with a virtual MAC (the first one can be lost
+    /// while the macvlan comes up, and a switch must learn where the MAC went).
+    reannounce: Vec<(tokio::time::Instant, IfaceId, carp::Vhid)>,
     /// systemd's watchdog interval, when the unit set one.
     watchdog: Option<Duration>,
 }
@@ -132,6 +135,7 @@ pub fn run(
             deferred: Deferred::new(opts.barrier),
             ledger: Ledger::default(),
             vmacs: Vmacs::default(),
+            reannounce: Vec::new(),
             watchdog: opts.watchdog,
         };
         let _ = ready.send(Ok(()));
@@ -174,6 +178,17 @@ impl Carp {
                 () = self.deferred.ready() => {
                     let ops = self.deferred.take();
                     self.carry_out(ops).await;
+                }
+                () = sleep_until(self.reannounce.iter().map(|r| r.0.into_std()).min()) => {
+                    let now = tokio::time::Instant::now();
+                    let (due, later) = std::mem::take(&mut self.reannounce)
+                        .into_iter()
+                        .partition(|r| r.0 <= now);
+                    self.reannounce = later;
+                    for (_, iface, vhid) in due {
+                        // Only a master announces (carry_out checks).
+                        self.address_op(AddrOp::Announce(iface, vhid)).await;
+                    }
                 }
                 ev = watcher.next(), if watching => match ev {
                     Ok(ev) => self.on_link(ev.index, ev.up),
@@ -514,6 +529,13 @@ impl Carp {
                     self.address_op(AddrOp::Remove(iface, vhid)).await;
                 }
                 Action::Announce { iface, vhid } => {
+                    if self.vmacs.has(iface, vhid.get()) {
+                        let now = tokio::time::Instant::now();
+                        for s in [1, 3] {
+                            self.reannounce
+                                .push((now + Duration::from_secs(s), iface, vhid));
+                        }
+                    }
                     self.address_op(AddrOp::Announce(iface, vhid)).await;
                 }
                 Action::Transition {

@@ -71,11 +71,7 @@ pub struct Vmacs {
 impl Vmacs {
     /// Checks, without changing anything, that every macvlan the VIPs with a virtual MAC need
     /// can be made: a link of its name either does not exist or is Tandem's.
-    pub async fn check(
-        &self,
-        netlink: &Netlink,
-        wanted: &[(IfaceId, &Vip)],
-    ) -> Result<(), String> {
+    pub async fn check(&self, netlink: &Netlink, wanted: &[(IfaceId, &Vip)]) -> Result<(), String> {
         for (parent, vip) in wanted {
             if vip.mac != MacMode::Virtual || self.links.contains_key(&(*parent, vip.vhid.get())) {
                 continue;
@@ -170,7 +166,11 @@ impl Vmacs {
                 // Nothing (MLD, router solicitations) ever leaves from the virtual MAC.
                 knob(&format!("{v6}/disable_ipv6"), "1", why);
             }
-            if linux::sysctl::read("net.ipv4.conf.all.rp_filter").ok().as_deref() == Some("1") {
+            if linux::sysctl::read("net.ipv4.conf.all.rp_filter")
+                .ok()
+                .as_deref()
+                == Some("1")
+            {
                 warn!(
                     "net.ipv4.conf.all.rp_filter is 1 (strict): traffic to a VIP on {name} may be dropped; set it to 0 or 2"
                 );
