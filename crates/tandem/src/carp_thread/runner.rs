@@ -639,7 +639,8 @@ impl Carp {
             let name = self.name(iface);
             match op {
                 AddrOp::Add(..) => {
-                    for (target, tname, addrs) in self.split(iface, vhid.get(), &name, &addrs) {
+                    for (target, tname, addrs) in self.vmacs.split(iface, vhid.get(), &name, &addrs)
+                    {
                         if target != iface {
                             // A virtual MAC's macvlan is up only while it is master.
                             if let Err(e) = self.netlink.set_link_up(target, true).await {
@@ -652,7 +653,8 @@ impl Carp {
                     }
                 }
                 AddrOp::Remove(..) => {
-                    for (target, tname, addrs) in self.split(iface, vhid.get(), &name, &addrs) {
+                    for (target, tname, addrs) in self.vmacs.split(iface, vhid.get(), &name, &addrs)
+                    {
                         if target != iface {
                             // Down first: nothing (an MLD leave) goes out from the virtual MAC
                             // once another node has it.
@@ -673,7 +675,8 @@ impl Carp {
                     let Some(mac) = self.ifaces.get(&iface).map(|i| i.mac) else {
                         continue;
                     };
-                    for (target, tname, addrs) in self.split(iface, vhid.get(), &name, &addrs) {
+                    for (target, tname, addrs) in self.vmacs.split(iface, vhid.get(), &name, &addrs)
+                    {
                         // From the virtual MAC, out of its macvlan, when it has one.
                         let mac = self
                             .vmacs
@@ -688,29 +691,6 @@ impl Carp {
         }
     }
 
-    /// A VIP's addresses by the link that carries them: the interface, or the macvlan(s) of
-    /// its virtual MAC: (ifindex, name for logs, addresses).
-    fn split(
-        &self,
-        iface: IfaceId,
-        vhid: u8,
-        name: &str,
-        addrs: &[ipnet::IpNet],
-    ) -> Vec<(IfaceId, String, Vec<ipnet::IpNet>)> {
-        let mut out: Vec<(IfaceId, String, Vec<ipnet::IpNet>)> = Vec::new();
-        for a in addrs {
-            let (target, tname) = match self.vmacs.carrier(iface, vhid, &a.addr()) {
-                Some(l) => (l.index, l.name.clone()),
-                None => (iface, name.to_string()),
-            };
-            match out.iter_mut().find(|(t, _, _)| *t == target) {
-                Some((_, _, v)) => v.push(*a),
-                None => out.push((target, tname, vec![*a])),
-            }
-        }
-        out
-    }
-
     fn status(&self) -> CarpStatus {
         let reason_map = |m: &BTreeMap<RejectReason, u64>| {
             m.iter()
@@ -723,6 +703,11 @@ impl Carp {
             .into_iter()
             .map(|r| {
                 let vip = self.vips.get(&(r.iface, r.vhid.get()));
+                let (mac_mode, mac, mac_devices) = self.vmacs.status(
+                    r.iface,
+                    r.vhid.get(),
+                    self.ifaces.get(&r.iface).map(|i| i.mac),
+                );
                 VipStatus {
                     vhid: r.vhid.get(),
                     interface: self.name(r.iface),
@@ -772,28 +757,9 @@ impl Carp {
                             .as_millis() as u32,
                         carp::Protocol::Vrrp { interval } => u32::from(interval.get()) * 10,
                     },
-                    mac_mode: if self.vmacs.has(r.iface, r.vhid.get()) {
-                        "virtual".into()
-                    } else {
-                        "interface".into()
-                    },
-                    mac: match self.vmacs.links(r.iface, r.vhid.get()) {
-                        [] => self
-                            .ifaces
-                            .get(&r.iface)
-                            .map(|i| vec![linux::vmac::mac_string(i.mac)])
-                            .unwrap_or_default(),
-                        links => links
-                            .iter()
-                            .map(|l| linux::vmac::mac_string(l.mac))
-                            .collect(),
-                    },
-                    mac_devices: self
-                        .vmacs
-                        .links(r.iface, r.vhid.get())
-                        .iter()
-                        .map(|l| l.name.clone())
-                        .collect(),
+                    mac_mode: mac_mode.to_string(),
+                    mac,
+                    mac_devices,
                 }
             })
             .collect();

@@ -8,6 +8,7 @@
 
 use crate::config::{MacMode, Vip};
 use carp::{Family, IfaceId, Protocol};
+use ipnet::IpNet;
 use linux::netlink::Netlink;
 use linux::vmac::{mac_string, mac_v4, mac_v6, TANDEM_LINK_ALIAS};
 use std::collections::HashMap;
@@ -220,6 +221,50 @@ impl Vmacs {
             .get(&(parent, vhid))?
             .iter()
             .find(|l| l.carries(addr))
+    }
+
+    /// A VIP's addresses by the link that carries them: the interface, or the macvlan(s) of
+    /// its virtual MAC: (ifindex, name for logs, addresses).
+    pub fn split(
+        &self,
+        iface: IfaceId,
+        vhid: u8,
+        name: &str,
+        addrs: &[IpNet],
+    ) -> Vec<(IfaceId, String, Vec<IpNet>)> {
+        let mut out: Vec<(IfaceId, String, Vec<IpNet>)> = Vec::new();
+        for a in addrs {
+            let (target, tname) = match self.carrier(iface, vhid, &a.addr()) {
+                Some(l) => (l.index, l.name.clone()),
+                None => (iface, name.to_string()),
+            };
+            match out.iter_mut().find(|(t, _, _)| *t == target) {
+                Some((_, _, v)) => v.push(*a),
+                None => out.push((target, tname, vec![*a])),
+            }
+        }
+        out
+    }
+
+    /// For status: the MAC mode, the MAC(s) that answer, the macvlan(s).
+    pub fn status(
+        &self,
+        iface: IfaceId,
+        vhid: u8,
+        iface_mac: Option<[u8; 6]>,
+    ) -> (&'static str, Vec<String>, Vec<String>) {
+        match self.links(iface, vhid) {
+            [] => (
+                "interface",
+                iface_mac.map(mac_string).into_iter().collect(),
+                Vec::new(),
+            ),
+            links => (
+                "virtual",
+                links.iter().map(|l| mac_string(l.mac)).collect(),
+                links.iter().map(|l| l.name.clone()).collect(),
+            ),
+        }
     }
 
     pub fn links(&self, parent: IfaceId, vhid: u8) -> &[VmacLink] {
