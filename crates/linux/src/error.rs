@@ -140,6 +140,10 @@ pub enum LinuxError {
         #[source]
         source: io::Error,
     },
+    /// A link of the name Tandem wants for a virtual MAC exists and was not made by Tandem:
+    /// Tandem never changes or deletes it.
+    #[error("interface {ifname:?} exists and was not created by tandem ({what}); tandem leaves it alone: delete or rename it, or choose another vhid")]
+    NotOurs { ifname: String, what: String },
 }
 
 impl LinuxError {
@@ -157,7 +161,8 @@ impl LinuxError {
             LinuxError::NoIpv4Address { .. }
             | LinuxError::NoLinkLocalAddress { .. }
             | LinuxError::Decode { .. }
-            | LinuxError::InvalidSysctlName { .. } => None,
+            | LinuxError::InvalidSysctlName { .. }
+            | LinuxError::NotOurs { .. } => None,
         }
     }
 

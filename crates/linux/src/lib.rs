@@ -4,6 +4,7 @@
 //!   bound to the device, multicast group joined, TTL / hop limit 255.
 //! - [`netlink`]: rtnetlink on tokio: links, VIP addresses, and a link watcher for demotion.
 //! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisements over AF_PACKET.
+//! - [`vmac`]: macvlan links that carry a VIP on its virtual MAC (created, tagged, deleted).
 //! - [`sysctl`]: /proc/sys by dotted name.
 //! - [`ping`]: ICMP echo over a raw socket (health checks).
 //! - [`process`]: a program run bounded in time in its own process group (hooks, exec checks).
@@ -27,6 +28,7 @@ pub mod routes;
 pub mod sched;
 pub mod sysctl;
 pub mod systemd;
+pub mod vmac;
 
 pub use addrs::{AddressInfo, TANDEM_ADDR_PROTO};
 pub use announce::{gratuitous_arp, unsolicited_na};

@@ -133,6 +133,13 @@ pub fn render(s: &Status) -> String {
         if let Some(m) = &v.last_master {
             parts.push(format!("last master seen: {m}"));
         }
+        if v.mac_mode == "virtual" {
+            parts.push(format!(
+                "virtual MAC {} on {}",
+                v.mac.join(","),
+                v.mac_devices.join(",")
+            ));
+        }
         if !parts.is_empty() {
             let _ = writeln!(out, "vhid {} {}: {}", v.vhid, v.interface, parts.join("; "));
         }

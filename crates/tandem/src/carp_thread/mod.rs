@@ -12,6 +12,7 @@
 mod addresses;
 mod record;
 mod runner;
+mod vmac;
 
 use crate::config::Vip;
 use carp::{DemoteSource, IfaceId};
@@ -121,6 +122,15 @@ pub struct VipStatus {
     /// the advertised skew in 1/256 s; VRRP: the configured interval).
     #[serde(default)]
     pub interval_ms: u32,
+    /// `interface` or `virtual` (`mac = "virtual"`).
+    #[serde(default)]
+    pub mac_mode: String,
+    /// The MAC(s) that answer for the VIP: the interface's, or the virtual MAC(s).
+    #[serde(default)]
+    pub mac: Vec<String>,
+    /// The macvlan(s) that carry the VIP's addresses (virtual MAC only).
+    #[serde(default)]
+    pub mac_devices: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,8 +1,11 @@
 //! The CARP thread's loop: the engine, its sockets, timers and link events, and the actions it
 //! asks for. All decisions are the engine's (crate `carp`); this carries them out.
 
+mod status;
+
 use super::addresses::{self, AddrOp, Deferred, Ledger, Queued};
 use super::record::Engine;
+use super::vmac::Vmacs;
 use super::{
     source_name, CarpStatus, Command, Demotion, Event, Options, Routers, Transition, VipStatus,
 };
@@ -65,6 +68,11 @@ struct Carp {
     events: mpsc::UnboundedSender<Event>,
     deferred: Deferred,
     ledger: Ledger,
+    /// The macvlans of VIPs with `mac = "virtual"`.
+    vmacs: Vmacs,
+    /// Announcements repeated after a takeover with a virtual MAC (the first one can be lost
+    /// while the macvlan comes up, and a switch must learn where the MAC went).
+    reannounce: Vec<(tokio::time::Instant, IfaceId, carp::Vhid)>,
     /// systemd's watchdog interval, when the unit set one.
     watchdog: Option<Duration>,
 }
@@ -135,6 +143,8 @@ pub fn run(
             events,
             deferred: Deferred::new(opts.barrier),
             ledger: Ledger::default(),
+            vmacs: Vmacs::default(),
+            reannounce: Vec::new(),
             watchdog: opts.watchdog,
         };
         let _ = ready.send(Ok(()));
@@ -177,6 +187,17 @@ impl Carp {
                 () = self.deferred.ready() => {
                     let ops = self.deferred.take();
                     self.carry_out(ops).await;
+                }
+                () = sleep_until(self.reannounce.iter().map(|r| r.0.into_std()).min()) => {
+                    let now = tokio::time::Instant::now();
+                    let (due, later) = std::mem::take(&mut self.reannounce)
+                        .into_iter()
+                        .partition(|r| r.0 <= now);
+                    self.reannounce = later;
+                    for (_, iface, vhid) in due {
+                        // Only a master announces (carry_out checks).
+                        self.address_op(AddrOp::Announce(iface, vhid)).await;
+                    }
                 }
                 ev = watcher.next(), if watching => match ev {
                     Ok(ev) => self.on_link(ev.index, ev.up),
@@ -226,6 +247,7 @@ impl Carp {
         self.execute().await;
         let ops = self.deferred.take();
         self.carry_out(ops).await;
+        self.vmacs.delete_all(&self.netlink).await;
     }
 
     fn on_link(&mut self, index: u32, up: bool) {
@@ -304,11 +326,22 @@ impl Carp {
             };
             wanted.insert((link.index, vip.vhid.get()), (vip.clone(), rc));
         }
+        // A macvlan name taken by someone else changes nothing and is the error.
+        let virtual_wanted: Vec<(IfaceId, &Vip)> = wanted
+            .iter()
+            .filter(|(k, (v, _))| self.vips.get(k).is_none_or(|old| old.mac != v.mac))
+            .map(|((i, _), (v, _))| (*i, v))
+            .collect();
+        self.vmacs.check(&self.netlink, &virtual_wanted).await?;
 
         let mut leaving: Vec<(IfaceId, u8)> = self
             .routers
             .iter()
-            .filter(|(k, rc)| wanted.get(k).is_none_or(|(_, w)| w != *rc))
+            .filter(|(k, rc)| {
+                wanted.get(k).is_none_or(|(v, w)| {
+                    w != *rc || self.vips.get(k).is_some_and(|old| old.mac != v.mac)
+                })
+            })
             .map(|(k, _)| *k)
             .collect();
         leaving.sort_unstable();
@@ -328,6 +361,7 @@ impl Carp {
         for k in &leaving {
             self.routers.remove(k);
             self.vips.remove(k);
+            self.vmacs.delete(&self.netlink, k.0, k.1).await;
         }
         // An interface no VIP uses any more: its sockets and their readers go.
         let used: std::collections::BTreeSet<IfaceId> = wanted.keys().map(|(i, _)| *i).collect();
@@ -359,6 +393,7 @@ impl Carp {
             let id: IfaceId = link.index;
             if let std::collections::btree_map::Entry::Vacant(slot) = self.ifaces.entry(id) {
                 addresses::prepare_interface(&self.netlink, id, &vip.device).await?;
+                super::vmac::sweep(&self.netlink, id, &vip.device).await?;
                 slot.insert(Iface {
                     logical: vip.interface.clone(),
                     device: vip.device.clone(),
@@ -432,6 +467,9 @@ impl Carp {
                     addr_list(&vip)
                 );
             }
+            self.vmacs
+                .create(&self.netlink, k.0, &vip.device, &vip)
+                .await;
             self.engine.add_router(now, rc.clone());
             self.vips.insert(k, vip);
             self.routers.insert(k, rc);
@@ -594,6 +632,13 @@ impl Carp {
                     self.address_op(AddrOp::Remove(iface, vhid)).await;
                 }
                 Action::Announce { iface, vhid } => {
+                    if self.vmacs.has(iface, vhid.get()) {
+                        let now = tokio::time::Instant::now();
+                        for s in [1, 3] {
+                            self.reannounce
+                                .push((now + Duration::from_secs(s), iface, vhid));
+                        }
+                    }
                     self.address_op(AddrOp::Announce(iface, vhid)).await;
                 }
                 Action::Transition {
@@ -697,14 +742,33 @@ impl Carp {
             let name = self.name(iface);
             match op {
                 AddrOp::Add(..) => {
-                    self.ledger
-                        .add(&self.netlink, iface, &name, vhid, &addrs)
-                        .await;
+                    for (target, tname, addrs) in self.vmacs.split(iface, vhid.get(), &name, &addrs)
+                    {
+                        if target != iface {
+                            // A virtual MAC's macvlan is up only while it is master.
+                            if let Err(e) = self.netlink.set_link_up(target, true).await {
+                                error!("vhid={vhid} cannot set {tname} up: {e}");
+                            }
+                        }
+                        self.ledger
+                            .add(&self.netlink, target, &tname, vhid, &addrs)
+                            .await;
+                    }
                 }
                 AddrOp::Remove(..) => {
-                    self.ledger
-                        .release(&self.netlink, iface, &name, vhid, &addrs)
-                        .await;
+                    for (target, tname, addrs) in self.vmacs.split(iface, vhid.get(), &name, &addrs)
+                    {
+                        if target != iface {
+                            // Down first: nothing (an MLD leave) goes out from the virtual MAC
+                            // once another node has it.
+                            if let Err(e) = self.netlink.set_link_up(target, false).await {
+                                warn!("vhid={vhid} cannot set {tname} down: {e}");
+                            }
+                        }
+                        self.ledger
+                            .release(&self.netlink, target, &tname, vhid, &addrs)
+                            .await;
+                    }
                 }
                 AddrOp::Announce(..) => {
                     // Only a master tells the neighbours where the VIP is.
@@ -714,89 +778,19 @@ impl Carp {
                     let Some(mac) = self.ifaces.get(&iface).map(|i| i.mac) else {
                         continue;
                     };
-                    addresses::announce(iface, &name, mac, vhid, &addrs);
+                    for (target, tname, addrs) in self.vmacs.split(iface, vhid.get(), &name, &addrs)
+                    {
+                        // From the virtual MAC, out of its macvlan, when it has one.
+                        let mac = self
+                            .vmacs
+                            .links(iface, vhid.get())
+                            .iter()
+                            .find(|l| l.index == target)
+                            .map_or(mac, |l| l.mac);
+                        addresses::announce(target, &tname, mac, vhid, &addrs);
+                    }
                 }
             }
-        }
-    }
-
-    fn status(&self) -> CarpStatus {
-        let reason_map = |m: &BTreeMap<RejectReason, u64>| {
-            m.iter()
-                .map(|(k, v)| (k.as_str().to_string(), *v))
-                .collect::<BTreeMap<_, _>>()
-        };
-        let mut vips: Vec<VipStatus> = self
-            .engine
-            .status()
-            .into_iter()
-            .map(|r| {
-                let vip = self.vips.get(&(r.iface, r.vhid.get()));
-                VipStatus {
-                    vhid: r.vhid.get(),
-                    interface: self.name(r.iface),
-                    device: self
-                        .ifaces
-                        .get(&r.iface)
-                        .map(|i| i.device.clone())
-                        .unwrap_or_default(),
-                    addresses: vip
-                        .map(|v| v.addresses.iter().map(ToString::to_string).collect())
-                        .unwrap_or_default(),
-                    state: r.state.to_string(),
-                    advbase: r.advbase.0,
-                    advskew: r.advertised_skew.0,
-                    configured_advskew: r.advskew.0,
-                    preempt: r.preempt,
-                    last_master: r.last_master.map(|a| a.to_string()),
-                    last_transition: self.transitions.get(&(r.iface, r.vhid.get())).map(
-                        |(from, to, reason, at)| Transition {
-                            from: from.to_string(),
-                            to: to.to_string(),
-                            reason: reason.to_string(),
-                            seconds_ago: at.elapsed().as_secs_f64(),
-                        },
-                    ),
-                    transitions: self
-                        .transition_counts
-                        .get(&(r.iface, r.vhid.get()))
-                        .copied()
-                        .unwrap_or(0),
-                    adverts_sent: r.counters.adverts_sent,
-                    adverts_received: r.counters.adverts_received,
-                    adverts_rejected: reason_map(&r.counters.rejected),
-                    send_errors: r.counters.send_errors,
-                    auth: match r.protocol {
-                        carp::Protocol::Carp => r.auth.to_string(),
-                        carp::Protocol::Vrrp { .. } => "none".to_string(),
-                    },
-                    protocol: match r.protocol {
-                        carp::Protocol::Carp => "carp".to_string(),
-                        carp::Protocol::Vrrp { .. } => "vrrp".to_string(),
-                    },
-                    priority: r.priority,
-                    interval_ms: match r.protocol {
-                        carp::Protocol::Carp => carp::Interval::new(r.advbase, r.advertised_skew)
-                            .as_duration()
-                            .as_millis() as u32,
-                        carp::Protocol::Vrrp { interval } => u32::from(interval.get()) * 10,
-                    },
-                }
-            })
-            .collect();
-        vips.sort_by(|a, b| (&a.interface, a.vhid).cmp(&(&b.interface, b.vhid)));
-        CarpStatus {
-            demotion: self.engine.demotion(),
-            demotions: self
-                .engine
-                .demotions()
-                .map(|(s, v)| Demotion {
-                    source: source_name(s, |i| self.name(i)),
-                    value: v,
-                })
-                .collect(),
-            vips,
-            rejected: reason_map(self.engine.node_rejected()),
         }
     }
 }

@@ -28,7 +28,7 @@ pub use node::{Carp, FirewallSettings, Node};
 pub use raw::ParsedFile;
 pub use statesync::StateSyncSettings;
 pub use sync::{Role, SyncSettings};
-pub use vips::Vip;
+pub use vips::{MacMode, Vip};
 
 use configsync::book::{Origin, SyncedMeta};
 use configsync::Area;

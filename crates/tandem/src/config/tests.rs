@@ -57,6 +57,24 @@ fn unknown_interface_is_reported_with_line() {
 }
 
 #[test]
+fn vip_mac_is_interface_or_virtual() {
+    let c = parse(Path::new("t.toml"), GOOD).expect("valid");
+    assert_eq!(c.vips[0].mac, MacMode::Interface);
+    let with = |m: &str| GOOD.replace("vhid = 7\n", &format!("vhid = 7\nmac = {m}\n"));
+    let c = parse(Path::new("t.toml"), &with("\"virtual\"")).expect("valid");
+    assert_eq!(c.vips[0].mac, MacMode::Virtual);
+    let e = errors(&with("\"vmac\""));
+    assert_eq!(
+        e,
+        vec![
+            "t.toml:17:7: vips.mac must be \"interface\" or \"virtual\", not \"vmac\"".to_string()
+        ]
+    );
+    let e = errors(&with("1"));
+    assert!(e.len() == 1 && e[0].starts_with("t.toml:17:"), "{e:?}");
+}
+
+#[test]
 fn bad_address_vhid_and_skew_are_all_reported() {
     let text = GOOD
         .replace("192.0.2.100/24", "192.0.2.300/24")

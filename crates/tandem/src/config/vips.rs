@@ -28,6 +28,19 @@ pub struct RawVip {
     /// Unicast peers: the nodes' addresses on the VIP's link (this node's own is skipped).
     #[serde(default)]
     peers: Option<Spanned<Vec<Spanned<String>>>>,
+    /// `interface` (the default) or `virtual`.
+    #[serde(default)]
+    mac: Option<Spanned<String>>,
+}
+
+/// Which MAC answers for a VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MacMode {
+    /// The interface's own MAC (the addresses live on the interface).
+    #[default]
+    Interface,
+    /// The virtual router MAC, on a macvlan of the interface that carries the addresses.
+    Virtual,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +54,8 @@ pub struct Vip {
     pub advbase: Advbase,
     /// CARP, or VRRPv3 with its advertisement interval.
     pub protocol: Protocol,
+    /// `mac = "interface"` (default) or `"virtual"`.
+    pub mac: MacMode,
     /// Where each address is written (same order), to place errors found later.
     pub spans: Vec<Range<usize>>,
     /// Unicast peers (empty: multicast), and where each is written.
@@ -120,6 +135,20 @@ pub fn vips(
         .unwrap_or(advbase);
         let protocol = protocol(errs, rv, vip_advbase);
         let (peers, peer_spans) = peers(errs, rv, &addresses);
+        let mac = match &rv.mac {
+            None => MacMode::Interface,
+            Some(m) => match m.get_ref().as_str() {
+                "interface" => MacMode::Interface,
+                "virtual" => MacMode::Virtual,
+                other => {
+                    errs.at(
+                        m.span(),
+                        format!("vips.mac must be \"interface\" or \"virtual\", not {other:?}"),
+                    );
+                    MacMode::Interface
+                }
+            },
+        };
         if let Some(vhid) = vhid {
             vips.push(Vip {
                 vhid,
@@ -128,6 +157,7 @@ pub fn vips(
                 addresses,
                 advbase: vip_advbase,
                 protocol,
+                mac,
                 spans,
                 peers,
                 peer_spans,
