@@ -18,14 +18,23 @@
 # the cut until fw2's first advert on both the lan and the wan (tcpdump in the client's and the
 # server's namespace, microsecond timestamps on the same clock as the cut's).
 #
-# Usage: sudo bench/vrrp_tcp.sh [-n RUNS] [--conns N] [--ms MS] [--write] [--keep] [--no-build]
-#   -n RUNS     runs, each from new namespaces and daemons (default 3)
+# The peer, keepalived + conntrackd (conntrack-tools' primary-backup.sh way): on each node
+# keepalived (VRRPv3, advert_int MS/1000 s, priorities 254/154, both VIPs in one sync group,
+# preempt) and conntrackd (FTFW over eth2 with its external cache); keepalived's notify script
+# runs primary-backup.sh's commands (master: conntrackd -c, -f, -R, -B; backup: -n, -t); the
+# NAT is one nft rule (snat of the lan to 198.51.100.1 out of eth1), forwarding on. Before the
+# cut fw2's external cache must hold CONNS entries.
+#
+# Usage: sudo bench/vrrp_tcp.sh [-n RUNS] [--conns N] [--ms MS] [--only LIST] [--write] [--keep]
+#                               [--no-build]
+#   -n RUNS     runs per implementation, each from new namespaces and daemons (default 3)
+#   --only LIST comma-separated subset of tandem,keepalived (default both)
 #   --conns N   TCP connections (default 200)
 #   --ms MS     VRRP advert interval in ms (default 10; 10 ms steps)
 #   --write     replace the marked vrrp-tcp section of bench/README.md with the results
 #   --keep      keep the temp dir (configs, logs, client reports)
 #   --no-build  use target/release/tandem as it is
-# Needs: root, iproute2, nftables, tcpdump, python3.
+# Needs: root, iproute2, nftables, tcpdump, python3; keepalived and conntrackd for the peer rows.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -33,6 +42,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 RUNS=3
 CONNS=200
 MS=10
+ONLY="tandem,keepalived"
 WRITE=0
 KEEP=0
 BUILD=1
@@ -41,6 +51,7 @@ while [ $# -gt 0 ]; do
         -n|--runs) RUNS=$2; shift 2 ;;
         --conns) CONNS=$2; shift 2 ;;
         --ms) MS=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
         --write) WRITE=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
@@ -198,14 +209,151 @@ json() { # NODE PYTHON-EXPRESSION-ON-d
     s=$(status "$1") || return 1
     python3 -c "import json, sys; d = json.loads(sys.argv[1]); print($2)" "$s" 2>/dev/null
 }
-states() { json "$1" "''.join(v['state'] for v in sorted(d['vips'], key=lambda v: v['vhid']))" || echo DOWN; }
+# states NODE: the VIPs' states in vhid order (MASTERMASTER ...); keepalived's from its log
+states() {
+    if [ "$IMPL" = keepalived ]; then
+        local i st out=""
+        for i in lan wan; do
+            st=$(grep -oE "\($i\) Entering [A-Z]+ STATE" "$OUT/keepalived-$1.log" 2>/dev/null | tail -1 | awk '{print $3}')
+            out="$out${st:-DOWN}"
+        done
+        echo "$out"
+    else
+        json "$1" "''.join(v['state'] for v in sorted(d['vips'], key=lambda v: v['vhid']))" || echo DOWN
+    fi
+}
 settled() {
-    [ "$(states fw1)" = MASTERMASTER ] && [ "$(states fw2)" = BACKUPBACKUP ] &&
+    [ "$(states fw1)" = MASTERMASTER ] && [ "$(states fw2)" = BACKUPBACKUP ] || return 1
+    if [ "$IMPL" = keepalived ]; then
+        ctd fw1 -s >/dev/null 2>&1 && ctd fw2 -s >/dev/null 2>&1
+    else
         [ "$(json fw1 "d['state_sync']['engine']['ready']")" = True ] &&
-        [ "$(json fw2 "d['state_sync']['engine']['ready']")" = True ]
+            [ "$(json fw2 "d['state_sync']['engine']['ready']")" = True ]
+    fi
 }
 ct_count() { ns "$1" cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo 0; }
-fw2_has_states() { [ "$(ct_count fw2)" -ge "$CONNS" ]; }
+# fw2 holds the connections' states: in its kernel (tandem) or conntrackd's external cache
+fw2_has_states() {
+    if [ "$IMPL" = keepalived ]; then
+        [ "$(ctd fw2 -s 2>/dev/null | awk '/^cache / { c = $2 } /current active connections/ && c == "external:" { print $NF + 0; exit }')" -ge "$CONNS" ] 2>/dev/null
+    else
+        [ "$(ct_count fw2)" -ge "$CONNS" ]
+    fi
+}
+
+# ---- the peer: keepalived + conntrackd ----
+
+ctd() { local n=$1; shift; ns "$n" conntrackd -C "$OUT/conntrackd-$n.conf" "$@"; }
+
+start_peer() { # NODE
+    local n=$1 me peer prio
+    if [ "$n" = fw1 ]; then me=203.0.113.1 peer=203.0.113.2 prio=254; else me=203.0.113.2 peer=203.0.113.1 prio=154; fi
+    ns "$n" sysctl -qw net.ipv4.ip_forward=1
+    ns "$n" sysctl -qw net.netfilter.nf_conntrack_events=1 2>/dev/null || true
+    ns "$n" nft -f - <<EOF
+table ip vrrptcp {
+    chain post {
+        type nat hook postrouting priority srcnat;
+        oifname "eth1" ip saddr 192.0.2.0/24 snat to 198.51.100.1
+    }
+}
+EOF
+    cat >"$OUT/conntrackd-$n.conf" <<EOF
+Sync {
+    Mode FTFW {
+    }
+    UDP {
+        IPv4_address $me
+        IPv4_Destination_Address $peer
+        Port 3780
+        Interface eth2
+        SndSocketBuffer 8388608
+        RcvSocketBuffer 8388608
+        Checksum on
+    }
+}
+General {
+    Systemd no
+    HashSize 32768
+    HashLimit 131072
+    LogFile $OUT/conntrackd-$n.log
+    Syslog off
+    LockFile $OUT/conntrackd-$n.lock
+    UNIX {
+        Path $OUT/conntrackd-$n.ctl
+    }
+    NetlinkBufferSize 2097152
+    NetlinkBufferSizeMaxGrowth 8388608
+    Filter From Kernelspace {
+        Protocol Accept {
+            TCP
+            UDP
+        }
+        Address Ignore {
+            IPv4_address 127.0.0.1
+            IPv4_address 203.0.113.0/24
+        }
+    }
+}
+EOF
+    # primary-backup.sh (conntrack-tools' example) with this node's config
+    cat >"$OUT/notify-$n.sh" <<EOF
+#!/bin/sh
+C="conntrackd -C $OUT/conntrackd-$n.conf"
+case "\$1" in
+    primary) \$C -c; \$C -f; \$C -R; \$C -B ;;
+    backup) \$C -n; \$C -t ;;
+esac
+echo "\$(date +%s.%N) \$1" >>$OUT/notify-$n.log
+EOF
+    chmod 755 "$OUT/notify-$n.sh"
+    local adv
+    adv=$(awk -v m="$MS" 'BEGIN { printf "%g", m / 1000 }')
+    cat >"$OUT/keepalived-$n.conf" <<EOF
+global_defs {
+    router_id $n
+    vrrp_version 3
+    script_user root
+    enable_script_security
+}
+vrrp_sync_group G {
+    group {
+        lan
+        wan
+    }
+    notify_master "$OUT/notify-$n.sh primary"
+    notify_backup "$OUT/notify-$n.sh backup"
+    notify_fault "$OUT/notify-$n.sh fault"
+}
+vrrp_instance lan {
+    state BACKUP
+    interface eth0
+    virtual_router_id 1
+    priority $prio
+    advert_int $adv
+    virtual_ipaddress {
+        192.0.2.1/24 dev eth0
+    }
+}
+vrrp_instance wan {
+    state BACKUP
+    interface eth1
+    virtual_router_id 2
+    priority $prio
+    advert_int $adv
+    virtual_ipaddress {
+        198.51.100.1/24 dev eth1
+    }
+}
+EOF
+    ns "$n" conntrackd -C "$OUT/conntrackd-$n.conf" >>"$OUT/conntrackd-$n.out" 2>&1 &
+    PIDS+=($!)
+    wait_for 10 ctd "$n" -s >/dev/null 2>&1 || log "conntrackd on $n does not answer: $(tail -3 "$OUT/conntrackd-$n.out")"
+    ns "$n" keepalived -P -n -l -D -G -f "$OUT/keepalived-$n.conf" \
+        -p "$OUT/keepalived-$n.pid" -r "$OUT/keepalived-$n.vrrp.pid" -c "$OUT/keepalived-$n.chk.pid" \
+        >>"$OUT/keepalived-$n.log" 2>&1 &
+    PIDS+=($!)
+}
 
 capture() { # HOST OUT: the first VRRP packet from fw2's address on HOST's link
     local src=192.0.2.3
@@ -218,16 +366,22 @@ capture() { # HOST OUT: the first VRRP packet from fw2's address on HOST's link
 
 # run R: appends "R TAKEOVER_MS ALIVE RESET MEDIAN_MS P99_MS MAX_MS" to $TMP/runs
 run() {
-    local r=$1 pid t0 out="$TMP/run$1"
+    local r=$1 pid t0 out="$TMP/$IMPL-run$1"
     mkdir -p "$out"
     setup "$r"
-    config fw1 0 203.0.113.2 >"$TMP/fw1.toml"
-    config fw2 100 203.0.113.1 >"$TMP/fw2.toml"
-    rm -f "$TMP"/fw*.sock
-    for pid in fw1 fw2; do
-        ns "$pid" "$TANDEM" run --config "$TMP/$pid.toml" >"$out/$pid.log" 2>&1 &
-        PIDS+=($!)
-    done
+    OUT=$out
+    if [ "$IMPL" = tandem ]; then
+        config fw1 0 203.0.113.2 >"$TMP/fw1.toml"
+        config fw2 100 203.0.113.1 >"$TMP/fw2.toml"
+        rm -f "$TMP"/fw*.sock
+        for pid in fw1 fw2; do
+            ns "$pid" "$TANDEM" run --config "$TMP/$pid.toml" >"$out/$pid.log" 2>&1 &
+            PIDS+=($!)
+        done
+    else
+        start_peer fw1
+        start_peer fw2
+    fi
     wait_for 60 settled || { log "run $r: the cluster did not settle: fw1 $(states fw1), fw2 $(states fw2)"; return 1; }
     ns server python3 "$TRAFFIC" server 7000 >"$out/server.out" 2>&1 &
     PIDS+=($!)
@@ -254,7 +408,7 @@ run() {
     sleep 1
     local fw2states
     fw2states=$(states fw2)
-    python3 - "$r" "$t0" "$out/lan.cap" "$out/wan.cap" "$out/client.out" "$fw2states" >>"$TMP/runs" <<'EOF'
+    python3 - "$IMPL $r" "$t0" "$out/lan.cap" "$out/wan.cap" "$out/client.out" "$fw2states" >>"$TMP/runs" <<'EOF'
 import json, math, re, sys
 r, t0, lan, wan, client, st = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 def first(path):
@@ -276,23 +430,35 @@ med = p[len(p) // 2] if len(p) % 2 else (p[len(p) // 2 - 1] + p[len(p) // 2]) / 
 p99 = p[max(0, math.ceil(0.99 * len(p)) - 1)]
 print(f'{r} {take} {len(alive)} {len(flows) - len(alive)} {med:.0f} {p99:.0f} {p[-1]:.0f}')
 EOF
-    log "run $r: $(tail -1 "$TMP/runs") (run takeover_ms alive reset median p99 max); fw2 $fw2states"
+    log "$IMPL run $r: $(tail -1 "$TMP/runs") (impl run takeover_ms alive reset median p99 max); fw2 $fw2states"
     echo quit >&3 || true
     teardown
 }
 
 : >"$TMP/runs"
-for r in $(seq 1 "$RUNS"); do
-    run "$r" || { log "run $r failed"; teardown; }
+VERSIONS="$("$TANDEM" --version | head -1)"
+for IMPL in tandem keepalived; do
+    case ",$ONLY," in *",$IMPL,"*) ;; *) continue ;; esac
+    if [ "$IMPL" = keepalived ]; then
+        if ! command -v keepalived >/dev/null || ! command -v conntrackd >/dev/null; then
+            log "keepalived or conntrackd not installed: no peer rows"; continue
+        fi
+        VERSIONS="$VERSIONS, $(keepalived --version 2>&1 | head -1 | awk '{print $1, $2}'), $(conntrackd -v 2>&1 | head -1 | awk '{print $1, $2}')"
+    fi
+    for r in $(seq 1 "$RUNS"); do
+        run "$r" || { log "$IMPL run $r failed"; echo "$IMPL $r failed - - - - -" >>"$TMP/runs"; teardown; }
+    done
 done
 
 REPORT=$(
-    echo "Measured $(date -u +%Y-%m-%d) on Linux $(uname -r), $(nproc) CPUs; $("$TANDEM" --version | head -1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)'); VRRPv3 with $MS ms adverts on both VIPs, $CONNS TCP connections each echoing every 50 ms, fw1's power cut (links down, daemon killed)."
+    echo "Measured $(date -u +%Y-%m-%d) on Linux $(uname -r), $(nproc) CPUs; $VERSIONS, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)'); VRRPv3 with $MS ms adverts on both VIPs, $CONNS TCP connections each echoing every 50 ms, fw1's power cut (links down, daemon killed)."
     echo
     echo "| implementation | run | takeover (ms) | connections alive | reset or stalled | longest pause per connection: median (ms) | p99 (ms) | max (ms) |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-    while read -r r take alive reset med p99 max; do
-        echo "| tandem | $r | $take | $alive / $CONNS | $reset | $med | $p99 | $max |"
+    while read -r impl r take alive reset med p99 max; do
+        if [ "$take" = failed ]; then echo "| $impl | $r | the run failed (see the log) | | | | | |"; continue; fi
+        [ "$impl" = keepalived ] && impl="keepalived + conntrackd"
+        echo "| $impl | $r | $take | $alive / $CONNS | $reset | $med | $p99 | $max |"
     done <"$TMP/runs"
     echo
     echo "Takeover = from the power cut until fw2's first advert on both the lan and the wan (bound: 3 × $MS + (256 − 154)/256 × $MS = $(awk -v m="$MS" 'BEGIN { printf "%.1f", 3 * m + 102 * m / 256 }') ms); alive = no error and an echo within the last second, 5 s after the cut; a pause is the longest silence between two echoes of a connection after the cut (each sends every 50 ms, so 50 ms is no pause)."
