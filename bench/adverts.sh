@@ -401,7 +401,7 @@ stop_capture() {
     wait "$CAPTURE" 2>/dev/null || true
 }
 
-# analyse CAPTURE: prints "ADVERTS LONGEST_MS P99_MS FW2_ADVERTS FW1_PRIO" for fw1's
+# analyse CAPTURE: prints "ADVERTS LONGEST_MS P99_MS FW2_ADVERTS FW1_PRIO MEAN_MS" for fw1's
 # adverts on the lan (192.0.2.2) and fw2's (192.0.2.3); FW1_PRIO is the highest advskew fw1
 # advertised (CARP: tcpdump shows it as "prio") or, with VRRP, the lowest priority (a demotion)
 analyse() {
@@ -423,9 +423,9 @@ for line in open(sys.argv[1]):
 gaps = sorted((b - a) * 1000 for a, b in zip(t1, t1[1:]))
 if gaps:
     longest, p99 = gaps[-1], gaps[max(0, math.ceil(0.99 * len(gaps)) - 1)]
-    print(f'{len(t1)} {longest:.0f} {p99:.0f} {fw2} {skew}')
+    print(f'{len(t1)} {longest:.0f} {p99:.0f} {fw2} {skew} {sum(gaps) / len(gaps):.1f}')
 else:
-    print(f'{len(t1)} - - {fw2} {skew}')
+    print(f'{len(t1)} - - {fw2} {skew} -')
 EOF
 }
 
@@ -667,7 +667,7 @@ run_load() {
         echo "| ${LABELS[$n]} | ${res[0]} | ${res[1]} | ${ratio} | ${res[2]} | $took | $note |" >>"$TMP/rows"
     else
         [ "${res[4]}" != 255 ] && [ "${res[4]}" != 254 ] && note="$note; fw1 advertised priority down to ${res[4]}"
-        echo "| $IMPL | ${LABELS[$n]} | ${res[0]} | ${res[1]} | ${ratio} | ${res[2]} | $tr1 / $tr2 | $took | $note |" >>"$TMP/rows"
+        echo "| $IMPL | ${LABELS[$n]} | ${res[0]} | ${res[5]} | ${res[1]} | ${ratio} | ${res[2]} | $tr1 / $tr2 | $took | $note |" >>"$TMP/rows"
     fi
     log "$IMPL load $n: ${res[0]} adverts, longest ${res[1]} ms, p99 ${res[2]} ms, transitions fw1 $tr1 fw2 $tr2, fw2 took over: $took; $note"
     if [ "$IMPL" = tandem ]; then
@@ -731,7 +731,7 @@ ka_settled() { wait_for 60 ka_ready; }
 # run_keepalived: tandem stops on both nodes (SIGTERM: priority 0, VIPs removed), keepalived
 # starts on both, then the loads of --peer-loads
 run_keepalived() {
-    command -v keepalived >/dev/null || { log "keepalived not installed: no peer rows"; echo "| keepalived | skipped: not installed | | | | | | | |" >>"$TMP/rows"; return; }
+    command -v keepalived >/dev/null || { log "keepalived not installed: no peer rows"; echo "| keepalived | skipped: not installed | | | | | | | | |" >>"$TMP/rows"; return; }
     local pid
     for pid in "${TANDEM_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "${TANDEM_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -797,8 +797,8 @@ if [ "$VRRP_MS" != 0 ]; then
     REPORT=$(
     echo "Measured $(date -u +%Y-%m-%d) on Linux $(uname -r), $(nproc) CPUs (load average at start: $LOAD_AVG_START); $("$TANDEM" --version | head -1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)')${KA_VERSION:+, $KA_VERSION}; VRRPv3 with $VRRP_MS ms adverts (priorities 254 and 154), a $WINDOW s window per load."
     echo
-    echo "| implementation | load | fw1 adverts | longest interval (ms) | longest / interval | p99 interval (ms) | transitions fw1 / fw2 | fw2 took over? (its state after) | what the load did |"
-    echo "|---|---|---:|---:|---:|---:|---:|---|---|"
+    echo "| implementation | load | fw1 adverts | mean interval (ms) | longest interval (ms) | longest / interval | p99 interval (ms) | transitions fw1 / fw2 | fw2 took over? (its state after) | what the load did |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|"
     cat "$TMP/rows"
     )
 else
