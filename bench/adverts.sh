@@ -41,7 +41,9 @@
 # --json`, before and after the window). Then, as the peer's figure in the same run, tandem stops
 # (priority 0) and keepalived (VRRPv3, `advert_int` MS/1000 s, priorities 254/154, the same two
 # VIPs, preempt) runs on fw1 and fw2 for the loads of --peer-loads (default idle,cpu); its
-# transitions are its log lines "Entering MASTER|BACKUP|FAULT STATE" in the window. Those rows
+# transitions are its log lines "Entering MASTER|BACKUP|FAULT STATE" in the window. keepalived
+# runs those loads twice: as Debian ships it (its VRRP process at nice 0), then with
+# `vrrp_priority -10` in global_defs (the nice of tandem's CARP thread). Those rows
 # go to their own marked section of bench/README.md (adverts-vrrp), not the CARP one.
 # Loads 2-4 are events: each is repeated back to back (with other rules each time) until the
 # window's last second, so that more of them fall on an advert's due time: a stall of the
@@ -160,6 +162,7 @@ TMP=$(mktemp -d /tmp/adverts.XXXXXX)
 PIDS=()
 TANDEM_PIDS=()
 KA_VERSION=""
+KA_EXTRA=""
 
 log() { echo "[$(date +%T)] $*" >&2; }
 
@@ -630,21 +633,21 @@ LABELS=(
 # who runs the VIPs; keepalived's transitions are its log lines, its state after is its last one.
 IMPL=tandem
 count_transitions() {
-    if [ "$IMPL" = keepalived ]; then
+    if [[ $IMPL == keepalived* ]]; then
         grep -cE "Entering (MASTER|BACKUP|FAULT) STATE" "$TMP/keepalived-fw$1.log" 2>/dev/null || true
     else
         transitions "$1"
     fi
 }
 state_after() {
-    if [ "$IMPL" = keepalived ]; then
+    if [[ $IMPL == keepalived* ]]; then
         grep -oE "Entering (MASTER|BACKUP|FAULT) STATE" "$TMP/keepalived-fw$1.log" 2>/dev/null | tail -1 | awk '{print $2}'
     else
         vip_state "$1"
     fi
 }
 run_load() {
-    local n=$1 cap="$TMP/capture-$IMPL-$n.txt" t0 pid res took st tr1 tr2
+    local n=$1 cap="$TMP/capture-${IMPL%% *}${KA_EXTRA:+-nice}-$n.txt" t0 pid res took st tr1 tr2
     rm -f "$TMP/note"
     tr1=$(count_transitions 1) tr2=$(count_transitions 2)
     start_capture "$cap"
@@ -689,6 +692,7 @@ start_keepalived() {
 global_defs {
     router_id fw$n
     vrrp_version 3
+    $KA_EXTRA
     script_user root
     enable_script_security
 }
@@ -737,17 +741,36 @@ run_keepalived() {
     for pid in "${TANDEM_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     in_ns "$NS_1" nft delete table inet tandem 2>/dev/null || true
     in_ns "$NS_2" nft delete table inet tandem 2>/dev/null || true
-    IMPL=keepalived
-    start_keepalived 1
-    sleep 1
-    start_keepalived 2
-    ka_settled || { log "keepalived did not settle: $(tail -5 "$TMP/keepalived-fw1.log")"; return; }
     KA_VERSION=$(keepalived --version 2>&1 | head -1 | awk '{print $1, $2}')
-    log "keepalived up: fw1 MASTER, fw2 BACKUP; advert_int $((VRRP_MS)) ms"
-    sleep 2
-    local n
-    for n in 0 1 2 3 4 5 6; do
-        case ",$PEER_LOADS," in *",$n,"*) run_load "$n" ;; esac
+    local n extra
+    for extra in "" "vrrp_priority -10"; do
+        KA_EXTRA=$extra
+        IMPL=keepalived
+        rm -f "$TMP"/keepalived-fw?.log
+        start_keepalived 1
+        sleep 1
+        start_keepalived 2
+        ka_settled || { log "keepalived did not settle: $(tail -5 "$TMP/keepalived-fw1.log")"; return; }
+        log "keepalived up${extra:+ ($extra)}: fw1 MASTER, fw2 BACKUP; advert_int $VRRP_MS ms"
+        sleep 2
+        [ -z "$extra" ] || IMPL="keepalived ($extra)"
+        for n in 0 1 2 3 4 5 6; do
+            case ",$PEER_LOADS," in *",$n,"*) run_load "$n" ;; esac
+        done
+        IMPL=keepalived
+        stop_keepalived
+    done
+}
+
+stop_keepalived() {
+    local n pid
+    for n in 1 2; do
+        pid=$(cat "$TMP/keepalived-fw$n.pid" 2>/dev/null) || continue
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for n in 1 2; do
+        pid=$(cat "$TMP/keepalived-fw$n.pid" 2>/dev/null) || continue
+        wait_for 10 sh -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
     done
 }
 
