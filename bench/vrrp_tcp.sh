@@ -443,7 +443,7 @@ for IMPL in tandem keepalived; do
         if ! command -v keepalived >/dev/null || ! command -v conntrackd >/dev/null; then
             log "keepalived or conntrackd not installed: no peer rows"; continue
         fi
-        VERSIONS="$VERSIONS, $(keepalived --version 2>&1 | head -1 | awk '{print $1, $2}'), conntrackd $(conntrackd -v 2>&1 | grep -oE 'v[0-9][0-9.]*' | head -1)"
+        VERSIONS="$VERSIONS, $(keepalived --version 2>&1 | head -1 | awk '{print $1, $2}'), conntrackd $(conntrackd -v 2>&1 | grep -oE 'v[0-9][0-9.]*[0-9]' | head -1)"
     fi
     for r in $(seq 1 "$RUNS"); do
         run "$r" || { log "$IMPL run $r failed"; echo "$IMPL $r failed - - - - -" >>"$TMP/runs"; teardown; }
