@@ -32,7 +32,9 @@
 #               file holding only fw1's node-local part, so the client does not parse 20k rules)
 #   6 cpu       both cores busy: one busy loop per CPU (`nice -n 0`, in fw1's namespace) for the
 #               window (the load starts 1 s into it and ends 1 s before its end)
-# Loads can be named by number or by name (idle,flood,push,states,reload,status,cpu).
+#   7 nft       RULES rules loaded into fw1's kernel with `nft -f` (a table of the script's own,
+#               replaced on each load), repeated: the kernel work of a reload without the daemon
+# Loads can be named by number or by name (idle,flood,push,states,reload,status,cpu,nft).
 #
 # VRRP (--vrrp-ms MS): both VIPs become `protocol = "vrrp"` with `interval_ms = MS` on both
 # nodes (priority 254 - advskew: fw1 254, fw2 154); the analysis takes MS as the expected
@@ -56,9 +58,10 @@
 #                              [--write] [--keep] [--no-build]
 #   --advbase S       CARP advbase in seconds for both nodes (default 1)
 #   --vrrp-ms MS      VIPs speak VRRPv3 with MS ms adverts (10 ms steps) instead of CARP
-#   --peer-loads LIST with --vrrp-ms: the loads keepalived runs under (default idle,cpu; none)
+#   --peer-loads LIST with --vrrp-ms: the loads keepalived runs under: idle, cpu, nft
+#                     (default idle,cpu; none)
 #   --window S        capture window per load in seconds (default 20; at least 5 adverts)
-#   --loads LIST      comma-separated subset of 0,1,2,3,4,5,6 or their names (default 0-5;
+#   --loads LIST      comma-separated subset of 0-7 or their names (default 0-5;
 #                     with --vrrp-ms idle,states,reload,cpu)
 #   --conns N         idle connections of the flood (default 1000)
 #   --handshakers N   TLS handshake threads of the flood (default 4)
@@ -66,6 +69,7 @@
 #   --states N        conntrack entries of the burst (default 300000)
 #   --status-loops N  parallel status loops (default 4)
 #   --write           replace the marked adverts section of bench/README.md with the results
+#                     (with --vrrp-ms: the adverts-vrrp section)
 #   --keep            keep the temp dir (configs, daemon logs, captures)
 #   --no-build        use the binaries in target/release as they are
 # Needs: root, iproute2, nftables, tcpdump, python3 (Debian packages), keepalived for the VRRP
@@ -122,7 +126,7 @@ else
 fi
 [ $((WINDOW * 1000)) -ge $((5 * INTERVAL_MS)) ] || { echo "--window must hold at least 5 adverts (5 × the interval)" >&2; exit 2; }
 # load_numbers LIST: names or numbers to a comma-separated list of numbers
-LOAD_NAMES=(idle flood push states reload status cpu)
+LOAD_NAMES=(idle flood push states reload status cpu nft)
 load_numbers() {
     local out="" x k found
     for x in ${1//,/ }; do
@@ -130,14 +134,14 @@ load_numbers() {
         for k in "${!LOAD_NAMES[@]}"; do
             if [ "$x" = "$k" ] || [ "$x" = "${LOAD_NAMES[$k]}" ]; then found=$k; fi
         done
-        [ -n "$found" ] || { echo "unknown load: $x (0-6 or ${LOAD_NAMES[*]})" >&2; exit 2; }
+        [ -n "$found" ] || { echo "unknown load: $x (0-7 or ${LOAD_NAMES[*]})" >&2; exit 2; }
         out="$out,$found"
     done
     echo "${out#,}"
 }
 LOADS=$(load_numbers "$LOADS")
 if [ "$PEER_LOADS" = none ] || [ "$VRRP_MS" = 0 ]; then PEER_LOADS=""; else PEER_LOADS=$(load_numbers "$PEER_LOADS"); fi
-case ",$PEER_LOADS," in *,[1-5],*) echo "--peer-loads: keepalived runs only under idle and cpu" >&2; exit 2 ;; esac
+case ",$PEER_LOADS," in *,[1-5],*) echo "--peer-loads: keepalived runs only under idle, cpu and nft" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "adverts.sh must run as root (network namespaces)" >&2; exit 1; }
 for c in ip nft tcpdump python3 awk; do
     command -v "$c" >/dev/null || { echo "$c not found (apt-get install iproute2 nftables tcpdump python3)" >&2; exit 1; }
@@ -613,6 +617,32 @@ load_6() {
     echo "$ncpu busy loops (nice 0) for $((WINDOW - 2)) s" >"$TMP/note"
 }
 
+# RULES rules straight into fw1's kernel, no daemon involved: the nft side of load 4. The
+# script's own table, replaced whole on each load (the first line makes the delete safe).
+load_7() {
+    python3 - "$RULES" >"$TMP/nft-load.nft" <<'EOF'
+import sys
+rules = int(sys.argv[1])
+print('add table inet advbench\ndelete table inet advbench\ntable inet advbench {')
+print('  chain bench {\n    type filter hook forward priority 10; policy accept;')
+for i in range(rules):
+    a = 0x0A000000 + i
+    print(f'    ip saddr {a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255} tcp dport {1024 + i % 60000} counter accept')
+print('  }\n}')
+EOF
+    sleep 1
+    local until=$(( $(now_ns) + (WINDOW - 2) * 1000000000 )) k=0 t0 rel=()
+    while [ "$(now_ns)" -lt "$until" ]; do
+        k=$((k + 1))
+        t0=$(now_ns)
+        in_ns "$NS_1" nft -f "$TMP/nft-load.nft" 2>"$TMP/nft-load.err" ||
+            { echo "nft -f failed: $(tail -1 "$TMP/nft-load.err")" >"$TMP/note"; return; }
+        rel+=("$(ms_since "$t0")")
+    done
+    in_ns "$NS_1" nft delete table inet advbench 2>/dev/null || true
+    echo "$k loads of $RULES rules with nft -f: $(stats "${rel[@]}")" >"$TMP/note"
+}
+
 # after_N: puts the cluster back to rest after load N (outside the window)
 after_3() {
     ct_below "$NS_1" 5000 || in_ns "$NS_1" "$CTBENCH" flush 2>>"$TMP/ct.err" || true
@@ -627,6 +657,7 @@ LABELS=(
     "4 reload: fw1 reloads $RULES rules (nft -f), repeated"
     "5 status: $STATUS_LOOPS parallel \`tandem status\` loops on fw1"
     "6 cpu: both cores busy"
+    "7 nft: fw1's kernel loads $RULES rules (nft -f, no daemon), repeated"
 )
 
 # run_load N: one window; appends a table row to $TMP/rows. IMPL (tandem or keepalived) says
@@ -754,7 +785,7 @@ run_keepalived() {
         log "keepalived up${extra:+ ($extra)}: fw1 MASTER, fw2 BACKUP; advert_int $VRRP_MS ms"
         sleep 2
         [ -z "$extra" ] || IMPL="keepalived ($extra)"
-        for n in 0 1 2 3 4 5 6; do
+        for n in 0 1 2 3 4 5 6 7; do
             case ",$PEER_LOADS," in *",$n,"*) run_load "$n" ;; esac
         done
         IMPL=keepalived
@@ -810,7 +841,7 @@ log "cluster up: fw1 MASTER, fw2 BACKUP, config sync and state sync ready; $TIMI
 sleep 2
 
 : >"$TMP/rows"
-for n in 0 1 2 3 4 5 6; do
+for n in 0 1 2 3 4 5 6 7; do
     case ",$LOADS," in *",$n,"*) run_load "$n" ;; esac
 done
 [ -z "$PEER_LOADS" ] || run_keepalived
