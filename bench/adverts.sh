@@ -30,6 +30,23 @@
 #               on a config-sync peer that is a local edit, reported as drift)
 #   5 status    STATUS_LOOPS loops of `tandem status --json` against fw1, back to back (with a
 #               file holding only fw1's node-local part, so the client does not parse 20k rules)
+#   6 cpu       both cores busy: one busy loop per CPU (`nice -n 0`, in fw1's namespace) for the
+#               window (the load starts 1 s into it and ends 1 s before its end)
+#   7 nft       RULES rules loaded into fw1's kernel with `nft -f` (a table of the script's own,
+#               replaced on each load), repeated: the kernel work of a reload without the daemon
+# Loads can be named by number or by name (idle,flood,push,states,reload,status,cpu,nft).
+#
+# VRRP (--vrrp-ms MS): both VIPs become `protocol = "vrrp"` with `interval_ms = MS` on both
+# nodes (priority 254 - advskew: fw1 254, fw2 154); the analysis takes MS as the expected
+# interval. A take-over is any advert from fw2 or any transition of fw2; each row counts the
+# transitions of both nodes in the window (the sum of `vips[].transitions` in `tandem status
+# --json`, before and after the window). Then, as the peer's figure in the same run, tandem stops
+# (priority 0) and keepalived (VRRPv3, `advert_int` MS/1000 s, priorities 254/154, the same two
+# VIPs, preempt) runs on fw1 and fw2 for the loads of --peer-loads (default idle,cpu); its
+# transitions are its log lines "Entering MASTER|BACKUP|FAULT STATE" in the window. keepalived
+# runs those loads twice: as Debian ships it (its VRRP process at nice 0), then with
+# `vrrp_priority -10` in global_defs (the nice of tandem's CARP thread). Those rows
+# go to their own marked section of bench/README.md (adverts-vrrp), not the CARP one.
 # Loads 2-4 are events: each is repeated back to back (with other rules each time) until the
 # window's last second, so that more of them fall on an advert's due time: a stall of the
 # daemon shows only when an advert falls due during it. Between loads the cluster settles
@@ -37,19 +54,26 @@
 #
 # Usage: sudo bench/adverts.sh [--advbase S] [--window S] [--loads LIST] [--conns N]
 #                              [--handshakers N] [--rules N] [--states N] [--status-loops N]
+#                              [--vrrp-ms MS] [--peer-loads LIST]
 #                              [--write] [--keep] [--no-build]
 #   --advbase S       CARP advbase in seconds for both nodes (default 1)
+#   --vrrp-ms MS      VIPs speak VRRPv3 with MS ms adverts (10 ms steps) instead of CARP
+#   --peer-loads LIST with --vrrp-ms: the loads keepalived runs under: idle, cpu, nft
+#                     (default idle,cpu; none)
 #   --window S        capture window per load in seconds (default 20; at least 5 adverts)
-#   --loads LIST      comma-separated subset of 0,1,2,3,4,5 (default all)
+#   --loads LIST      comma-separated subset of 0-7 or their names (default 0-5;
+#                     with --vrrp-ms idle,states,reload,cpu)
 #   --conns N         idle connections of the flood (default 1000)
 #   --handshakers N   TLS handshake threads of the flood (default 4)
 #   --rules N         rules of the big configs (default 20000)
 #   --states N        conntrack entries of the burst (default 300000)
 #   --status-loops N  parallel status loops (default 4)
 #   --write           replace the marked adverts section of bench/README.md with the results
+#                     (with --vrrp-ms: the adverts-vrrp section)
 #   --keep            keep the temp dir (configs, daemon logs, captures)
 #   --no-build        use the binaries in target/release as they are
-# Needs: root, iproute2, nftables, tcpdump, python3 (Debian packages); builds the release
+# Needs: root, iproute2, nftables, tcpdump, python3 (Debian packages), keepalived for the VRRP
+# peer rows (skipped without it); builds the release
 # `tandem` and `ctbench` (crate bench-tools if bench/tools/Cargo.toml exists, else lab).
 set -euo pipefail
 
@@ -57,7 +81,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 ADVBASE=1
 WINDOW=20
-LOADS="0,1,2,3,4,5"
+LOADS=""
+VRRP_MS=0
+PEER_LOADS="idle,cpu"
 CONNS=1000
 HANDSHAKERS=4
 RULES=20000
@@ -71,6 +97,8 @@ while [ $# -gt 0 ]; do
         --advbase) ADVBASE=$2; shift 2 ;;
         --window) WINDOW=$2; shift 2 ;;
         --loads) LOADS=$2; shift 2 ;;
+        --vrrp-ms) VRRP_MS=$2; shift 2 ;;
+        --peer-loads) PEER_LOADS=$2; shift 2 ;;
         --conns) CONNS=$2; shift 2 ;;
         --handshakers) HANDSHAKERS=$2; shift 2 ;;
         --rules) RULES=$2; shift 2 ;;
@@ -87,7 +115,33 @@ for v in ADVBASE WINDOW CONNS HANDSHAKERS RULES STATES STATUS_LOOPS; do
     case "${!v}" in ''|*[!0-9]*|0) echo "--$(tr 'A-Z_' 'a-z-' <<<"$v") needs a positive integer" >&2; exit 2 ;; esac
 done
 [ "$ADVBASE" -le 254 ] || { echo "--advbase: 1-254 seconds" >&2; exit 2; }
-[ "$WINDOW" -ge $((5 * ADVBASE)) ] || { echo "--window must hold at least 5 adverts (5 × advbase)" >&2; exit 2; }
+case "$VRRP_MS" in ''|*[!0-9]*) echo "--vrrp-ms needs a number of milliseconds" >&2; exit 2 ;; esac
+if [ "$VRRP_MS" != 0 ]; then
+    { [ $((VRRP_MS % 10)) = 0 ] && [ "$VRRP_MS" -le 40950 ]; } || { echo "--vrrp-ms: 10 to 40950 ms in 10 ms steps" >&2; exit 2; }
+    INTERVAL_MS=$VRRP_MS
+    [ -n "$LOADS" ] || LOADS="idle,states,reload,cpu"
+else
+    INTERVAL_MS=$((ADVBASE * 1000))
+    [ -n "$LOADS" ] || LOADS="0,1,2,3,4,5"
+fi
+[ $((WINDOW * 1000)) -ge $((5 * INTERVAL_MS)) ] || { echo "--window must hold at least 5 adverts (5 × the interval)" >&2; exit 2; }
+# load_numbers LIST: names or numbers to a comma-separated list of numbers
+LOAD_NAMES=(idle flood push states reload status cpu nft)
+load_numbers() {
+    local out="" x k found
+    for x in ${1//,/ }; do
+        found=""
+        for k in "${!LOAD_NAMES[@]}"; do
+            if [ "$x" = "$k" ] || [ "$x" = "${LOAD_NAMES[$k]}" ]; then found=$k; fi
+        done
+        [ -n "$found" ] || { echo "unknown load: $x (0-7 or ${LOAD_NAMES[*]})" >&2; exit 2; }
+        out="$out,$found"
+    done
+    echo "${out#,}"
+}
+LOADS=$(load_numbers "$LOADS")
+if [ "$PEER_LOADS" = none ] || [ "$VRRP_MS" = 0 ]; then PEER_LOADS=""; else PEER_LOADS=$(load_numbers "$PEER_LOADS"); fi
+case ",$PEER_LOADS," in *,[1-5],*) echo "--peer-loads: keepalived runs only under idle, cpu and nft" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "adverts.sh must run as root (network namespaces)" >&2; exit 1; }
 for c in ip nft tcpdump python3 awk; do
     command -v "$c" >/dev/null || { echo "$c not found (apt-get install iproute2 nftables tcpdump python3)" >&2; exit 1; }
@@ -110,6 +164,9 @@ NS_C="$P-client" NS_F="$P-flood" NS_1="$P-fw1" NS_2="$P-fw2"
 ALL_NS=("$NS_C" "$NS_F" "$NS_1" "$NS_2" "$NS_LAN" "$NS_WAN" "$NS_SYNC")
 TMP=$(mktemp -d /tmp/adverts.XXXXXX)
 PIDS=()
+TANDEM_PIDS=()
+KA_VERSION=""
+KA_EXTRA=""
 
 log() { echo "[$(date +%T)] $*" >&2; }
 
@@ -182,16 +239,17 @@ attach() {
 
 # ---- configs ----
 
-VIPS='[[vips]]
+if [ "$VRRP_MS" != 0 ]; then PROTO=$'protocol = "vrrp"\ninterval_ms = '"$VRRP_MS"$'\n'; else PROTO=""; fi
+VIPS="[[vips]]
 vhid = 1
-interface = "lan"
-addresses = ["192.0.2.1/24"]
+interface = \"lan\"
+${PROTO}addresses = [\"192.0.2.1/24\"]
 
 [[vips]]
 vhid = 2
-interface = "wan"
-addresses = ["198.51.100.1/24"]
-'
+interface = \"wan\"
+${PROTO}addresses = [\"198.51.100.1/24\"]
+"
 BASE_RULES='[[rules]]
 interface = "sync"
 action = "pass"
@@ -298,6 +356,7 @@ start_node() {
     if [ "$n" = 1 ]; then ns=$NS_1; else ns=$NS_2; fi
     ip netns exec "$ns" "$TANDEM" run --config "$TMP/fw$n.toml" >>"$TMP/fw$n.log" 2>&1 &
     PIDS+=($!)
+    TANDEM_PIDS+=($!)
 }
 
 status() { local ns=$NS_1; [ "$1" = 2 ] && ns=$NS_2; ip netns exec "$ns" "$TANDEM" status --json --config "$TMP/fw$1.toml" 2>/dev/null; }
@@ -349,12 +408,14 @@ stop_capture() {
     wait "$CAPTURE" 2>/dev/null || true
 }
 
-# analyse CAPTURE: prints "ADVERTS LONGEST_MS P99_MS FW2_ADVERTS FW1_MAX_ADVSKEW" for fw1's
-# adverts on the lan (192.0.2.2) and fw2's (192.0.2.3)
+# analyse CAPTURE: prints "ADVERTS LONGEST_MS P99_MS FW2_ADVERTS FW1_PRIO MEAN_MS" for fw1's
+# adverts on the lan (192.0.2.2) and fw2's (192.0.2.3); FW1_PRIO is the highest advskew fw1
+# advertised (CARP: tcpdump shows it as "prio") or, with VRRP, the lowest priority (a demotion)
 analyse() {
-    python3 - "$1" <<'EOF'
+    python3 - "$1" "$VRRP_MS" <<'EOF'
 import math, re, sys
-t1, fw2, skew = [], 0, 0
+vrrp = sys.argv[2] != '0'
+t1, fw2, skew = [], 0, (255 if vrrp else 0)
 for line in open(sys.argv[1]):
     m = re.match(r'(\d+\.\d+) IP (\S+) > ', line)
     if not m:
@@ -363,17 +424,26 @@ for line in open(sys.argv[1]):
         t1.append(float(m.group(1)))
         p = re.search(r'prio (\d+)', line)
         if p:
-            skew = max(skew, int(p.group(1)))
+            skew = min(skew, int(p.group(1))) if vrrp else max(skew, int(p.group(1)))
     elif m.group(2) == '192.0.2.3':
         fw2 += 1
 gaps = sorted((b - a) * 1000 for a, b in zip(t1, t1[1:]))
 if gaps:
     longest, p99 = gaps[-1], gaps[max(0, math.ceil(0.99 * len(gaps)) - 1)]
-    print(f'{len(t1)} {longest:.0f} {p99:.0f} {fw2} {skew}')
+    print(f'{len(t1)} {longest:.0f} {p99:.0f} {fw2} {skew} {sum(gaps) / len(gaps):.1f}')
 else:
-    print(f'{len(t1)} - - {fw2} {skew}')
+    print(f'{len(t1)} - - {fw2} {skew} -')
 EOF
 }
+
+# transitions N: the sum of vips[].transitions in fwN's status ("?" without a status)
+transitions() {
+    local s
+    s=$(status "$1") || { echo "?"; return; }
+    python3 -c 'import json, sys; print(sum(v.get("transitions", 0) for v in json.loads(sys.argv[1]).get("vips", [])))' "$s" 2>/dev/null || echo "?"
+}
+# delta BEFORE AFTER: AFTER - BEFORE, or "?" when either is unknown
+delta() { if [ "$1" = "?" ] || [ "$2" = "?" ]; then echo "?"; else echo $(( $2 - $1 )); fi; }
 
 # ---- the loads: each runs in the background, 1 s into the window; notes go to $TMP/note ----
 
@@ -533,6 +603,46 @@ load_5() {
     echo "$STATUS_LOOPS loops: $total status calls in $((WINDOW - 2)) s$([ "$failed" = 0 ] || echo ", $failed failed")" >"$TMP/note"
 }
 
+# Both cores busy: one busy loop per CPU at nice 0 (the daemon's own threads run at nice 0,
+# its CARP thread at -10), from 1 s into the window to 1 s before its end.
+load_6() {
+    sleep 1
+    local k pids=() ncpu
+    ncpu=$(nproc)
+    for k in $(seq 1 "$ncpu"); do
+        in_ns "$NS_1" nice -n 0 timeout $((WINDOW - 2)) sh -c 'while :; do :; done' &
+        pids+=($!)
+    done
+    wait "${pids[@]}" 2>/dev/null || true
+    echo "$ncpu busy loops (nice 0) for $((WINDOW - 2)) s" >"$TMP/note"
+}
+
+# RULES rules straight into fw1's kernel, no daemon involved: the nft side of load 4. The
+# script's own table, replaced whole on each load (the first line makes the delete safe).
+load_7() {
+    python3 - "$RULES" >"$TMP/nft-load.nft" <<'EOF'
+import sys
+rules = int(sys.argv[1])
+print('add table inet advbench\ndelete table inet advbench\ntable inet advbench {')
+print('  chain bench {\n    type filter hook forward priority 10; policy accept;')
+for i in range(rules):
+    a = 0x0A000000 + i
+    print(f'    ip saddr {a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255} tcp dport {1024 + i % 60000} counter accept')
+print('  }\n}')
+EOF
+    sleep 1
+    local until=$(( $(now_ns) + (WINDOW - 2) * 1000000000 )) k=0 t0 rel=()
+    while [ "$(now_ns)" -lt "$until" ]; do
+        k=$((k + 1))
+        t0=$(now_ns)
+        in_ns "$NS_1" nft -f "$TMP/nft-load.nft" 2>"$TMP/nft-load.err" ||
+            { echo "nft -f failed: $(tail -1 "$TMP/nft-load.err")" >"$TMP/note"; return; }
+        rel+=("$(ms_since "$t0")")
+    done
+    in_ns "$NS_1" nft delete table inet advbench 2>/dev/null || true
+    echo "$k loads of $RULES rules with nft -f: $(stats "${rel[@]}")" >"$TMP/note"
+}
+
 # after_N: puts the cluster back to rest after load N (outside the window)
 after_3() {
     ct_below "$NS_1" 5000 || in_ns "$NS_1" "$CTBENCH" flush 2>>"$TMP/ct.err" || true
@@ -546,31 +656,153 @@ LABELS=(
     "3 states: conntrack bursts in fw1"
     "4 reload: fw1 reloads $RULES rules (nft -f), repeated"
     "5 status: $STATUS_LOOPS parallel \`tandem status\` loops on fw1"
+    "6 cpu: both cores busy"
+    "7 nft: fw1's kernel loads $RULES rules (nft -f, no daemon), repeated"
 )
 
-# run_load N: one window; appends a table row to $TMP/rows
+# run_load N: one window; appends a table row to $TMP/rows. IMPL (tandem or keepalived) says
+# who runs the VIPs; keepalived's transitions are its log lines, its state after is its last one.
+IMPL=tandem
+count_transitions() {
+    if [[ $IMPL == keepalived* ]]; then
+        grep -cE "Entering (MASTER|BACKUP|FAULT) STATE" "$TMP/keepalived-fw$1.log" 2>/dev/null || true
+    else
+        transitions "$1"
+    fi
+}
+state_after() {
+    if [[ $IMPL == keepalived* ]]; then
+        grep -oE "Entering (MASTER|BACKUP|FAULT) STATE" "$TMP/keepalived-fw$1.log" 2>/dev/null | tail -1 | awk '{print $2}'
+    else
+        vip_state "$1"
+    fi
+}
 run_load() {
-    local n=$1 cap="$TMP/capture-$n.txt" t0 pid res took st
+    local n=$1 cap="$TMP/capture-${IMPL%% *}${KA_EXTRA:+-nice}-$n.txt" t0 pid res took st tr1 tr2
     rm -f "$TMP/note"
+    tr1=$(count_transitions 1) tr2=$(count_transitions 2)
     start_capture "$cap"
     t0=$(now_ns)
     if [ "$n" = 0 ]; then echo "—" >"$TMP/note"; pid=""; else "load_$n" & pid=$!; fi
     while [ "$(now_ns)" -lt $((t0 + WINDOW * 1000000000)) ]; do sleep 0.1; done
     stop_capture
-    st=$(vip_state 2)
+    st=$(state_after 2)
     if [ -n "$pid" ]; then wait "$pid" || true; fi
+    tr1=$(delta "$tr1" "$(count_transitions 1)") tr2=$(delta "$tr2" "$(count_transitions 2)")
     declare -F "after_$n" >/dev/null && "after_$n"
     read -r -a res <<<"$(analyse "$cap")"
     local ratio="—"
-    [ "${res[1]}" != - ] && ratio=$(awk -v m="${res[1]}" -v a="$ADVBASE" 'BEGIN { printf "%.2f", m / (a * 1000) }')
-    if [ "${res[3]}" = 0 ]; then took="no ($st)"; else took="**yes**: ${res[3]} adverts from fw2 ($st)"; fi
+    [ "${res[1]}" != - ] && ratio=$(awk -v m="${res[1]}" -v a="$INTERVAL_MS" 'BEGIN { printf "%.2f", m / a }')
+    if [ "${res[3]}" = 0 ] && [ "$tr2" = 0 ]; then took="no ($st)"; else took="**yes**: ${res[3]} adverts from fw2, $tr2 transitions ($st)"; fi
     local note
     note=$(cat "$TMP/note" 2>/dev/null || echo "load did not report")
-    [ "${res[4]}" != 0 ] && note="$note; fw1 advertised advskew up to ${res[4]}"
-    echo "| ${LABELS[$n]} | ${res[0]} | ${res[1]} | ${ratio} | ${res[2]} | $took | $note |" >>"$TMP/rows"
-    log "load $n: ${res[0]} adverts, longest ${res[1]} ms, p99 ${res[2]} ms, fw2 took over: $took; $note"
-    wait_for 120 settled || log "after load $n the cluster did not settle: fw1 $(vip_state 1), fw2 $(vip_state 2)"
+    if [ "$VRRP_MS" = 0 ]; then
+        [ "${res[4]}" != 0 ] && note="$note; fw1 advertised advskew up to ${res[4]}"
+        echo "| ${LABELS[$n]} | ${res[0]} | ${res[1]} | ${ratio} | ${res[2]} | $took | $note |" >>"$TMP/rows"
+    else
+        [ "${res[4]}" != 255 ] && [ "${res[4]}" != 254 ] && note="$note; fw1 advertised priority down to ${res[4]}"
+        echo "| $IMPL | ${LABELS[$n]} | ${res[0]} | ${res[5]} | ${res[1]} | ${ratio} | ${res[2]} | $tr1 / $tr2 | $took | $note |" >>"$TMP/rows"
+    fi
+    log "$IMPL load $n: ${res[0]} adverts, longest ${res[1]} ms, p99 ${res[2]} ms, transitions fw1 $tr1 fw2 $tr2, fw2 took over: $took; $note"
+    if [ "$IMPL" = tandem ]; then
+        wait_for 120 settled || log "after load $n the cluster did not settle: fw1 $(vip_state 1), fw2 $(vip_state 2)"
+    else
+        ka_settled || log "after load $n keepalived did not settle"
+    fi
     sleep 2
+}
+
+# ---- keepalived, the VRRP peer: same VIPs, interval and priorities ----
+
+start_keepalived() {
+    local n=$1 ns prio dl dw
+    if [ "$n" = 1 ]; then ns=$NS_1 prio=254 dl=eth0 dw=eth1; else ns=$NS_2 prio=154 dl=ens5 dw=ens6; fi
+    local adv
+    adv=$(awk -v m="$VRRP_MS" 'BEGIN { printf "%g", m / 1000 }')
+    cat >"$TMP/keepalived-fw$n.conf" <<EOF
+global_defs {
+    router_id fw$n
+    vrrp_version 3
+    $KA_EXTRA
+    script_user root
+    enable_script_security
+}
+vrrp_instance lan {
+    state BACKUP
+    interface $dl
+    virtual_router_id 1
+    priority $prio
+    advert_int $adv
+    virtual_ipaddress {
+        192.0.2.1/24 dev $dl
+    }
+}
+vrrp_instance wan {
+    state BACKUP
+    interface $dw
+    virtual_router_id 2
+    priority $prio
+    advert_int $adv
+    virtual_ipaddress {
+        198.51.100.1/24 dev $dw
+    }
+}
+EOF
+    rm -f "$TMP/keepalived-fw$n".*pid
+    in_ns "$ns" keepalived -P -n -l -D -G -f "$TMP/keepalived-fw$n.conf" \
+        -p "$TMP/keepalived-fw$n.pid" -r "$TMP/keepalived-fw$n.vrrp.pid" -c "$TMP/keepalived-fw$n.chk.pid" \
+        >>"$TMP/keepalived-fw$n.log" 2>&1 &
+    PIDS+=($!)
+}
+
+ka_state() { # N INSTANCE: the last state keepalived logged for it
+    grep -oE "\($2\) Entering [A-Z]+ STATE" "$TMP/keepalived-fw$1.log" 2>/dev/null | tail -1 | awk '{print $3}'
+}
+ka_ready() {
+    [ "$(ka_state 1 lan)$(ka_state 1 wan)" = MASTERMASTER ] && [ "$(ka_state 2 lan)$(ka_state 2 wan)" = BACKUPBACKUP ]
+}
+ka_settled() { wait_for 60 ka_ready; }
+
+# run_keepalived: tandem stops on both nodes (SIGTERM: priority 0, VIPs removed), keepalived
+# starts on both, then the loads of --peer-loads
+run_keepalived() {
+    command -v keepalived >/dev/null || { log "keepalived not installed: no peer rows"; echo "| keepalived | skipped: not installed | | | | | | | | |" >>"$TMP/rows"; return; }
+    local pid
+    for pid in "${TANDEM_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${TANDEM_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    in_ns "$NS_1" nft delete table inet tandem 2>/dev/null || true
+    in_ns "$NS_2" nft delete table inet tandem 2>/dev/null || true
+    KA_VERSION=$(keepalived --version 2>&1 | head -1 | awk '{print $1, $2}')
+    local n extra
+    for extra in "" "vrrp_priority -10"; do
+        KA_EXTRA=$extra
+        IMPL=keepalived
+        rm -f "$TMP"/keepalived-fw?.log
+        start_keepalived 1
+        sleep 1
+        start_keepalived 2
+        ka_settled || { log "keepalived did not settle: $(tail -5 "$TMP/keepalived-fw1.log")"; return; }
+        log "keepalived up${extra:+ ($extra)}: fw1 MASTER, fw2 BACKUP; advert_int $VRRP_MS ms"
+        sleep 2
+        [ -z "$extra" ] || IMPL="keepalived ($extra)"
+        for n in 0 1 2 3 4 5 6 7; do
+            case ",$PEER_LOADS," in *",$n,"*) run_load "$n" ;; esac
+        done
+        IMPL=keepalived
+        stop_keepalived
+    done
+}
+
+stop_keepalived() {
+    local n pid
+    for n in 1 2; do
+        pid=$(cat "$TMP/keepalived-fw$n.pid" 2>/dev/null) || continue
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for n in 1 2; do
+        pid=$(cat "$TMP/keepalived-fw$n.pid" 2>/dev/null) || continue
+        wait_for 10 sh -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null || true
+    done
 }
 
 # ---- main ----
@@ -604,35 +836,49 @@ printf '%s\n%s\n' "$VIPS" "$BASE_RULES" >>"$TMP/fw1.toml"
 in_ns "$NS_1" "$TANDEM" reload --config "$TMP/fw1.toml" >/dev/null || { log "reload of fw1 failed"; exit 1; }
 wait_for 60 in_sync || { log "fw2 never got fw1 in sync: $(jget 2 config_sync.peers.0)"; exit 1; }
 wait_for 60 settled || { log "the cluster did not settle: fw1 $(vip_state 1), fw2 $(vip_state 2)"; exit 1; }
-log "cluster up: fw1 MASTER, fw2 BACKUP, config sync and state sync ready; advbase $ADVBASE s, window $WINDOW s"
+if [ "$VRRP_MS" = 0 ]; then TIMING="advbase $ADVBASE s"; else TIMING="VRRPv3, $VRRP_MS ms adverts"; fi
+log "cluster up: fw1 MASTER, fw2 BACKUP, config sync and state sync ready; $TIMING, window $WINDOW s"
 sleep 2
 
 : >"$TMP/rows"
-for n in 0 1 2 3 4 5; do
+for n in 0 1 2 3 4 5 6 7; do
     case ",$LOADS," in *",$n,"*) run_load "$n" ;; esac
 done
+[ -z "$PEER_LOADS" ] || run_keepalived
 
-REPORT=$(
+if [ "$VRRP_MS" != 0 ]; then
+    SECTION=adverts-vrrp
+    REPORT=$(
+    echo "Measured $(date -u +%Y-%m-%d) on Linux $(uname -r), $(nproc) CPUs (load average at start: $LOAD_AVG_START); $("$TANDEM" --version | head -1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)')${KA_VERSION:+, $KA_VERSION}; VRRPv3 with $VRRP_MS ms adverts (priorities 254 and 154), a $WINDOW s window per load."
+    echo
+    echo "| implementation | load | fw1 adverts | mean interval (ms) | longest interval (ms) | longest / interval | p99 interval (ms) | transitions fw1 / fw2 | fw2 took over? (its state after) | what the load did |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|"
+    cat "$TMP/rows"
+    )
+else
+    SECTION=adverts
+    REPORT=$(
     echo "Measured $(date -u +%Y-%m-%d) on Linux $(uname -r), $(nproc) CPUs (load average at start: $LOAD_AVG_START); $("$TANDEM" --version | head -1), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)'); advbase $ADVBASE s, a $WINDOW s window per load."
     echo
     echo "| load | fw1 adverts | longest interval (ms) | longest / advbase | p99 interval (ms) | fw2 took over? (its state after) | what the load did |"
     echo "|---|---:|---:|---:|---:|---|---|"
     cat "$TMP/rows"
-)
+    )
+fi
 echo "$REPORT"
 
 if [ "$WRITE" = 1 ]; then
     README="$HERE/README.md"
-    BEGIN="<!-- adverts:begin (generated by bench/adverts.sh --write; do not edit by hand) -->"
-    END="<!-- adverts:end -->"
-    if ! grep -qF "<!-- adverts:begin" "$README"; then
+    BEGIN="<!-- $SECTION:begin (generated by bench/adverts.sh --write; do not edit by hand) -->"
+    END="<!-- $SECTION:end -->"
+    if ! grep -qF "<!-- $SECTION:begin" "$README"; then
         printf '\n%s\n%s\n' "$BEGIN" "$END" >>"$README"
     fi
     printf '%s\n' "$REPORT" >"$TMP/report.md"
-    awk -v b="$BEGIN" -v f="$TMP/report.md" '
-        index($0, "<!-- adverts:begin") == 1 { print b; while ((getline l < f) > 0) print l; skip = 1; next }
-        index($0, "<!-- adverts:end") == 1 { skip = 0 }
+    awk -v b="$BEGIN" -v f="$TMP/report.md" -v s="$SECTION" '
+        index($0, "<!-- " s ":begin") == 1 { print b; while ((getline l < f) > 0) print l; skip = 1; next }
+        index($0, "<!-- " s ":end") == 1 { skip = 0 }
         !skip { print }' "$README" >"$TMP/README.new"
     cat "$TMP/README.new" >"$README"
-    log "updated the adverts section of $README"
+    log "updated the $SECTION section of $README"
 fi
