@@ -790,10 +790,11 @@ fn wrong_key_isolates_a_node_and_both_sides_become_master() {
 /// it; every backup that had taken over on the bow-out stepped down again on hearing that
 /// stale, better advert, and nobody was master until master-down. Not an engine bug (the BSDs
 /// and ucarp behave the same; counters cannot order adverts because ucarp sends random ones),
-/// but the outage must stay within master-down + one interval, and end with one master.
+/// but the outage must stay within master-down + one interval, and end with one master. (The
+/// seed was found again when adverts started to be scheduled from their due time.)
 #[test]
 fn regression_bow_out_overtaken_by_a_stale_advert_falls_back_to_master_down() {
-    let seed = 0x1b7d_fbe4_5953_b457;
+    let seed = 0xadb6_2890_c96d_129b;
     let mut rng = SimRng::new(seed ^ 0xb0_0a7);
     let n = rng.range(2, 5) as usize;
     let preempt = rng.pick(&[Preempt::All, Preempt::Off, Preempt::Random]);

@@ -611,3 +611,52 @@ fn a_vrrp_trace_replays_identically() {
     assert_eq!(sent.last(), Some(&0), "priority 0 at shutdown: {sent:?}");
     assert_eq!(carp::trace::replay(&trace).expect("again"), actions);
 }
+
+/// A master's adverts keep their cadence when each wake-up is late: the next one is due an
+/// interval after the last one was due, not after it was sent. (Scheduled from the send time,
+/// a timer that fires 1.3 ms late made 10 ms adverts leave every 11.3 ms: bench/README.md,
+/// "VRRPv3 adverts under load".) A master stalled for longer than an interval sends one advert,
+/// not a burst.
+#[test]
+fn late_wake_ups_do_not_stretch_the_advert_interval() {
+    let t0 = Instant::now();
+    let mut n = node(t0, cfg(0, 1, true));
+    // Take over (no master heard), then run 100 adverts, each handled 1.3 ms after its due time.
+    let mut now = t0;
+    for _ in 0..1000 {
+        match n.poll_timeout() {
+            Some((due, _)) => {
+                now = due + us(1300);
+                n.handle_timeout(now);
+                drain(&mut n);
+            }
+            None => break,
+        }
+        if n.state(IF, vhid(7)) == Some(State::Master) {
+            break;
+        }
+    }
+    assert_eq!(n.state(IF, vhid(7)), Some(State::Master));
+    let (first, _) = n.poll_timeout().expect("advert timer");
+    let mut sends = 0;
+    for _ in 0..100 {
+        let (due, _) = n.poll_timeout().expect("advert timer");
+        now = due + us(1300);
+        n.handle_timeout(now);
+        sends += sent(&drain(&mut n)).len();
+    }
+    assert_eq!(sends, 100);
+    let (next, _) = n.poll_timeout().expect("advert timer");
+    assert_eq!(
+        next - first,
+        Duration::from_millis(1000),
+        "100 intervals of 10 ms"
+    );
+    // A stall of 35 ms: one advert, then the cadence starts again from then.
+    let (due, _) = n.poll_timeout().expect("advert timer");
+    now = due + Duration::from_millis(35);
+    n.handle_timeout(now);
+    assert_eq!(sent(&drain(&mut n)).len(), 1);
+    let (next, _) = n.poll_timeout().expect("advert timer");
+    assert_eq!(next, now + Duration::from_millis(10));
+}
