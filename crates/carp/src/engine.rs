@@ -358,18 +358,26 @@ impl Carp {
         if self.local_addrs.get(&(iface, fkey(Family::of(&src)))) == Some(&src) {
             return;
         }
+        // Name the router as early as possible so a rejection is counted against it (both
+        // protocols carry the vhid / VRID in their second byte).
+        let claimed = payload
+            .get(1)
+            .and_then(|v| Vhid::new(*v))
+            .filter(|v| self.routers.contains_key(&(iface, *v)));
         // Unicast peers: only a listed peer may speak for the vhid it names.
-        let claimed = payload.get(1).and_then(|v| Vhid::new(*v));
         if let Some(r) = claimed.and_then(|v| self.routers.get(&(iface, v))) {
             let peers = self.peers_of(r, Family::of(&src));
             if !peers.is_empty() && !peers.contains(&src) {
                 return self.reject(iface, claimed, src, RejectReason::UnknownPeer);
             }
         }
+        if ttl != 255 && self.ttl_required(iface, claimed, src, dst) {
+            return self.reject(iface, claimed, src, RejectReason::BadTtl);
+        }
         if payload.first().map(|b| b >> 4) == Some(crate::vrrp::VERSION) {
-            self.on_vrrp_advert(now, iface, src, dst, ttl, payload);
+            self.on_vrrp_advert(now, iface, src, dst, claimed, payload);
         } else {
-            self.on_carp_advert(now, iface, src, dst, ttl, payload);
+            self.on_carp_advert(now, iface, src, claimed, payload);
         }
     }
 

@@ -118,24 +118,17 @@ impl Carp {
         }
     }
 
-    /// A CARP advert (anything but a version-3 payload), after the loop check.
+    /// A CARP advert (anything but a version-3 payload), after the checks every advert gets
+    /// (loop, unicast peer, TTL); `claimed` is the router its second byte names, if this node
+    /// has it.
     pub(super) fn on_carp_advert(
         &mut self,
         now: Instant,
         iface: IfaceId,
         src: IpAddr,
-        dst: IpAddr,
-        ttl: u8,
+        claimed: Option<Vhid>,
         payload: &[u8],
     ) {
-        // Name the router as early as possible so the rejection is counted against it.
-        let claimed = payload
-            .get(1)
-            .and_then(|v| Vhid::new(*v))
-            .filter(|v| self.routers.contains_key(&(iface, *v)));
-        if ttl != 255 && self.ttl_required(iface, claimed, src, dst) {
-            return self.reject(iface, claimed, src, RejectReason::BadTtl);
-        }
         let advert = match wire::decode(payload) {
             Ok(a) => a,
             Err(e) => return self.reject(iface, claimed, src, e.into()),
