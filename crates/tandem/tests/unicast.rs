@@ -196,37 +196,8 @@ fn carp_unicast_vip_moves_without_multicast() {
 
 /// keepalived in unicast mode: one VRRPv3 instance (vrid 7 on eth0) from `src` to `peer`.
 fn keepalived(lab: &Lab, host: &Host, priority: u8, vip: &str, src: &str, peer: &str) -> Process {
-    let dir = lab.dir().join(format!("keepalived-{}", host.name()));
-    std::fs::create_dir_all(&dir).expect("keepalived dir");
-    let conf = dir.join("keepalived.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "global_defs {{\n  vrrp_version 3\n  router_id {name}\n}}\n\
-vrrp_instance VI_7 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 7\n  priority {priority}\n  advert_int 0.1\n\
-  unicast_src_ip {src}\n  unicast_peer {{\n    {peer}\n  }}\n  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n",
-            name = host.name()
-        ),
-    )
-    .expect("write keepalived.conf");
-    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
-    let conf = conf.to_string_lossy().into_owned();
-    host.spawn(&[
-        "keepalived",
-        "--dont-fork",
-        "--log-console",
-        "--log-detail",
-        "--vrrp",
-        "--use-file",
-        &conf,
-        "--pid",
-        &path("keepalived.pid"),
-        "--vrrp_pid",
-        &path("vrrp.pid"),
-        "--checkers_pid",
-        &path("checkers.pid"),
-    ])
-    .expect("spawn keepalived (is the keepalived package installed?)")
+    let unicast = format!("  unicast_src_ip {src}\n  unicast_peer {{\n    {peer}\n  }}\n");
+    keepalived_vrrp(lab, host, priority, "0.1", vip, &unicast)
 }
 
 /// keepalived (fw2) and tandem (fw1) in unicast mode take turns as master: keepalived first

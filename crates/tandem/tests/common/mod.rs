@@ -346,3 +346,47 @@ pub fn undocumented_status_keys(status: &Value) -> Vec<String> {
     missing.sort();
     missing
 }
+
+/// keepalived (Debian's package) with one VRRPv3 instance, vrid 7 on eth0, run in the
+/// foreground in `host`'s namespace with its own config and pid files; `extra` goes into the
+/// instance before its addresses (e.g. unicast settings).
+pub fn keepalived_vrrp(
+    lab: &Lab,
+    host: &Host,
+    priority: u8,
+    advert_int: &str,
+    vip: &str,
+    extra: &str,
+) -> Process {
+    let dir = lab.dir().join(format!("keepalived-{}", host.name()));
+    std::fs::create_dir_all(&dir).expect("keepalived dir");
+    let conf = dir.join("keepalived.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "global_defs {{\n  vrrp_version 3\n  router_id {name}\n}}\n\
+vrrp_instance VI_7 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 7\n  priority {priority}\n  advert_int {advert_int}\n\
+{extra}  virtual_ipaddress {{\n    {vip}\n  }}\n}}\n",
+            name = host.name()
+        ),
+    )
+    .expect("write keepalived.conf");
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let conf = conf.to_string_lossy().into_owned();
+    host.spawn(&[
+        "keepalived",
+        "--dont-fork",
+        "--log-console",
+        "--log-detail",
+        "--vrrp",
+        "--use-file",
+        &conf,
+        "--pid",
+        &path("keepalived.pid"),
+        "--vrrp_pid",
+        &path("vrrp.pid"),
+        "--checkers_pid",
+        &path("checkers.pid"),
+    ])
+    .expect("spawn keepalived (is the keepalived package installed?)")
+}
