@@ -228,6 +228,12 @@ impl Carp {
             Input::Link { iface, up } => self.on_link(now, iface, up),
             Input::Demote { source, value } => self.set_demotion(source, value),
             Input::SendResult { iface, vhid, ok } => self.on_send_result(iface, vhid, ok),
+            Input::HandOver => {
+                let keys: Vec<_> = self.routers.keys().copied().collect();
+                for k in keys {
+                    self.hand_over(now, k);
+                }
+            }
             Input::Shutdown => {
                 self.shut_down = true;
                 let keys: Vec<_> = self.routers.keys().copied().collect();
@@ -588,6 +594,18 @@ impl Carp {
             _ => {}
         }
         self.become_init(key, reason);
+    }
+
+    /// A master bows out with the same farewell as [`Self::leave`] and stays on as a backup.
+    fn hand_over(&mut self, now: Instant, key: (IfaceId, Vhid)) {
+        match self.routers.get(&key) {
+            Some(r) if r.state == State::Master && r.vrrp.is_some() => {
+                self.advertise_vrrp(key, Some(PRIORITY_RESIGN));
+            }
+            Some(r) if r.state == State::Master => self.advertise_carp(key, Some(BOW_OUT)),
+            _ => return,
+        }
+        self.master_to_backup(now, key, Reason::HandedOver);
     }
 
     /// One advert per family, in the router's protocol, with its current timing.

@@ -106,6 +106,8 @@ pub enum Reason {
     HigherPriorityAdvert,
     /// VRRP: the master resigned (an advert with priority 0) and the skew time ran out.
     PriorityZero,
+    /// The operator handed the VIPs to a peer (maintenance mode, a switchover).
+    HandedOver,
 }
 
 impl fmt::Display for Reason {
@@ -123,6 +125,7 @@ impl fmt::Display for Reason {
             Reason::Removed => "removed",
             Reason::HigherPriorityAdvert => "higher-priority-advert",
             Reason::PriorityZero => "priority-zero",
+            Reason::HandedOver => "handed-over",
         })
     }
 }
@@ -227,6 +230,9 @@ pub enum DemoteSource {
     ConfigSync,
     /// Set by the operator (maintenance mode).
     Operator,
+    /// This node handed its VIPs to a peer (`tandem switchover`), or a peer asked it to
+    /// stand back while it hands its VIPs to another node.
+    Switchover,
     /// A health check of this name is failing.
     Check(String),
 }
@@ -257,6 +263,10 @@ pub enum Input {
     },
     /// Clean stop: masters bow out and release their addresses.
     Shutdown,
+    /// A planned hand-over: masters bow out (as at a clean stop, so a backup takes over at
+    /// once whatever its preempt setting) and stay on as backups. The node's standing is
+    /// the caller's to lower first (a demotion), or it may take the VIPs back by preempting.
+    HandOver,
 }
 
 fn unspecified() -> IpAddr {

@@ -311,8 +311,11 @@ pub fn check_engine(data: &[u8]) {
                 carp.handle(now, Input::SendResult { iface, vhid: v, ok });
             }
             7 => {
-                if c.byte() < 8 {
+                let b = c.byte();
+                if b < 8 {
                     carp.handle(now, Input::Shutdown);
+                } else if b < 32 {
+                    carp.handle(now, Input::HandOver);
                 } else {
                     let r = cfgs[usize::from(c.byte()) % cfgs.len()].clone();
                     carp.add_router(now, r);

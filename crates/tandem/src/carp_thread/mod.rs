@@ -224,7 +224,8 @@ pub fn source_name(s: &DemoteSource, iface_name: impl Fn(IfaceId) -> String) -> 
         DemoteSource::SendErrors(i, v) => format!("send-errors({} vhid {v})", iface_name(*i)),
         DemoteSource::StateSync => "state-sync".into(),
         DemoteSource::ConfigSync => "config-sync".into(),
-        DemoteSource::Operator => "operator".into(),
+        DemoteSource::Operator => "maintenance".into(),
+        DemoteSource::Switchover => "switchover".into(),
         DemoteSource::Check(name) => format!("check({name})"),
     }
 }
