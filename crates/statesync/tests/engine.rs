@@ -78,11 +78,15 @@ impl Node {
     fn drain(&mut self) {
         while let Some(a) = self.r.poll_action() {
             match a {
-                Action::Send { to, bytes } => self.sent.push((to, bytes)),
+                Action::Send { to, bytes } | Action::SendAfterKernel { to, bytes } => {
+                    self.sent.push((to, bytes))
+                }
                 Action::Install(c) => self.installed.extend(c),
                 Action::Remove(k) => self.removed.extend(k),
                 Action::ReadyChanged(r) => self.ready.push(r),
-                Action::Alarm(_) => {}
+                Action::Alarm(_)
+                | Action::BarrierDone { .. }
+                | Action::HandoverRequested { .. } => {}
                 Action::RequestDump => self.dumps += 1,
             }
         }

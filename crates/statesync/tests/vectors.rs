@@ -212,6 +212,21 @@ fn control_records() {
         },
         "15 0014 00000001 0102030405060708 0000000000000009",
     );
+    check(
+        Record::Barrier {
+            nonce: 0x0102_0304_0506_0708,
+            last_stream: 9,
+        },
+        "16 0010 0102030405060708 0000000000000009",
+    );
+    check(
+        Record::BarrierAck {
+            target: NodeId(1),
+            nonce: 0x0102_0304_0506_0708,
+        },
+        "17 000c 00000001 0102030405060708",
+    );
+    check(Record::Handover { to: NodeId(7) }, "18 0004 00000007");
 }
 
 #[test]

@@ -97,9 +97,39 @@ enum Command {
     /// Config sync: what runs and where it came from, rollback, push.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Maintenance mode: hand every VIP to the peers and stay a backup, across restarts and
+    /// reboots, until `leave`.
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintenanceAction,
+    },
+    /// Hand this node's VIPs to the peers now (to PEER if named), after the peers confirm
+    /// they hold every connection state. This node then stays a backup until it is master
+    /// again (its peer fails, or hands the VIPs back).
+    Switchover {
+        #[command(flatten)]
+        target: Target,
+        /// The node that takes over (its [node] name; needs state sync). Without it, the
+        /// best backup takes over.
+        peer: Option<String>,
+    },
     /// Write the manual pages (tandem.8, tandem-run.8, ...) into DIR (for packaging).
     #[command(hide = true)]
     Man { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceAction {
+    /// Hand every VIP to the peers and stay a backup, across restarts and reboots.
+    Enter {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Back in service (with preempt, the VIPs this node is preferred for come back).
+    Leave {
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Subcommand)]
@@ -200,21 +230,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ConfigCommand::Rollback { target, to } => (target, Request::ConfigRollback { to }),
                 ConfigCommand::Push { target, force } => (target, Request::ConfigPush { force }),
             };
-            match call(&target.socket()?, &req)? {
-                Reply::Done(text) => {
-                    print!("{text}");
-                    if !text.ends_with('\n') {
-                        println!();
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Reply::Error(e) => {
-                    eprintln!("tandem: {e}");
-                    Ok(ExitCode::FAILURE)
-                }
-                Reply::Status(_) => anyhow::bail!("unexpected status reply"),
-            }
+            ask(&target, &req)
         }
+        Command::Maintenance { action } => match action {
+            MaintenanceAction::Enter { target } => {
+                ask(&target, &Request::Maintenance { enter: true })
+            }
+            MaintenanceAction::Leave { target } => {
+                ask(&target, &Request::Maintenance { enter: false })
+            }
+        },
+        Command::Switchover { target, peer } => ask(&target, &Request::Switchover { peer }),
         Command::Ruleset { config } => ruleset(&config.config),
         Command::Check { config } => check(&config.config),
         Command::Man { dir } => {
@@ -222,6 +248,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot write the manual pages to {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Sends a request that answers with text; prints it (or the error, failing).
+fn ask(target: &Target, req: &Request) -> anyhow::Result<ExitCode> {
+    match call(&target.socket()?, req)? {
+        Reply::Done(text) => {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Reply::Error(e) => {
+            eprintln!("tandem: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+        Reply::Status(_) => anyhow::bail!("unexpected status reply"),
     }
 }
 

@@ -24,6 +24,15 @@ pub enum Request {
     ConfigPush {
         force: bool,
     },
+    /// Maintenance mode: enter (hand every VIP to the peers and stay a backup, across
+    /// restarts) or leave.
+    Maintenance {
+        enter: bool,
+    },
+    /// Hand this node's VIPs over now, to `peer` if named.
+    Switchover {
+        peer: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

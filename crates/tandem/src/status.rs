@@ -36,6 +36,13 @@ pub struct Status {
     /// The last run of each hook (`[hooks]`) that ran.
     #[serde(default)]
     pub hooks: Vec<HookStatus>,
+    /// Maintenance mode (`tandem maintenance enter`): the node hands every VIP to its peers
+    /// and stays a backup, across restarts, until `tandem maintenance leave`.
+    #[serde(default)]
+    pub maintenance: bool,
+    /// When maintenance mode was entered (seconds since the Unix epoch), if known.
+    #[serde(default)]
+    pub maintenance_since: Option<u64>,
 }
 
 /// One line each for config sync and state sync ("not configured" without them).
@@ -79,6 +86,12 @@ pub fn render(s: &Status) -> String {
         "node {} (pid {})  demotion {}",
         s.node, s.pid, s.demotion
     );
+    if s.maintenance {
+        let _ = writeln!(
+            out,
+            "  MAINTENANCE MODE: a backup for every VIP until `tandem maintenance leave`"
+        );
+    }
     for d in &s.demotions {
         let _ = writeln!(out, "  demoted by {} (+{})", d.source, d.value);
     }

@@ -43,6 +43,15 @@ pub enum Input {
     PeerDown(SocketAddr),
     /// The operator asks for a new bulk sync.
     Resync,
+    /// A planned hand-over is near: send what is pending, then ask every live peer to
+    /// confirm it holds all of it ([`Action::BarrierDone`] when all have).
+    Barrier {
+        nonce: u64,
+    },
+    /// Tell every peer that `to` takes this node's VIPs (the others stand back).
+    Handover {
+        to: NodeId,
+    },
 }
 
 /// Where a datagram goes.
@@ -109,6 +118,22 @@ pub enum Action {
     Alarm(Alarm),
     /// Please dump the kernel's table: [`Input::DumpStarted`], then [`Input::LocalSnapshot`].
     RequestDump,
+    /// A datagram that must leave only after the kernel writes queued before it are done
+    /// (a barrier's confirmation says the states are in the kernel).
+    SendAfterKernel {
+        to: Dest,
+        bytes: Vec<u8>,
+    },
+    /// Every peer that was alive when [`Input::Barrier`] `nonce` came confirmed it.
+    BarrierDone {
+        nonce: u64,
+        confirmed: Vec<NodeId>,
+    },
+    /// Peer `from` hands its VIPs to `to` (which may be this node).
+    HandoverRequested {
+        from: NodeId,
+        to: NodeId,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,4 +150,6 @@ pub enum TimerKind {
     BulkRetry,
     Sweep,
     Dump,
+    /// Our barrier goes again to the peers that have not confirmed it.
+    Barrier,
 }

@@ -61,10 +61,12 @@
 //! - `peers`: peers, epochs and the probe challenge, up/down hints;
 //! - `rx`: datagram checks before and after decryption, control records;
 //! - `repair`: a peer's stream in order, gaps, NACK / GONE, retransmission;
-//! - `apply`: a peer's records into the table and the kernel's Install / Remove batches.
+//! - `apply`: a peer's records into the table and the kernel's Install / Remove batches;
+//! - `barrier`: planned hand-overs (the sync barrier, the hand-over notice).
 
 mod api;
 mod apply;
+mod barrier;
 mod bulk;
 mod config;
 mod peers;
@@ -178,6 +180,9 @@ pub struct Replicator {
     /// look like local news.
     removed: BTreeMap<TKey, Removed>,
     removed_order: VecDeque<(Instant, TKey)>,
+
+    // barrier (barrier.rs): our own barrier while it is under way.
+    barrier: Option<barrier::OwnBarrier>,
 }
 
 impl fmt::Debug for Replicator {
@@ -225,6 +230,7 @@ impl Replicator {
             resync_owed: BTreeMap::new(),
             removed: BTreeMap::new(),
             removed_order: VecDeque::new(),
+            barrier: None,
             ready: false,
             next_heartbeat: now + cfg.heartbeat_interval,
             tail_heartbeat: None,
@@ -268,6 +274,8 @@ impl Replicator {
             Input::PeerUp(addr) => self.on_peer_up(now, addr),
             Input::PeerDown(addr) => self.on_peer_down(now, addr),
             Input::Resync => self.on_resync(now),
+            Input::Barrier { nonce } => self.start_barrier(now, nonce),
+            Input::Handover { to } => self.announce_handover(to),
         }
     }
 
@@ -282,6 +290,7 @@ impl Replicator {
         if self.flush_at.is_some_and(|t| t <= now) {
             self.flush_at = None;
             self.flush(now, false);
+            self.send_barrier_when_flushed(now);
         }
         if self.serve_at.is_some_and(|t| t <= now) {
             self.serve_at = None;
@@ -295,6 +304,7 @@ impl Replicator {
             self.send_heartbeat(Dest::All);
         }
         self.repair_timers(now);
+        self.barrier_timers(now);
         self.probe_timers(now);
         self.bulk_timers(now);
         if self.next_sweep <= now {
@@ -330,6 +340,7 @@ impl Replicator {
             .min();
         consider(repair, TimerKind::Repair);
         consider(self.probe_timer(), TimerKind::Probe);
+        consider(self.barrier_timer(), TimerKind::Barrier);
         if let Some((t, k)) = self.bulk_timer() {
             consider(Some(t), k);
         }

@@ -326,6 +326,7 @@ impl Replicator {
                 gap: None,
                 ready: false,
                 states: 0,
+                barrier: None,
             });
         }
         // Held datagrams of other epochs are replays of the past (or of a life the peer has

@@ -30,6 +30,8 @@ pub(super) struct Stream {
     pub(super) gap: Option<Gap>,
     pub(super) ready: bool,
     pub(super) states: u32,
+    /// The peer's barrier (nonce, last stream seq) we answer once applied that far.
+    pub(super) barrier: Option<(u64, u64)>,
 }
 
 impl Replicator {
@@ -64,6 +66,7 @@ impl Replicator {
             s.reorder.insert(seq, records.to_vec());
         }
         self.update_gap(now, node);
+        self.ack_barrier_when_applied(node);
     }
 
     /// Applies held datagrams that are now in order.

@@ -75,6 +75,9 @@ impl From<wire::DecodeError> for RejectReason {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
+    /// Peers' barriers answered (their states all applied before a planned hand-over).
+    #[serde(default)]
+    pub barriers_confirmed: u64,
     /// Insert/update records sent live (not bulk).
     pub states_sent: u64,
     pub deletes_sent: u64,

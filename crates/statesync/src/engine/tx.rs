@@ -300,13 +300,19 @@ impl Replicator {
             .sum();
     }
 
-    pub(super) fn send_control(&mut self, to: Dest, records: &[Record]) {
+    /// A control datagram with these records, sealed.
+    pub(super) fn seal_control(&mut self, records: &[Record]) -> Vec<u8> {
         self.stage.clear();
         for r in records {
             let _ = r.emit(&mut self.stage);
         }
         let bytes = self.tx.seal(Kind::Control, None, &self.stage);
         self.stage.clear();
+        bytes
+    }
+
+    pub(super) fn send_control(&mut self, to: Dest, records: &[Record]) {
+        let bytes = self.seal_control(records);
         self.actions.push_back(Action::Send { to, bytes });
     }
 

@@ -64,6 +64,17 @@ impl Record {
                 nonce: r.u64()?,
                 last_stream: r.u64()?,
             },
+            BARRIER => Record::Barrier {
+                nonce: r.u64()?,
+                last_stream: r.u64()?,
+            },
+            BARRIER_ACK => Record::BarrierAck {
+                target: NodeId(r.u32()?),
+                nonce: r.u64()?,
+            },
+            HANDOVER => Record::Handover {
+                to: NodeId(r.u32()?),
+            },
             ty => return Ok(Record::Unknown { ty }),
         };
         if !r.b.is_empty() {

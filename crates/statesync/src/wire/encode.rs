@@ -84,6 +84,15 @@ impl Record {
                         put64(out, nonce);
                         put64(out, last_stream);
                     }
+                    Record::Barrier { nonce, last_stream } => {
+                        put64(out, nonce);
+                        put64(out, last_stream);
+                    }
+                    Record::BarrierAck { target, nonce } => {
+                        put32(out, target.0);
+                        put64(out, nonce);
+                    }
+                    Record::Handover { to } => put32(out, to.0),
                     _ => {}
                 }
                 end_record(out, start)

@@ -92,6 +92,11 @@ pub struct Node {
     pub restarts: u32,
     pub epoch: u64,
     last_echo: Instant,
+    /// Barriers completed: nonce, the peers that confirmed, and how many of this node's
+    /// conns were missing from those peers' kernels at that moment (should be none).
+    pub barriers: Vec<(u64, Vec<NodeId>, usize)>,
+    /// Hand-over notices heard: (from, to).
+    pub handovers: Vec<(NodeId, NodeId)>,
 }
 
 #[derive(Debug)]
@@ -187,6 +192,8 @@ impl Sim {
                 restarts: 0,
                 epoch,
                 last_echo: start,
+                barriers: Vec::new(),
+                handovers: Vec::new(),
             });
         }
         for &i in absent {
@@ -294,7 +301,7 @@ impl Sim {
     pub fn drain(&mut self, i: usize) {
         while let Some(a) = self.nodes[i].engine.poll_action() {
             match a {
-                Action::Send { to, bytes } => {
+                Action::Send { to, bytes } | Action::SendAfterKernel { to, bytes } => {
                     if self.log_all {
                         self.log_datagram(i, &bytes);
                     }
@@ -358,6 +365,24 @@ impl Sim {
                 Action::Alarm(a) => {
                     self.note(format!("node{} alarm {a}", i + 1));
                     self.nodes[i].alarms.push(a);
+                }
+                Action::BarrierDone { nonce, confirmed } => {
+                    let missing = confirmed
+                        .iter()
+                        .filter_map(|id| self.nodes.get(id.0 as usize - 1))
+                        .map(|peer| {
+                            self.nodes[i]
+                                .engine
+                                .conns()
+                                .filter(|c| !peer.kernel.contains_key(&c.key()))
+                                .count()
+                        })
+                        .sum();
+                    self.note(format!("node{} barrier {nonce} done: {confirmed:?}", i + 1));
+                    self.nodes[i].barriers.push((nonce, confirmed, missing));
+                }
+                Action::HandoverRequested { from, to } => {
+                    self.nodes[i].handovers.push((from, to));
                 }
                 Action::RequestDump => {
                     let d = self.rng.duration(MS, 5 * MS);

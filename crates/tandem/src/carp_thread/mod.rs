@@ -50,6 +50,9 @@ pub enum Command {
         value: u8,
     },
     Status(oneshot::Sender<CarpStatus>),
+    /// A planned hand-over: every master bows out and stays on as a backup (the demotion that
+    /// keeps it one is set before); answers once the farewells are sent and the addresses gone.
+    HandOver(oneshot::Sender<()>),
     /// Every master bows out and releases its addresses; the thread ends.
     Shutdown(oneshot::Sender<()>),
 }
@@ -195,6 +198,13 @@ impl Handle {
 
     pub fn demote(&self, source: DemoteSource, value: u8) {
         let _ = self.send(Command::Demote { source, value });
+    }
+
+    /// See [`Command::HandOver`].
+    pub async fn hand_over(&self) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::HandOver(reply))?;
+        rx.await.map_err(|_| "the CARP thread is gone".to_string())
     }
 
     pub async fn status(&self) -> CarpStatus {

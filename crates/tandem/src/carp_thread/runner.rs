@@ -217,6 +217,11 @@ impl Carp {
                     Some(Command::Status(reply)) => {
                         let _ = reply.send(self.status());
                     }
+                    Some(Command::HandOver(reply)) => {
+                        self.engine.handle(Instant::now(), Input::HandOver);
+                        self.execute().await;
+                        let _ = reply.send(());
+                    }
                     Some(Command::Shutdown(reply)) => {
                         self.shutdown().await;
                         let _ = reply.send(());

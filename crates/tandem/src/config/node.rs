@@ -24,6 +24,8 @@ pub struct RawNode {
     control_socket: Spanned<String>,
     #[serde(default)]
     status_group: Option<Spanned<String>>,
+    #[serde(default)]
+    state_dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,7 +69,12 @@ pub struct Node {
     pub control_socket: PathBuf,
     /// A group whose members may ask for status (and `config show`) without being root.
     pub status_group: Option<(String, u32)>,
+    /// Where the node keeps what must outlive a restart or a reboot (maintenance mode).
+    pub state_dir: PathBuf,
 }
+
+/// `[node] state_dir` when not set (the package creates it, mode 0700).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/tandem";
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Carp {
@@ -126,6 +133,7 @@ pub fn node(errs: &mut Errors<'_>, raw: Option<&Spanned<RawNode>>) -> Node {
             preempt: true,
             control_socket: PathBuf::new(),
             status_group: None,
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         };
     };
     let n = raw.get_ref();
@@ -173,12 +181,21 @@ pub fn node(errs: &mut Errors<'_>, raw: Option<&Spanned<RawNode>>) -> Node {
                     None
                 }
             });
+    let state_dir = match &n.state_dir {
+        Some(d) if d.get_ref().is_empty() => {
+            errs.at(d.span(), "node.state_dir must name a directory");
+            PathBuf::from(DEFAULT_STATE_DIR)
+        }
+        Some(d) => errs.resolve(d),
+        None => PathBuf::from(DEFAULT_STATE_DIR),
+    };
     Node {
         name,
         advskew: Skew(advskew),
         preempt: n.preempt,
         control_socket: errs.resolve(&n.control_socket),
         status_group,
+        state_dir,
     }
 }
 

@@ -6,8 +6,10 @@
 //! - [`activate`]: reload and activation of a new config, all or nothing.
 //! - [`requests`]: control requests, config sync outcomes, the node's status.
 //! - [`listener`]: the metrics listener, bound at start and moved by a reload.
+//! - [`handover`]: planned hand-overs (maintenance mode, switchover, the clean stop).
 
 mod activate;
+mod handover;
 mod listener;
 mod notify;
 mod requests;
@@ -69,6 +71,8 @@ pub struct Daemon {
     state_sync_ready: bool,
     /// systemd's notifications (nothing without `NOTIFY_SOCKET`).
     notifier: notify::Notifier,
+    /// In maintenance mode, since when (seconds since the Unix epoch; None: unknown).
+    maintenance: Option<Option<u64>>,
     _lock: NodeLock,
 }
 
@@ -161,6 +165,11 @@ impl Daemon {
         if let Some((_, m)) = self.metrics.take() {
             m.stop().await;
         }
+        // Before the farewell: the backups must hold every state this node knows.
+        if !self.masters.is_empty() {
+            let barrier = self.state_barrier().await;
+            info!("stopping: {barrier}");
+        }
         self.carp.shutdown().await;
         let _ = std::fs::remove_file(&self.control_socket);
         info!("node {} stopped", self.cfg.node.name);
@@ -196,6 +205,7 @@ impl Daemon {
             } => {
                 if to == carp::State::Master {
                     self.masters.insert((interface.clone(), vhid));
+                    self.on_master_again();
                 } else {
                     self.masters.remove(&(interface.clone(), vhid));
                 }
@@ -269,6 +279,7 @@ impl Daemon {
                 self.state_sync_ready = ready;
                 self.demote_state_sync(!ready);
             }
+            state_sync::Notice::Handover { from, to } => self.on_handover_notice(from, to),
         }
     }
 

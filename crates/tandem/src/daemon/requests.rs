@@ -23,6 +23,21 @@ impl Daemon {
                     Reply::Error(e)
                 }
             },
+            Request::Maintenance { enter } => {
+                let r = if enter {
+                    self.enter_maintenance().await
+                } else {
+                    self.leave_maintenance()
+                };
+                match r {
+                    Ok(m) => Reply::Done(m),
+                    Err(e) => Reply::Error(e),
+                }
+            }
+            Request::Switchover { peer } => match self.switchover(peer).await {
+                Ok(m) => Reply::Done(m),
+                Err(e) => Reply::Error(e),
+            },
             Request::ConfigShow => match &self.sync {
                 Some(cs) => Reply::Done(cs.show(&self.cfg)),
                 None => self.no_sync(),
@@ -161,6 +176,8 @@ impl Daemon {
             state_sync,
             checks: self.checks.status(),
             hooks: self.hooks.status(),
+            maintenance: self.maintenance.is_some(),
+            maintenance_since: self.maintenance.flatten(),
         }
     }
 }

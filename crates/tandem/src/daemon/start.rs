@@ -125,6 +125,7 @@ impl Daemon {
             check_events,
             state_sync_ready: false,
             notifier: super::notify::Notifier::from_env(),
+            maintenance: None,
             _lock: lock,
         };
         d.control_socket.clone_from(&d.cfg.node.control_socket);
@@ -132,6 +133,7 @@ impl Daemon {
             // Not ready until the first bulk sync: demoted before any router exists.
             d.demote_state_sync(true);
         }
+        d.restore_maintenance();
         d.carp
             .converge(d.routers(&d.cfg))
             .await

@@ -145,10 +145,16 @@ fn node(o: &mut Out, s: &Status) {
         &[],
         f64::from(s.demotion),
     );
+    o.gauge(
+        "tandem_maintenance",
+        "1 while the node is in maintenance mode (a backup for every VIP until `tandem maintenance leave`)",
+        &[],
+        if s.maintenance { 1.0 } else { 0.0 },
+    );
     for d in &s.demotions {
         o.gauge(
             "tandem_carp_demotion_source",
-            "Demotion by source (link-down, send-errors, state-sync, config-sync, operator, checks)",
+            "Demotion by source (link-down, send-errors, state-sync, config-sync, maintenance, switchover, checks)",
             &[("source", &d.source)],
             f64::from(d.value),
         );

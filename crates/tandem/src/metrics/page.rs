@@ -130,8 +130,14 @@ fn this_node(h: &mut String, s: &Status) {
     let _ = write!(
         h,
         "<section id=\"this-node\"><h2>This node</h2><dl><dt>Name</dt><dd>{}</dd>\
+<dt>Maintenance</dt><dd id=\"maintenance\">{}</dd>\
 <dt>Demotion</dt><dd id=\"demotion\">{}</dd><dt>Demoted by</dt><dd>",
         esc(&s.node),
+        if s.maintenance {
+            badge("warn", "maintenance mode")
+        } else {
+            badge("ok", "in service")
+        },
         if s.demotion == 0 {
             badge("ok", "0")
         } else {

@@ -26,6 +26,14 @@ pub enum Command {
     Flush(oneshot::Sender<()>),
     /// Ask the peers for a full table again (after this node was cut off from them).
     Resync,
+    /// A planned hand-over is near: take in the kernel events already queued, send every
+    /// state, and answer with the peers that confirmed holding all of it (every live peer,
+    /// or fewer if the daemon's deadline passes first: then the answer never comes).
+    Barrier(oneshot::Sender<Vec<statesync::NodeId>>),
+    /// Tell the peers which node takes this node's VIPs (the others stand back).
+    Handover {
+        to: String,
+    },
 }
 
 /// What the task tells the daemon.
@@ -33,6 +41,11 @@ pub enum Command {
 pub enum Notice {
     /// Whether CARP may stop demoting this node for state sync.
     Ready(bool),
+    /// Peer `from` hands its VIPs to the node `to`: if that is not this node, it stands back.
+    Handover {
+        from: statesync::NodeId,
+        to: statesync::NodeId,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -131,7 +144,7 @@ const TCP_BE_LIBERAL: (&str, &str, &str) = (
 );
 
 /// A node id every peer tells apart: derived from the node name (FNV-1a), never 0.
-fn node_id(name: &str) -> statesync::NodeId {
+pub fn node_id(name: &str) -> statesync::NodeId {
     let mut h: u32 = 0x811c_9dc5;
     for b in name.bytes() {
         h ^= u32::from(b);
@@ -258,6 +271,8 @@ pub async fn start(
             last_error: None,
         },
         notices: note_tx,
+        barriers: Vec::new(),
+        next_nonce: 0,
     };
     tokio::spawn(task.run(ev_rx, ctl_rx));
     Ok(Handle {

@@ -8,7 +8,7 @@ use statesync::{Action, Alarm, Dest, Input, LocalEvent, Replicator};
 use std::net::SocketAddr;
 use std::time::Instant;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 pub(super) struct Task {
@@ -19,6 +19,9 @@ pub(super) struct Task {
     pub(super) peers: Vec<SocketAddr>,
     pub(super) status: StateSyncStatus,
     pub(super) notices: mpsc::Sender<Notice>,
+    /// Barriers under way: their nonce and who waits for the answer.
+    pub(super) barriers: Vec<(u64, oneshot::Sender<Vec<statesync::NodeId>>)>,
+    pub(super) next_nonce: u64,
 }
 
 impl Task {
@@ -48,23 +51,7 @@ impl Task {
                     Err(e) => debug!("statesync receive: {e}"),
                 },
                 ev = events.recv() => match ev {
-                    Some(Ok(EventItem::Event(ev))) => {
-                        let local = match ev.kind {
-                            EventKind::New => LocalEvent::New(ev.conn),
-                            EventKind::Update => LocalEvent::Update(ev.conn),
-                            EventKind::Destroy => LocalEvent::Destroy(ev.conn),
-                        };
-                        self.engine.handle(Instant::now(), Input::Local(local));
-                    }
-                    Some(Ok(EventItem::Overrun)) => {
-                        self.status.overruns += 1;
-                        warn!("conntrack events overran the receive buffer; dumping the table again");
-                        self.dump().await;
-                    }
-                    Some(Err(e)) => {
-                        self.status.last_error = Some(format!("conntrack events: {e}"));
-                        error!("conntrack events: {e}");
-                    }
+                    Some(ev) => self.on_event(ev).await,
                     None => return,
                 },
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
@@ -80,8 +67,45 @@ impl Task {
                         let _ = reply.send(());
                     }
                     Some(Command::Resync) => self.engine.handle(Instant::now(), Input::Resync),
+                    Some(Command::Barrier(reply)) => {
+                        // What the kernel reported up to now is part of "every state".
+                        while let Ok(ev) = events.try_recv() {
+                            self.on_event(ev).await;
+                        }
+                        self.next_nonce += 1;
+                        let nonce = self.next_nonce;
+                        self.barriers.retain(|(_, r)| !r.is_closed());
+                        self.barriers.push((nonce, reply));
+                        self.engine.handle(Instant::now(), Input::Barrier { nonce });
+                    }
+                    Some(Command::Handover { to }) => {
+                        let to = super::node_id(&to);
+                        self.engine.handle(Instant::now(), Input::Handover { to });
+                    }
                     None => return,
                 },
+            }
+        }
+    }
+
+    async fn on_event(&mut self, ev: Result<EventItem, ConntrackError>) {
+        match ev {
+            Ok(EventItem::Event(ev)) => {
+                let local = match ev.kind {
+                    EventKind::New => LocalEvent::New(ev.conn),
+                    EventKind::Update => LocalEvent::Update(ev.conn),
+                    EventKind::Destroy => LocalEvent::Destroy(ev.conn),
+                };
+                self.engine.handle(Instant::now(), Input::Local(local));
+            }
+            Ok(EventItem::Overrun) => {
+                self.status.overruns += 1;
+                warn!("conntrack events overran the receive buffer; dumping the table again");
+                self.dump().await;
+            }
+            Err(e) => {
+                self.status.last_error = Some(format!("conntrack events: {e}"));
+                error!("conntrack events: {e}");
             }
         }
     }
@@ -174,7 +198,18 @@ impl Task {
                 return;
             };
             match action {
-                Action::Send { to, bytes } => self.send(to, &bytes).await,
+                Action::Send { to, bytes } | Action::SendAfterKernel { to, bytes } => {
+                    self.send(to, &bytes).await
+                }
+                Action::BarrierDone { nonce, confirmed } => {
+                    if let Some(i) = self.barriers.iter().position(|(n, _)| *n == nonce) {
+                        let (_, reply) = self.barriers.swap_remove(i);
+                        let _ = reply.send(confirmed);
+                    }
+                }
+                Action::HandoverRequested { from, to } => {
+                    let _ = self.notices.send(Notice::Handover { from, to }).await;
+                }
                 Action::Install(mut conns) => {
                     // Consecutive batches (one per datagram) go to the kernel as one.
                     while let Some(Action::Install(more)) = actions.front_mut() {

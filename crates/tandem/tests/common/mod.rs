@@ -1,6 +1,8 @@
 //! Shared harness for the namespace tests: tandem nodes as real processes in lab hosts.
 #![allow(dead_code)]
 
+pub mod nat_cluster;
+
 use lab::{Host, Lab, Process, Switch};
 use serde_json::Value;
 use std::path::PathBuf;
