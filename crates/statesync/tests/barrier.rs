@@ -11,7 +11,6 @@ use sim::*;
 use statesync::{Config, Input, NodeId};
 use std::time::Duration;
 
-const MS: Duration = Duration::from_millis(1);
 const SEC: Duration = Duration::from_secs(1);
 
 fn defaults(_: &mut Config) {}
@@ -31,9 +30,13 @@ fn barrier_scenario(seed: u64, nodes: usize, loss: u32, n: u64) {
         }
     }
     let now = sim.now;
-    sim.nodes[0]
-        .engine
-        .handle(now, Input::Barrier { nonce: 77 });
+    sim.nodes[0].engine.handle(
+        now,
+        Input::Barrier {
+            nonce: 77,
+            handover_to: NodeId(0),
+        },
+    );
     sim.drain(0);
     // Loss is repaired by NACKs (repair_timeout 50 ms): well within two seconds.
     sim.run_for(2 * SEC);
@@ -69,6 +72,14 @@ fn barrier_after_a_burst_three_nodes_with_loss() {
     barrier_scenario(2, 3, 150, 1000);
 }
 
+/// Seeds the property found: a gap given up on (skipped until a bulk sync from the peer makes
+/// up for it) was confirmed as if applied.
+#[test]
+fn regression_a_skipped_gap_is_not_confirmed_before_the_bulk_sync() {
+    barrier_scenario(2468874223038961573, 3, 248, 574);
+    barrier_scenario(5390661329696674928, 2, 231, 502);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 0, failure_persistence: None, ..ProptestConfig::default() })]
     #[test]
@@ -85,7 +96,13 @@ fn barrier_without_peers_and_with_a_dead_one() {
     sim.run_for(2 * SEC);
     sim.crash(1, false);
     let now = sim.now;
-    sim.nodes[0].engine.handle(now, Input::Barrier { nonce: 1 });
+    sim.nodes[0].engine.handle(
+        now,
+        Input::Barrier {
+            nonce: 1,
+            handover_to: NodeId(0),
+        },
+    );
     sim.drain(0);
     sim.run_for(SEC);
     assert!(sim.nodes[0].barriers.is_empty());
@@ -93,23 +110,47 @@ fn barrier_without_peers_and_with_a_dead_one() {
     // Long after the peer went silent it is no longer counted as alive.
     sim.run_for(10 * SEC);
     let now = sim.now;
-    sim.nodes[0].engine.handle(now, Input::Barrier { nonce: 2 });
+    sim.nodes[0].engine.handle(
+        now,
+        Input::Barrier {
+            nonce: 2,
+            handover_to: NodeId(0),
+        },
+    );
     sim.drain(0);
     assert_eq!(sim.nodes[0].barriers, vec![(2, vec![], 0)]);
 }
 
-/// Every peer hears a hand-over notice, with who sent it and who takes over.
+/// Every peer hears whom the barrier's hand-over is for, once, before it confirms: even when
+/// the network loses a fifth of the datagrams (the barrier is resent until confirmed).
 #[test]
-fn handover_notice_reaches_every_peer() {
-    let mut sim = Sim::new(9, 3, NetConfig::default(), defaults);
-    sim.run_for(2 * SEC);
-    let now = sim.now;
-    sim.nodes[0]
-        .engine
-        .handle(now, Input::Handover { to: NodeId(3) });
-    sim.drain(0);
-    sim.run_for(100 * MS);
-    assert_eq!(sim.nodes[1].handovers, vec![(NodeId(1), NodeId(3))]);
-    assert_eq!(sim.nodes[2].handovers, vec![(NodeId(1), NodeId(3))]);
-    assert!(sim.nodes[0].handovers.is_empty());
+fn handover_notice_reaches_every_peer_once() {
+    for seed in 0..20 {
+        let net = NetConfig {
+            loss_per_mille: 200,
+            ..NetConfig::default()
+        };
+        let mut sim = Sim::new(seed, 3, net, defaults);
+        sim.run_for(2 * SEC);
+        let now = sim.now;
+        sim.nodes[0].engine.handle(
+            now,
+            Input::Barrier {
+                nonce: 9,
+                handover_to: NodeId(3),
+            },
+        );
+        sim.drain(0);
+        sim.run_for(3 * SEC);
+        assert_eq!(sim.nodes[0].barriers.len(), 1, "seed {seed}: not confirmed");
+        for n in [1, 2] {
+            assert_eq!(
+                sim.nodes[n].handovers,
+                vec![(NodeId(1), NodeId(3))],
+                "seed {seed}: node{}",
+                n + 1
+            );
+        }
+        assert!(sim.nodes[0].handovers.is_empty());
+    }
 }

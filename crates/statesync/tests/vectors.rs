@@ -216,8 +216,9 @@ fn control_records() {
         Record::Barrier {
             nonce: 0x0102_0304_0506_0708,
             last_stream: 9,
+            handover_to: NodeId(3),
         },
-        "16 0010 0102030405060708 0000000000000009",
+        "16 0014 0102030405060708 0000000000000009 00000003",
     );
     check(
         Record::BarrierAck {
@@ -226,7 +227,6 @@ fn control_records() {
         },
         "17 000c 00000001 0102030405060708",
     );
-    check(Record::Handover { to: NodeId(7) }, "18 0004 00000007");
 }
 
 #[test]

@@ -43,14 +43,12 @@ pub enum Input {
     PeerDown(SocketAddr),
     /// The operator asks for a new bulk sync.
     Resync,
-    /// A planned hand-over is near: send what is pending, then ask every live peer to
-    /// confirm it holds all of it ([`Action::BarrierDone`] when all have).
+    /// A planned hand-over to `handover_to` (0: whichever backup wins) is near: send what is
+    /// pending, then ask every live peer to confirm it holds all of it
+    /// ([`Action::BarrierDone`] when all have).
     Barrier {
         nonce: u64,
-    },
-    /// Tell every peer that `to` takes this node's VIPs (the others stand back).
-    Handover {
-        to: NodeId,
+        handover_to: NodeId,
     },
 }
 
@@ -129,7 +127,8 @@ pub enum Action {
         nonce: u64,
         confirmed: Vec<NodeId>,
     },
-    /// Peer `from` hands its VIPs to `to` (which may be this node).
+    /// Peer `from` is about to hand its VIPs to `to` (which may be this node; 0: whichever
+    /// backup wins). Said once per barrier, before it is confirmed.
     HandoverRequested {
         from: NodeId,
         to: NodeId,

@@ -10,9 +10,10 @@
 //! [`Action::BarrierDone`](super::Action::BarrierDone); waiting for the ones that never do is
 //! the daemon's (it has the clock for a deadline).
 //!
-//! A HANDOVER record names the node that takes the VIPs: the others stand back
-//! ([`Action::HandoverRequested`](super::Action::HandoverRequested)), so the one named wins
-//! the election whatever their priorities.
+//! The BARRIER names the node that is to take the VIPs (or none: the best backup): each peer
+//! hears of it before it confirms ([`Action::HandoverRequested`](super::Action::HandoverRequested)),
+//! so the others can stand back and the one named wins the election whatever their
+//! priorities. Riding on the barrier, the notice is resent until confirmed like it.
 
 use super::api::{Action, Dest};
 use super::Replicator;
@@ -28,6 +29,7 @@ pub(super) struct OwnBarrier {
     sent: bool,
     /// The stream seq it names.
     last_stream: u64,
+    handover_to: NodeId,
     /// When it goes again to the peers that have not confirmed (it, or their answer, may
     /// be lost: control datagrams are not retransmitted otherwise).
     resend_at: Option<Instant>,
@@ -36,7 +38,7 @@ pub(super) struct OwnBarrier {
 }
 
 impl Replicator {
-    pub(super) fn start_barrier(&mut self, now: Instant, nonce: u64) {
+    pub(super) fn start_barrier(&mut self, now: Instant, nonce: u64, handover_to: NodeId) {
         let peer_timeout = self.cfg.peer_timeout;
         let waiting = self
             .peers
@@ -52,6 +54,7 @@ impl Replicator {
             nonce,
             sent: false,
             last_stream: 0,
+            handover_to,
             resend_at: None,
             waiting,
             confirmed: Vec::new(),
@@ -74,8 +77,12 @@ impl Replicator {
         b.sent = true;
         b.last_stream = last_stream;
         b.resend_at = Some(resend);
-        let nonce = b.nonce;
-        self.send_control(Dest::All, &[Record::Barrier { nonce, last_stream }]);
+        let record = Record::Barrier {
+            nonce: b.nonce,
+            last_stream,
+            handover_to: b.handover_to,
+        };
+        self.send_control(Dest::All, &[record]);
         self.finish_barrier_if_confirmed();
     }
 
@@ -97,6 +104,7 @@ impl Replicator {
         let record = Record::Barrier {
             nonce: b.nonce,
             last_stream: b.last_stream,
+            handover_to: b.handover_to,
         };
         let addrs: Vec<_> = b
             .waiting
@@ -138,19 +146,37 @@ impl Replicator {
     }
 
     /// A peer's BARRIER: its stream exists up to `last_stream` (noticed like a heartbeat's),
-    /// and it wants to hear when we have applied that much.
-    pub(super) fn on_barrier(&mut self, now: Instant, node: NodeId, nonce: u64, last_stream: u64) {
-        if let Some(s) = self.stream_mut(node) {
-            s.heard = s.heard.max(last_stream);
-            s.barrier = Some((nonce, last_stream));
+    /// and it wants to hear when we have applied that much; its hand-over is said once.
+    pub(super) fn on_barrier(
+        &mut self,
+        now: Instant,
+        node: NodeId,
+        nonce: u64,
+        last_stream: u64,
+        handover_to: NodeId,
+    ) {
+        let Some(s) = self.stream_mut(node) else {
+            return;
+        };
+        s.heard = s.heard.max(last_stream);
+        s.barrier = Some((nonce, last_stream));
+        if s.last_barrier.replace(nonce) != Some(nonce) {
+            self.actions.push_back(Action::HandoverRequested {
+                from: node,
+                to: handover_to,
+            });
         }
         self.update_gap(now, node);
         self.ack_barrier_when_applied(node);
     }
 
-    /// Answers a peer's barrier once its stream is applied up to the barrier's seq. The
-    /// answer leaves after the kernel writes queued before it.
+    /// Answers a peer's barrier once its stream is applied up to the barrier's seq (and no
+    /// part of it was skipped: after a gap we gave up on, only the bulk sync from that peer
+    /// makes up for it). The answer leaves after the kernel writes queued before it.
     pub(super) fn ack_barrier_when_applied(&mut self, node: NodeId) {
+        if self.resync_owed.contains_key(&node) {
+            return;
+        }
         let Some(p) = self.peers.get_mut(&node) else {
             return;
         };
@@ -176,15 +202,5 @@ impl Replicator {
             to: Dest::Peer(addr),
             bytes,
         });
-    }
-
-    /// Tells every peer that `to` takes this node's VIPs.
-    pub(super) fn announce_handover(&mut self, to: NodeId) {
-        self.send_control(Dest::All, &[Record::Handover { to }]);
-    }
-
-    pub(super) fn on_handover(&mut self, from: NodeId, to: NodeId) {
-        self.actions
-            .push_back(Action::HandoverRequested { from, to });
     }
 }

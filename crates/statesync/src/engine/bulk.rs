@@ -370,6 +370,8 @@ impl Replicator {
             .is_some_and(|lost| *lost <= start_gen)
         {
             self.resync_owed.remove(&from);
+            // A barrier held back by the gap can be answered now.
+            self.ack_barrier_when_applied(from);
         }
         if !self.ready {
             self.ready = true;

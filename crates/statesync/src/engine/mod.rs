@@ -274,8 +274,7 @@ impl Replicator {
             Input::PeerUp(addr) => self.on_peer_up(now, addr),
             Input::PeerDown(addr) => self.on_peer_down(now, addr),
             Input::Resync => self.on_resync(now),
-            Input::Barrier { nonce } => self.start_barrier(now, nonce),
-            Input::Handover { to } => self.announce_handover(to),
+            Input::Barrier { nonce, handover_to } => self.start_barrier(now, nonce, handover_to),
         }
     }
 

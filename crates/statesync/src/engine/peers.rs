@@ -327,6 +327,7 @@ impl Replicator {
                 ready: false,
                 states: 0,
                 barrier: None,
+                last_barrier: None,
             });
         }
         // Held datagrams of other epochs are replays of the past (or of a life the peer has

@@ -32,6 +32,8 @@ pub(super) struct Stream {
     pub(super) states: u32,
     /// The peer's barrier (nonce, last stream seq) we answer once applied that far.
     pub(super) barrier: Option<(u64, u64)>,
+    /// The nonce of the last barrier heard (its hand-over is said once).
+    pub(super) last_barrier: Option<u64>,
 }
 
 impl Replicator {

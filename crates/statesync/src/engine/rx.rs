@@ -132,13 +132,14 @@ impl Replicator {
                         }
                     }
                 }
-                Ok(Record::Barrier { nonce, last_stream }) if !held => {
-                    self.on_barrier(now, node, nonce, last_stream)
-                }
+                Ok(Record::Barrier {
+                    nonce,
+                    last_stream,
+                    handover_to,
+                }) if !held => self.on_barrier(now, node, nonce, last_stream, handover_to),
                 Ok(Record::BarrierAck { target, nonce }) if target == me && !held => {
                     self.on_barrier_ack(node, nonce)
                 }
-                Ok(Record::Handover { to }) if !held => self.on_handover(node, to),
                 Ok(Record::Unknown { .. }) => self.counters.unknown_records += 1,
                 Ok(r) if r.is_state() => self.counters.unexpected_records += 1,
                 Ok(_) => {}

@@ -67,13 +67,11 @@ impl Record {
             BARRIER => Record::Barrier {
                 nonce: r.u64()?,
                 last_stream: r.u64()?,
+                handover_to: NodeId(r.u32()?),
             },
             BARRIER_ACK => Record::BarrierAck {
                 target: NodeId(r.u32()?),
                 nonce: r.u64()?,
-            },
-            HANDOVER => Record::Handover {
-                to: NodeId(r.u32()?),
             },
             ty => return Ok(Record::Unknown { ty }),
         };

@@ -84,15 +84,19 @@ impl Record {
                         put64(out, nonce);
                         put64(out, last_stream);
                     }
-                    Record::Barrier { nonce, last_stream } => {
+                    Record::Barrier {
+                        nonce,
+                        last_stream,
+                        handover_to,
+                    } => {
                         put64(out, nonce);
                         put64(out, last_stream);
+                        put32(out, handover_to.0);
                     }
                     Record::BarrierAck { target, nonce } => {
                         put32(out, target.0);
                         put64(out, nonce);
                     }
-                    Record::Handover { to } => put32(out, to.0),
                     _ => {}
                 }
                 end_record(out, start)

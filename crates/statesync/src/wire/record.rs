@@ -23,7 +23,6 @@ pub mod rtype {
     pub const PROBE_REPLY: u8 = 0x15;
     pub const BARRIER: u8 = 0x16;
     pub const BARRIER_ACK: u8 = 0x17;
-    pub const HANDOVER: u8 = 0x18;
 }
 
 /// One record. State records travel in stream datagrams, the others in control datagrams.
@@ -82,14 +81,16 @@ pub enum Record {
         nonce: u64,
         last_stream: u64,
     },
-    /// A planned hand-over is near: tell me (BARRIER-ACK with `nonce`) once you hold every
-    /// state of my stream up to `last_stream` in your kernel.
-    Barrier { nonce: u64, last_stream: u64 },
+    /// The sender is about to hand its VIPs to `handover_to` (0: to whichever backup wins):
+    /// tell me (BARRIER-ACK with `nonce`) once you hold every state of my stream up to
+    /// `last_stream` in your kernel. Nodes other than the one named stand back meanwhile.
+    Barrier {
+        nonce: u64,
+        last_stream: u64,
+        handover_to: NodeId,
+    },
     /// The answer to `target`'s BARRIER `nonce`.
     BarrierAck { target: NodeId, nonce: u64 },
-    /// The sender hands its VIPs to `to`: every other node stands back (demotes itself) so
-    /// that `to` is the one that takes over.
-    Handover { to: NodeId },
     /// A record type this version does not know (skipped).
     Unknown { ty: u8 },
 }
@@ -113,7 +114,6 @@ impl Record {
             Record::ProbeReply { .. } => PROBE_REPLY,
             Record::Barrier { .. } => BARRIER,
             Record::BarrierAck { .. } => BARRIER_ACK,
-            Record::Handover { .. } => HANDOVER,
             Record::Unknown { ty } => *ty,
         }
     }

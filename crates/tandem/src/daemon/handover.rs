@@ -123,7 +123,7 @@ impl Daemon {
         self.maintenance = Some(Some(since));
         info!("entering maintenance mode: handing every VIP to the peers");
         self.carp.demote(DemoteSource::Operator, STAND_BACK);
-        let handed = self.hand_over("maintenance").await;
+        let handed = self.hand_over("maintenance", None).await;
         Ok(format!(
             "{} is in maintenance mode (recorded in {}); {handed}",
             self.cfg.node.name,
@@ -173,18 +173,7 @@ impl Daemon {
             self.check_peer(p).await?;
         }
         self.carp.demote(DemoteSource::Switchover, STAND_BACK);
-        if let (Some(p), Some(h)) = (&peer, &self.states) {
-            let asked = h
-                .commands
-                .send(state_sync::Command::Handover { to: p.clone() });
-            if tokio::time::timeout(Duration::from_secs(1), asked)
-                .await
-                .is_err()
-            {
-                warn!("state sync did not take the hand-over notice");
-            }
-        }
-        let handed = self.hand_over("switchover").await;
+        let handed = self.hand_over("switchover", peer.as_deref()).await;
         Ok(match peer {
             Some(p) => format!("handing over to {p}: {handed}"),
             None => handed,
@@ -234,11 +223,14 @@ impl Daemon {
         }
     }
 
-    /// A peer hands its VIPs over: to this node (take them freely: stop standing back) or to
-    /// another (stand back so that one wins).
+    /// A peer is about to hand its VIPs over: to this node, or to whichever backup wins (stop
+    /// standing back: a new election), or to another node (stand back so that one wins).
     pub(super) fn on_handover_notice(&mut self, from: statesync::NodeId, to: statesync::NodeId) {
         if to == state_sync::node_id(&self.cfg.node.name) {
             info!("peer {} hands its VIPs to this node", from.0);
+            self.carp.demote(DemoteSource::Switchover, 0);
+        } else if to.0 == 0 {
+            info!("peer {} hands its VIPs over", from.0);
             self.carp.demote(DemoteSource::Switchover, 0);
         } else {
             info!(
@@ -249,18 +241,23 @@ impl Daemon {
         }
     }
 
-    /// A switchover's standing back ends when this node is master again.
-    pub(super) fn on_master_again(&mut self) {
-        self.carp.demote(DemoteSource::Switchover, 0);
+    /// A switchover's standing back ends when this node takes over because its master went
+    /// silent (the node it stood back for failed). Not when it takes over on a bow-out or by
+    /// preempting: every backup may do that for a moment during a hand-over.
+    pub(super) fn on_takeover(&mut self, reason: &str) {
+        if reason == carp::Reason::MasterDownTimer.to_string() {
+            self.carp.demote(DemoteSource::Switchover, 0);
+        }
     }
 
-    /// The hand-over itself: state sync's barrier, then the masters bow out. Says what it did.
-    pub(super) async fn hand_over(&mut self, why: &str) -> String {
+    /// The hand-over itself: state sync's barrier (telling the peers whom the VIPs go to),
+    /// then the masters bow out. Says what it did.
+    pub(super) async fn hand_over(&mut self, why: &str, to: Option<&str>) -> String {
         if self.masters.is_empty() {
             return "master of no VIP: nothing to hand over".into();
         }
         let vips = self.masters_text();
-        let barrier = self.state_barrier().await;
+        let barrier = self.state_barrier(to).await;
         if let Err(e) = self.carp.hand_over().await {
             return format!("cannot hand over: {e}");
         }
@@ -269,7 +266,7 @@ impl Daemon {
     }
 
     /// State sync's barrier, bounded: what it achieved, in words.
-    pub(super) async fn state_barrier(&self) -> String {
+    pub(super) async fn state_barrier(&self, to: Option<&str>) -> String {
         let Some(h) = &self.states else {
             return "no state sync".into();
         };
@@ -277,7 +274,10 @@ impl Daemon {
         let started = std::time::Instant::now();
         let asked = async {
             h.commands
-                .send(state_sync::Command::Barrier(reply))
+                .send(state_sync::Command::Barrier {
+                    to: to.map(String::from),
+                    reply,
+                })
                 .await
                 .ok()?;
             rx.await.ok()

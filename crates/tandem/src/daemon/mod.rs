@@ -167,7 +167,7 @@ impl Daemon {
         }
         // Before the farewell: the backups must hold every state this node knows.
         if !self.masters.is_empty() {
-            let barrier = self.state_barrier().await;
+            let barrier = self.state_barrier(None).await;
             info!("stopping: {barrier}");
         }
         self.carp.shutdown().await;
@@ -205,7 +205,7 @@ impl Daemon {
             } => {
                 if to == carp::State::Master {
                     self.masters.insert((interface.clone(), vhid));
-                    self.on_master_again();
+                    self.on_takeover(&reason);
                 } else {
                     self.masters.remove(&(interface.clone(), vhid));
                 }

@@ -26,13 +26,13 @@ pub enum Command {
     Flush(oneshot::Sender<()>),
     /// Ask the peers for a full table again (after this node was cut off from them).
     Resync,
-    /// A planned hand-over is near: take in the kernel events already queued, send every
-    /// state, and answer with the peers that confirmed holding all of it (every live peer,
-    /// or fewer if the daemon's deadline passes first: then the answer never comes).
-    Barrier(oneshot::Sender<Vec<statesync::NodeId>>),
-    /// Tell the peers which node takes this node's VIPs (the others stand back).
-    Handover {
-        to: String,
+    /// A planned hand-over (to the node named, or to whichever backup wins) is near: take in
+    /// the kernel events already queued, send every state, and answer with the peers that
+    /// confirmed holding all of it (every live peer; if the daemon's deadline passes first,
+    /// the answer never comes). The peers hear whom the hand-over is for before they confirm.
+    Barrier {
+        to: Option<String>,
+        reply: oneshot::Sender<Vec<statesync::NodeId>>,
     },
 }
 
@@ -41,7 +41,7 @@ pub enum Command {
 pub enum Notice {
     /// Whether CARP may stop demoting this node for state sync.
     Ready(bool),
-    /// Peer `from` hands its VIPs to the node `to`: if that is not this node, it stands back.
+    /// Peer `from` is about to hand its VIPs to the node `to` (0: whichever backup wins).
     Handover {
         from: statesync::NodeId,
         to: statesync::NodeId,

@@ -67,7 +67,7 @@ impl Task {
                         let _ = reply.send(());
                     }
                     Some(Command::Resync) => self.engine.handle(Instant::now(), Input::Resync),
-                    Some(Command::Barrier(reply)) => {
+                    Some(Command::Barrier { to, reply }) => {
                         // What the kernel reported up to now is part of "every state".
                         while let Ok(ev) = events.try_recv() {
                             self.on_event(ev).await;
@@ -76,11 +76,11 @@ impl Task {
                         let nonce = self.next_nonce;
                         self.barriers.retain(|(_, r)| !r.is_closed());
                         self.barriers.push((nonce, reply));
-                        self.engine.handle(Instant::now(), Input::Barrier { nonce });
-                    }
-                    Some(Command::Handover { to }) => {
-                        let to = super::node_id(&to);
-                        self.engine.handle(Instant::now(), Input::Handover { to });
+                        let handover_to = to
+                            .as_deref()
+                            .map_or(statesync::NodeId(0), super::node_id);
+                        self.engine
+                            .handle(Instant::now(), Input::Barrier { nonce, handover_to });
                     }
                     None => return,
                 },

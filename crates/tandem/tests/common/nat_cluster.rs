@@ -18,6 +18,7 @@ pub struct Cluster {
     /// Owns every namespace (and so every process) of the test.
     pub lab: Lab,
     pub client: Host,
+    pub server: Host,
     pub fw: Vec<Node>,
 }
 
@@ -118,6 +119,7 @@ pub fn cluster(test: &str, statesync: bool) -> Cluster {
     Cluster {
         lab,
         client,
+        server,
         fw: vec![fw1, fw2],
     }
 }
