@@ -117,7 +117,7 @@ fn switchover_hands_over_and_the_vips_stay_until_handed_back() {
     if !lab::require_netns() {
         return;
     }
-    let mut c = cluster("handover_switchover", true);
+    let c = cluster("handover_switchover", true);
     let mut t = Traffic::start(&c);
     let ok = lab::wait_until(Duration::from_secs(10), || {
         conntrack_count(&c.fw[1].host) >= CONNS + UDP_FLOWS
