@@ -247,3 +247,34 @@ fn switchover_to_a_named_peer_among_three() {
     assert!(!demotion_sources(&nodes[2]).contains(&"switchover".to_string()));
     drop(nodes);
 }
+
+/// With no live peer there is nobody to hand over to: maintenance mode keeps the VIPs (demoted)
+/// instead of leaving them unserved, a switchover is refused, and a peer that comes later takes
+/// the VIPs over.
+#[test]
+fn without_a_live_peer_the_vips_stay_until_one_comes() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut c = cluster("handover_no_peer", true);
+    c.fw[1].sigterm();
+    // State sync counts a peer silent for 3.5 s as gone.
+    std::thread::sleep(Duration::from_secs(5));
+    let (ok, _, err) = c.fw[0].cli(&["switchover"]);
+    assert!(!ok && err.contains("nobody to hand over to"), "{err}");
+    assert!(!demotion_sources(&c.fw[0]).contains(&"switchover".to_string()));
+    let (ok, out, err) = c.fw[0].cli(&["maintenance", "enter"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("no live peer"), "{out}");
+    std::thread::sleep(Duration::from_secs(5));
+    for v in [1, 2] {
+        assert_eq!(c.fw[0].state(v), "MASTER", "{}", c.fw[0].log());
+    }
+    // The peer comes back: once it has the table it takes over from the demoted master.
+    c.fw[1].restart();
+    for v in [1, 2] {
+        c.fw[1].expect_state(v, "MASTER", TAKEOVER);
+        c.fw[0].expect_state(v, "BACKUP", Duration::from_secs(2));
+    }
+    drop(c);
+}

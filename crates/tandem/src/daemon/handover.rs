@@ -169,8 +169,16 @@ impl Daemon {
                 self.cfg.node.name
             ));
         }
-        if let Some(p) = &peer {
-            self.check_peer(p).await?;
+        match &peer {
+            Some(p) => self.check_peer(p).await?,
+            None => {
+                if self.live_state_sync_peers().await == Some(0) {
+                    return Err(
+                        "state sync hears no peer: there is nobody to hand over to (nothing changed)"
+                            .into(),
+                    );
+                }
+            }
         }
         self.carp.demote(DemoteSource::Switchover, STAND_BACK);
         let handed = self.hand_over("switchover", peer.as_deref()).await;
@@ -178,6 +186,32 @@ impl Daemon {
             Some(p) => format!("handing over to {p}: {handed}"),
             None => handed,
         })
+    }
+
+    /// How many peers state sync hears now (None: no state sync, or it does not answer).
+    async fn live_state_sync_peers(&self) -> Option<usize> {
+        let status = self.state_sync_engine_status().await.ok()?;
+        Some(status.peers.iter().filter(|p| p.alive).count())
+    }
+
+    async fn state_sync_engine_status(&self) -> Result<statesync::Status, String> {
+        let Some(h) = &self.states else {
+            return Err("no state sync".into());
+        };
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let asked = async {
+            h.commands
+                .send(state_sync::Command::Status(reply))
+                .await
+                .ok()?;
+            rx.await.ok()
+        };
+        tokio::time::timeout(Duration::from_secs(2), asked)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| s.engine)
+            .ok_or_else(|| "state sync is not answering".to_string())
     }
 
     /// A named peer must be one state sync hears now (that is how the others learn whom to
@@ -189,27 +223,14 @@ impl Daemon {
         if !configsync::rpc::is_node_name(peer) {
             return Err(format!("{peer:?} is not a node name"));
         }
-        let Some(h) = &self.states else {
+        if self.states.is_none() {
             return Err(
                 "naming the peer needs state sync ([statesync]): it carries the hand-over notice; \
                  `tandem switchover` without a name hands over to the best backup"
                     .into(),
             );
-        };
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let asked = async {
-            h.commands
-                .send(state_sync::Command::Status(reply))
-                .await
-                .ok()?;
-            rx.await.ok()
-        };
-        let status = tokio::time::timeout(Duration::from_secs(2), asked)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|s| s.engine)
-            .ok_or("state sync is not answering")?;
+        }
+        let status = self.state_sync_engine_status().await?;
         let id = state_sync::node_id(peer);
         match status.peers.iter().find(|p| p.node == id) {
             Some(p) if p.alive => Ok(()),
@@ -257,7 +278,16 @@ impl Daemon {
             return "master of no VIP: nothing to hand over".into();
         }
         let vips = self.masters_text();
-        let barrier = self.state_barrier(to).await;
+        let (barrier, confirmed) = self.state_barrier(to).await;
+        if confirmed == Some(0) {
+            // State sync hears no peer: bowing out would leave the VIPs unserved until this
+            // node's own master-down timer brought them back. It stays master, demoted, and
+            // a peer that comes takes them.
+            info!("{why}: no live peer to hand {vips} to: staying master until one comes");
+            return format!(
+                "no live peer to hand {vips} to: still master, demoted, until a peer comes"
+            );
+        }
         if let Err(e) = self.carp.hand_over().await {
             return format!("cannot hand over: {e}");
         }
@@ -265,10 +295,11 @@ impl Daemon {
         format!("handed over {vips} ({barrier})")
     }
 
-    /// State sync's barrier, bounded: what it achieved, in words.
-    pub(super) async fn state_barrier(&self, to: Option<&str>) -> String {
+    /// State sync's barrier, bounded: what it achieved, in words, and how many peers
+    /// confirmed it when all that were alive did.
+    pub(super) async fn state_barrier(&self, to: Option<&str>) -> (String, Option<usize>) {
         let Some(h) = &self.states else {
-            return "no state sync".into();
+            return ("no state sync".into(), None);
         };
         let (reply, rx) = tokio::sync::oneshot::channel();
         let started = std::time::Instant::now();
@@ -283,23 +314,29 @@ impl Daemon {
             rx.await.ok()
         };
         match tokio::time::timeout(BARRIER_DEADLINE, asked).await {
-            Ok(Some(confirmed)) => format!(
-                "states confirmed by {} in {} ms",
-                crate::words::count(confirmed.len(), "peer"),
-                started.elapsed().as_millis()
+            Ok(Some(confirmed)) => (
+                format!(
+                    "states confirmed by {} in {} ms",
+                    crate::words::count(confirmed.len(), "peer"),
+                    started.elapsed().as_millis()
+                ),
+                Some(confirmed.len()),
             ),
             Ok(None) => {
                 warn!("state sync could not run the barrier: handing over without it");
-                "state sync barrier failed".into()
+                ("state sync barrier failed".into(), None)
             }
             Err(_) => {
                 warn!(
                     "state sync barrier: not every peer confirmed within {} s; handing over anyway",
                     BARRIER_DEADLINE.as_secs()
                 );
-                format!(
-                    "states not confirmed by every peer within {} s",
-                    BARRIER_DEADLINE.as_secs()
+                (
+                    format!(
+                        "states not confirmed by every peer within {} s",
+                        BARRIER_DEADLINE.as_secs()
+                    ),
+                    None,
                 )
             }
         }

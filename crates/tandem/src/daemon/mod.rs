@@ -167,7 +167,7 @@ impl Daemon {
         }
         // Before the farewell: the backups must hold every state this node knows.
         if !self.masters.is_empty() {
-            let barrier = self.state_barrier(None).await;
+            let (barrier, _) = self.state_barrier(None).await;
             info!("stopping: {barrier}");
         }
         self.carp.shutdown().await;
