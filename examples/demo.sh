@@ -100,6 +100,7 @@ name = "$1"
 advskew = $2
 preempt = true
 control_socket = "$DIR/$1.sock"
+state_dir = "$DIR/$1-state"
 
 [interfaces]
 lan = "eth0"
@@ -251,6 +252,28 @@ for f in flows:
 ' "$1"
 }
 
+# TCP segments the endpoints had to send again so far (their namespaces' counters).
+retransmitted() { echo $(( $(ns client nstat -az TcpRetransSegs | awk '/TcpRetransSegs/ {print $2}') + $(ns server nstat -az TcpRetransSegs | awk '/TcpRetransSegs/ {print $2}') )); }
+
+echo "[demo] == planned maintenance: fw1 hands its VIPs over (tandem maintenance enter)"
+echo mark >&3
+r0=$(retransmitted)
+node fw1 maintenance enter | sed 's/^/[fw1] /'
+fw2_master() { test "$(state fw2 1)$(state fw2 2)" = MASTERMASTER; }
+wait_for 5 "fw2 master" fw2_master || { show fw2; tail -20 "$DIR/fw2.log"; exit 1; }
+sleep 3
+report "maintenance enter"
+say client "TCP retransmissions caused by the hand-over: $(( $(retransmitted) - r0 ))"
+show fw1 | head -3
+echo "[demo] == fw1 leaves maintenance: with preempt it takes its VIPs back"
+echo mark >&3
+node fw1 maintenance leave | sed 's/^/[fw1] /'
+fw1_master() { test "$(state fw1 1)$(state fw1 2)" = MASTERMASTER; }
+wait_for 10 "fw1 master again" fw1_master || { show fw1; tail -20 "$DIR/fw1.log"; exit 1; }
+sleep 3
+report "maintenance leave"
+echo
+
 echo "[demo] == the master dies: fw1 loses power (its links go down, its daemon is killed: no bow-out)"
 echo mark >&3
 t0=$(date +%s%N)
@@ -258,11 +281,10 @@ t0=$(date +%s%N)
 # dies takes its links with it, so the connections must move to fw2.
 for d in eth0 eth1 eth2; do ip -n "$P-fw1" link set "$d" down; done
 ip netns pids "$P-fw1" | xargs -r kill -9
-fw2_master() { test "$(state fw2 1)$(state fw2 2)" = MASTERMASTER; }
 wait_for 15 "fw2 master" fw2_master || { show fw2; tail -20 "$DIR/fw2.log"; exit 1; }
 say fw2 "MASTER of both VIPs $(( ($(date +%s%N) - t0) / 1000000 )) ms after fw1 died"
 sleep 5
-report "switchover 1, fw1 killed"
+report "fw1 killed"
 show fw2; echo
 
 echo "[demo] == fw1 comes back: links up, the daemon sweeps the VIPs its killed run left,"
@@ -270,11 +292,10 @@ echo "[demo]    takes the table from fw2 (bulk sync), then takes its VIPs back (
 echo mark >&3
 for d in eth0 eth1 eth2; do ip -n "$P-fw1" link set "$d" up; done
 start fw1
-fw1_master() { test "$(state fw1 1)$(state fw1 2)" = MASTERMASTER; }
 wait_for 30 "fw1 master again" fw1_master || { show fw1; tail -20 "$DIR/fw1.log"; exit 1; }
 say fw1 "MASTER again: $(json fw1 "print(d['sync']['state'])")"
 sleep 5
-report "switchover 2, fw1 back"
+report "fw1 back"
 show fw1; echo
 echo quit >&3
 
