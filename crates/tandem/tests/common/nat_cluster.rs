@@ -22,15 +22,30 @@ pub struct Cluster {
     pub fw: Vec<Node>,
 }
 
+/// Node `n` of the two-node cluster: fw1 (advskew 0, eth0-2) or fw2 (advskew 100, ens5-7).
 pub fn node_config(lab: &Lab, n: u8, statesync: bool) -> std::path::PathBuf {
-    let name = format!("fw{n}");
     let peer = if n == 1 { "203.0.113.2" } else { "203.0.113.1" };
     let skew = if n == 1 { 0 } else { 100 };
-    let (lan, wan, sync) = if n == 1 {
-        ("eth0", "eth1", "eth2")
+    let devices = if n == 1 {
+        ["eth0", "eth1", "eth2"]
     } else {
-        ("ens5", "ens6", "ens7")
+        ["ens5", "ens6", "ens7"]
     };
+    config_for(lab, n, skew, devices, &[peer], statesync)
+}
+
+/// A node's config: its lan, wan and sync devices and its state sync peers.
+pub fn config_for(
+    lab: &Lab,
+    n: u8,
+    skew: u8,
+    [lan, wan, sync]: [&str; 3],
+    peers: &[&str],
+    statesync: bool,
+) -> std::path::PathBuf {
+    let name = format!("fw{n}");
+    let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+    let peers = peers.join(", ");
     let text = format!(
         r#"[node]
 name = "{name}"
@@ -51,7 +66,7 @@ advbase = 1
 [statesync]
 enabled = {statesync}
 interface = "sync"
-peers = ["{peer}"]
+peers = [{peers}]
 key = "state sync test key, shared by both nodes"
 
 [[vips]]
@@ -106,7 +121,80 @@ pub fn cluster(test: &str, statesync: bool) -> Cluster {
         fw1.expect_state(v, "MASTER", ELECTION);
         fw2.expect_state(v, "BACKUP", ELECTION);
     }
-    // The echo server every traffic client talks to; it dies with the lab's namespaces.
+    start_echo(&server);
+    Cluster {
+        lab,
+        client,
+        server,
+        fw: vec![fw1, fw2],
+    }
+}
+
+/// Three nodes on one lan, wan and sync switch each (fw`n`: eth0 192.0.2.(1+n), eth1
+/// 198.51.100.(1+n), eth2 203.0.113.`n`; advskew 0, 100, 200; each a state sync peer of the
+/// others), the client and the server as in the two-node cluster.
+pub fn three_node_cluster(test: &str) -> Cluster {
+    let mut lab = Lab::new(test).expect("lab");
+    let lan = lab.switch("lan").expect("lan switch");
+    let wan = lab.switch("wan").expect("wan switch");
+    let sync = lab.switch("sync").expect("sync switch");
+    let client = lab.host("client").expect("client");
+    let server = lab.host("server").expect("server");
+    lab.connect(&client, "eth0", &lan, &["192.0.2.10/24"])
+        .expect("client");
+    lab.connect(&server, "eth0", &wan, &["198.51.100.10/24"])
+        .expect("server");
+    client
+        .run(&["ip", "route", "add", "default", "via", "192.0.2.1"])
+        .expect("client route");
+    let mut fw = Vec::new();
+    for n in 1..=3u8 {
+        let h = lab.host(&format!("fw{n}")).expect("host");
+        lab.connect(&h, "eth0", &lan, &[&format!("192.0.2.{}/24", 1 + n)])
+            .expect("lan");
+        lab.connect(&h, "eth1", &wan, &[&format!("198.51.100.{}/24", 1 + n)])
+            .expect("wan");
+        lab.connect(&h, "eth2", &sync, &[&format!("203.0.113.{n}/24")])
+            .expect("sync");
+        let peers: Vec<String> = (1..=3u8)
+            .filter(|p| *p != n)
+            .map(|p| format!("203.0.113.{p}"))
+            .collect();
+        let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
+        let cfg = config_for(
+            &lab,
+            n,
+            (n - 1) * 100,
+            ["eth0", "eth1", "eth2"],
+            &peers,
+            true,
+        );
+        fw.push(Node::start(&h, cfg));
+    }
+    for v in [1, 2] {
+        fw[0].expect_state(v, "MASTER", ELECTION);
+        fw[1].expect_state(v, "BACKUP", ELECTION);
+        fw[2].expect_state(v, "BACKUP", ELECTION);
+    }
+    start_echo(&server);
+    Cluster {
+        lab,
+        client,
+        server,
+        fw,
+    }
+}
+
+/// A node's links down or up: cut off as by a dead switch port (`devices` of its lan, wan
+/// and sync).
+pub fn set_links(n: &Node, devices: &[&str], up: bool) {
+    for dev in devices {
+        n.host.set_link(dev, up).expect("set link");
+    }
+}
+
+/// The echo server every traffic client talks to; it dies with the lab's namespaces.
+fn start_echo(server: &Host) {
     let echo = server
         .spawn(&["python3", TRAFFIC, "server", "7000"])
         .expect("traffic server");
@@ -116,12 +204,6 @@ pub fn cluster(test: &str, statesync: bool) -> Cluster {
         echo.stderr()
     );
     std::mem::forget(echo);
-    Cluster {
-        lab,
-        client,
-        server,
-        fw: vec![fw1, fw2],
-    }
 }
 
 /// The traffic client: 200 TCP connections and 20 UDP flows through the cluster.
@@ -197,9 +279,7 @@ pub fn broken(flows: &[Value], silence: f64) -> Vec<String> {
 
 /// fw1's three links (lan, wan, sync) down or up: the node is cut off as by a dead switch port.
 pub fn fw1_links(c: &Cluster, up: bool) {
-    for dev in ["eth0", "eth1", "eth2"] {
-        c.fw[0].host.set_link(dev, up).expect("set link");
-    }
+    set_links(&c.fw[0], &["eth0", "eth1", "eth2"], up);
 }
 
 /// fw1 drops off the network and fw2 becomes master of both VIPs.
