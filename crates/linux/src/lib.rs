@@ -4,6 +4,8 @@
 //!   bound to the device, multicast group joined, TTL / hop limit 255.
 //! - [`netlink`]: rtnetlink on tokio: links, VIP addresses, and a link watcher for demotion.
 //! - [`announce`]: gratuitous ARP and unsolicited neighbour advertisements over AF_PACKET.
+//! - [`neighbours`]: neighbour resolution on demand (a new master's next hops, before the
+//!   traffic comes).
 //! - [`vmac`]: macvlan links that carry a VIP on its virtual MAC (created, tagged, deleted).
 //! - [`sysctl`]: /proc/sys by dotted name.
 //! - [`ping`]: ICMP echo over a raw socket (health checks).
@@ -20,6 +22,7 @@ pub mod announce;
 pub mod carp_socket;
 pub mod conntrack;
 mod error;
+pub mod neighbours;
 pub mod netlink;
 pub mod nft;
 pub mod ping;

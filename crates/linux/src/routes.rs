@@ -53,6 +53,11 @@ fn parse(msg: &RouteMessage) -> Option<StaticRoute> {
     if msg.header.protocol != RouteProtocol::Other(TANDEM_ROUTE_PROTO) {
         return None;
     }
+    parse_gateway_route(msg)
+}
+
+/// A route of the main table through a gateway, whoever installed it.
+fn parse_gateway_route(msg: &RouteMessage) -> Option<StaticRoute> {
     let mut dst = None;
     let mut gw = None;
     let mut oif = None;
@@ -85,6 +90,29 @@ fn parse(msg: &RouteMessage) -> Option<StaticRoute> {
 impl Netlink {
     /// Every route in the main table that Tandem installed.
     pub async fn tandem_routes(&self) -> Result<Vec<StaticRoute>, LinuxError> {
+        let mut out: Vec<StaticRoute> =
+            self.dump_routes().await?.iter().filter_map(parse).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The gateways of the main table's routes out of `ifindex` (whoever installed them):
+    /// the neighbours traffic to anything not directly attached goes to.
+    pub async fn gateways_via(&self, ifindex: u32) -> Result<Vec<IpAddr>, LinuxError> {
+        let mut out: Vec<IpAddr> = self
+            .dump_routes()
+            .await?
+            .iter()
+            .filter_map(parse_gateway_route)
+            .filter(|r| r.ifindex == ifindex)
+            .map(|r| r.gateway)
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn dump_routes(&self) -> Result<Vec<RouteMessage>, LinuxError> {
         let mut out = Vec::new();
         for probe in [
             RouteMessageBuilder::<Ipv4Addr>::new().build(),
@@ -96,10 +124,9 @@ impl Netlink {
                 target: "main table".into(),
                 source: rtnl_to_io(e),
             })? {
-                out.extend(parse(&msg));
+                out.push(msg);
             }
         }
-        out.sort();
         Ok(out)
     }
 

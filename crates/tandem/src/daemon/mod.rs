@@ -7,10 +7,12 @@
 //! - [`requests`]: control requests, config sync outcomes, the node's status.
 //! - [`listener`]: the metrics listener, bound at start and moved by a reload.
 //! - [`handover`]: planned hand-overs (maintenance mode, switchover, the clean stop).
+//! - [`neighbours`]: the neighbours a takeover needs, resolved before its traffic comes.
 
 mod activate;
 mod handover;
 mod listener;
+mod neighbours;
 mod notify;
 mod requests;
 mod start;
@@ -105,6 +107,8 @@ impl Daemon {
         // now and then, and sent only when it changed.
         let mut refresh = tokio::time::interval(Duration::from_secs(5));
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut warm = tokio::time::interval(neighbours::WARM_INTERVAL);
+        warm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = term.recv() => {
@@ -138,6 +142,7 @@ impl Daemon {
                 }
                 Some(ev) = self.check_events.recv() => self.on_check(ev),
                 _ = refresh.tick(), if self.notifier.on() => self.notify_status().await,
+                _ = warm.tick() => self.warm_neighbours(self.backup_devices(), "keeping a backup ready"),
                 ev = self.carp_events.recv() => match ev {
                     Some(ev) => {
                         self.on_carp(ev);
@@ -206,6 +211,9 @@ impl Daemon {
                 if to == carp::State::Master {
                     self.masters.insert((interface.clone(), vhid));
                     self.on_takeover(&reason);
+                    if let Some(dev) = self.vip_device(&interface, vhid) {
+                        self.warm_neighbours(vec![dev], "takeover");
+                    }
                 } else {
                     self.masters.remove(&(interface.clone(), vhid));
                 }

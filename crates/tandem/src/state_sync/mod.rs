@@ -34,6 +34,12 @@ pub enum Command {
         to: Option<String>,
         reply: oneshot::Sender<Vec<statesync::NodeId>>,
     },
+    /// The addresses the synced connections talk between (both ends of both directions, so
+    /// NAT's too), each once, at most `max` of them.
+    Endpoints {
+        max: usize,
+        reply: oneshot::Sender<Vec<IpAddr>>,
+    },
 }
 
 /// What the task tells the daemon.

@@ -67,6 +67,9 @@ impl Task {
                         let _ = reply.send(());
                     }
                     Some(Command::Resync) => self.engine.handle(Instant::now(), Input::Resync),
+                    Some(Command::Endpoints { max, reply }) => {
+                        let _ = reply.send(self.endpoints(max));
+                    }
                     Some(Command::Barrier { to, reply }) => {
                         // What the kernel reported up to now is part of "every state".
                         while let Ok(ev) = events.try_recv() {
@@ -86,6 +89,19 @@ impl Task {
                 },
             }
         }
+    }
+
+    fn endpoints(&self, max: usize) -> Vec<std::net::IpAddr> {
+        let mut seen = std::collections::BTreeSet::new();
+        for c in self.engine.conns() {
+            for a in [c.orig.src, c.orig.dst, c.reply.src, c.reply.dst] {
+                if seen.len() >= max {
+                    return seen.into_iter().collect();
+                }
+                seen.insert(a);
+            }
+        }
+        seen.into_iter().collect()
     }
 
     async fn on_event(&mut self, ev: Result<EventItem, ConntrackError>) {

@@ -215,6 +215,11 @@ pub struct Traffic {
 
 impl Traffic {
     pub fn start(c: &Cluster) -> Traffic {
+        Traffic::flows(c, CONNS, UDP_FLOWS)
+    }
+
+    /// `tcp` connections and `udp` flows, each sending every 20 ms.
+    pub fn flows(c: &Cluster, tcp: usize, udp: usize) -> Traffic {
         let mut child = c
             .client
             .command("python3")
@@ -223,8 +228,8 @@ impl Traffic {
                 "client",
                 "198.51.100.10",
                 "7000",
-                &CONNS.to_string(),
-                &UDP_FLOWS.to_string(),
+                &tcp.to_string(),
+                &udp.to_string(),
                 "20",
             ])
             .stdin(Stdio::piped())
