@@ -426,7 +426,7 @@ watch_cluster() {
 diag_table() { # NODE: a table of counters, no verdicts
     ns "$1" nft -f - <<'EOF'
 table inet swodiag {
-    chain fwd {
+    chain diag_forward {
         type filter hook forward priority -300;
         iifname "eth0" ct state invalid counter comment "lan in invalid"
         iifname "eth0" ct state established counter comment "lan in established"
@@ -435,7 +435,7 @@ table inet swodiag {
         iifname "eth1" ct state established counter comment "wan in established"
         iifname "eth1" ct state new counter comment "wan in new"
     }
-    chain pre {
+    chain diag_prerouting {
         type filter hook prerouting priority -350;
         iifname "eth0" ip saddr 192.0.2.10 counter comment "lan from client"
         iifname "eth1" ip saddr 198.51.100.10 counter comment "wan from server"
@@ -490,6 +490,9 @@ run() {
     sleep 0.2
     [ "$ev" = stop-busy ] && { busy_loops 4; sleep 1; }
     rc0=$(retrans client) rs0=$(retrans server)
+    if [ "$ev" = three-nodes ]; then
+        for h in $NODES; do ns "$h" conntrack -L -o extended,id 2>/dev/null >"$out/ct-$h-before.txt" || true; done
+    fi
     t0=$(date +%s.%N)
     case "$ev" in
         links-down|three-nodes)
@@ -513,7 +516,12 @@ run() {
             ;;
     esac
     if [ "$ev" = three-nodes ]; then
-        sleep 6
+        # fw2 is master from about +3 s: its table while it is, and its ruleset with counters
+        sleep 4.5
+        ns fw2 conntrack -L -o extended,id 2>/dev/null >"$out/ct-fw2-master.txt" || true
+        ns fw3 conntrack -L -o extended,id 2>/dev/null >"$out/ct-fw3-fw2master.txt" || true
+        ns fw2 nft list ruleset >"$out/nft-fw2-master.txt" 2>&1 || true
+        sleep 1.5
         ts=$(date +%s.%N)
         links fw2 down
         for h in $(ip netns pids "$P-fw2"); do kill -9 "$h" 2>/dev/null || true; done
