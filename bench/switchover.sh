@@ -44,6 +44,10 @@
 #   --write       replace the marked switchover section of bench/README.md with the results
 #   --keep        keep the temp dir (configs, logs, captures, client reports)
 #   --no-build    use target/release/tandem as it is
+#   --unres-qlen-bytes N  set net.ipv4.neigh.{eth0,eth1}.unres_qlen_bytes on the firewalls (the
+#                 packets a node queues per neighbour while it resolves it; kernel default 212992):
+#                 small values make the three-nodes bug of issue 12 happen in every run, big
+#                 ones make it go away (see bench/README.md)
 # Needs: root, iproute2, nftables, tcpdump, python3; keepalived and conntrackd for the peer rows.
 set -euo pipefail
 
@@ -56,6 +60,7 @@ ONLY="tandem,keepalived"
 WRITE=0
 KEEP=0
 BUILD=1
+UNRES=""
 while [ $# -gt 0 ]; do
     case "$1" in
         -n|--runs) RUNS=$2; shift 2 ;;
@@ -65,6 +70,7 @@ while [ $# -gt 0 ]; do
         --write) WRITE=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
+        --unres-qlen-bytes) UNRES=$2; shift 2 ;;
         -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -159,6 +165,11 @@ setup() { # TAG
         attach "$h" eth2 sync "203.0.113.$i/24"
     done
     ns client ip route add default via 192.0.2.1
+    if [ -n "$UNRES" ]; then
+        for h in $NODES; do
+            ns "$h" sysctl -qw "net.ipv4.neigh.eth0.unres_qlen_bytes=$UNRES" "net.ipv4.neigh.eth1.unres_qlen_bytes=$UNRES"
+        done
+    fi
 }
 
 links() { # NODE up|down
@@ -386,6 +397,11 @@ backups_have_states() {
         for h in $NODES; do [ "$(ct_count "$h")" -ge "$CONNS" ] || return 1; done
     fi
 }
+# packets dropped while their neighbour was being resolved, all namespaces (the kernel counts
+# them per table, not per namespace): /proc/net/stat/arp_cache's unresolved_discards, per CPU
+arp_discards() {
+    python3 -c 'import sys; print(sum(int(l.split()[11], 16) for l in list(open(sys.argv[1]))[1:]))' /proc/net/stat/arp_cache 2>/dev/null || echo 0
+}
 retrans() { # HOST: TCP RetransSegs in HOST's namespace
     ns "$1" awk '/^Tcp:/ { if (!n) { for (i = 1; i <= NF; i++) if ($i == "RetransSegs") c = i; n = 1 } else print $c }' /proc/net/snmp
 }
@@ -448,7 +464,7 @@ EOF
 
 # run EVENT R: appends "IMPL EVENT R ALIVE RESET MED P99 MAX TAKEOVER RETRANS_CLIENT RETRANS_SERVER MISSED" to $TMP/runs
 run() {
-    local ev=$1 r=$2 h t0 ts rc0 rs0 rc1 rs1 out="$TMP/$IMPL-$1-run$2" events=""
+    local ev=$1 r=$2 h t0 ts rc0 rs0 rc1 rs1 ad0 ad1 out="$TMP/$IMPL-$1-run$2" events=""
     mkdir -p "$out"
     OUT=$out
     if [ "$ev" = three-nodes ]; then NODES="fw1 fw2 fw3"; else NODES="fw1 fw2"; fi
@@ -489,7 +505,7 @@ run() {
     echo mark >&3
     sleep 0.2
     [ "$ev" = stop-busy ] && { busy_loops 4; sleep 1; }
-    rc0=$(retrans client) rs0=$(retrans server)
+    rc0=$(retrans client) rs0=$(retrans server) ad0=$(arp_discards)
     if [ "$ev" = three-nodes ]; then
         for h in $NODES; do ns "$h" conntrack -L -o extended,id 2>/dev/null >"$out/ct-$h-before.txt" || true; done
     fi
@@ -538,6 +554,8 @@ run() {
     echo report >&3
     sleep 1
     rc1=$(retrans client) rs1=$(retrans server)
+    ad1=$(arp_discards)
+    echo "$((ad1 - ad0)) packets dropped on unresolved neighbours (all namespaces)" >"$out/arp-discards.txt"
     python3 - "$IMPL $ev $r" "$events" "$out/lan.cap" "$out/wan.cap" "$out/client.out" \
         "$((rc1 - rc0)) $((rs1 - rs0))" >>"$TMP/runs" <<'EOF'
 import json, math, re, sys
@@ -591,7 +609,7 @@ else:
     missed = str(sum(1 for f in flows if any(g[0] <= lo and g[1] >= hi for g in f['gaps'])))
 print(f'{tag} {len(alive)} {len(flows) - len(alive)} {pauses} {take} {retr} {missed}')
 EOF
-    log "$IMPL $ev run $r: $(tail -1 "$TMP/runs" | cut -d' ' -f4-) (alive reset median p99 max takeover retrans-client retrans-server missed-fw2)"
+    log "$IMPL $ev run $r: $(tail -1 "$TMP/runs" | cut -d' ' -f4-) (alive reset median p99 max takeover retrans-client retrans-server missed-fw2); $(cat "$out/arp-discards.txt")"
     if [ "$ev" = three-nodes ]; then
         for h in $NODES; do cp "$TMP/$h.toml" "$out/" 2>/dev/null || true; done
         local missed
