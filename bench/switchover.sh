@@ -105,7 +105,7 @@ HOSTS="client server fw1 fw2 fw3 lan wan sync"
 
 teardown() {
     set +e
-    exec 3>&- 2>/dev/null
+    { exec 3>&-; } 2>/dev/null
     local pid h
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     if [ -n "$P" ]; then
