@@ -97,7 +97,6 @@ fi
 TMP=$(mktemp -d /tmp/switchover.XXXXXX)
 P=""
 PIDS=()
-declare -A DPID   # node -> pid of its tandem or keepalived
 log() { echo "[$(date +%T)] $*" >&2; }
 now_ns() { date +%s%N; }
 NODES="fw1 fw2"
@@ -236,7 +235,6 @@ EOF
 start_tandem() { # NODE
     ns "$1" "$TANDEM" run --config "$TMP/$1.toml" >>"$OUT/$1.log" 2>&1 &
     PIDS+=($!)
-    DPID[$1]=$!
 }
 status() { ns "$1" "$TANDEM" status --json --config "$TMP/$1.toml" 2>/dev/null; }
 json() { # NODE PYTHON-EXPRESSION-ON-d
@@ -359,7 +357,6 @@ EOF
         -p "$OUT/keepalived-$n.pid" -r "$OUT/keepalived-$n.vrrp.pid" -c "$OUT/keepalived-$n.chk.pid" \
         >>"$OUT/keepalived-$n.log" 2>&1 &
     PIDS+=($!)
-    DPID[$n]=$!
 }
 
 # ---- both -------------------------------------------------------------------------------------
@@ -418,6 +415,14 @@ busy_loops() { # SECONDS: two busy loops (both cores) for that long, in the back
         timeout "$1" bash -c 'while :; do :; done' &
         PIDS+=($!)
     done
+}
+
+# the daemon's own pid (not the subshell's that `ns ... &` starts): keepalived's pid file, or
+# tandem's node lock (it holds the daemon's pid)
+daemon_pid() {
+    local f="$TMP/$1.sock.lock"
+    [ "$IMPL" = keepalived ] && f="$OUT/keepalived-$1.pid"
+    tr -dc '0-9' <"$f"
 }
 
 has_maintenance() { "$TANDEM" maintenance --help >/dev/null 2>&1; }
@@ -517,7 +522,7 @@ run() {
             events="fw1:fw2:$t0"
             ;;
         stop|stop-busy)
-            kill -TERM "${DPID[fw1]}"
+            kill -TERM "$(daemon_pid fw1)"
             events="fw1:fw2:$t0"
             ;;
         maintenance)
@@ -526,7 +531,7 @@ run() {
                     log "maintenance enter failed: $(tail -2 "$out/fw1.cli")"
             else
                 keepalived_conf fw1 100 >"$OUT/keepalived-fw1.conf"
-                kill -HUP "${DPID[fw1]}"
+                kill -HUP "$(daemon_pid fw1)"
             fi
             events="fw1:fw2:$t0"
             ;;
