@@ -187,6 +187,7 @@ name = "$1"
 advskew = $2
 preempt = true
 control_socket = "$TMP/$1.sock"
+state_dir = "$TMP/$1-state"
 
 [interfaces]
 lan = "eth0"
@@ -475,7 +476,7 @@ run() {
     if [ "$ev" = three-nodes ]; then NODES="fw1 fw2 fw3"; else NODES="fw1 fw2"; fi
     setup "$r"
     if [ "$IMPL" = tandem ]; then
-        rm -f "$TMP"/fw*.sock "$TMP"/fw*.sock.lock
+        rm -rf "$TMP"/fw*.sock "$TMP"/fw*.sock.lock "$TMP"/fw*-state
         for h in $NODES; do
             config "$h" $(( ($(idx "$h") - 1) * 100 )) >"$TMP/$h.toml"
             start_tandem "$h"
