@@ -563,9 +563,9 @@ run() {
     ad1=$(arp_discards)
     echo "$((ad1 - ad0)) packets dropped on unresolved neighbours (all namespaces)" >"$out/arp-discards.txt"
     python3 - "$IMPL $ev $r" "$events" "$out/lan.cap" "$out/wan.cap" "$out/client.out" \
-        "$((rc1 - rc0)) $((rs1 - rs0))" >>"$TMP/runs" <<'EOF'
-import json, math, re, sys
-tag, events, lan, wan, client, retr = sys.argv[1:7]
+        "$((rc1 - rc0)) $((rs1 - rs0))" "$out/fw2-lan.pcap" "$out/fw2-wan.pcap" >>"$TMP/runs" <<'EOF'
+import json, math, re, subprocess, sys
+tag, events, lan, wan, client, retr, fw2lan, fw2wan = sys.argv[1:9]
 events = [(a, b, float(t)) for a, b, t in (e.split(':') for e in events.split())]
 ADDR = {'lan': {'fw1': '192.0.2.2', 'fw2': '192.0.2.3', 'fw3': '192.0.2.4'},
         'wan': {'fw1': '198.51.100.2', 'fw2': '198.51.100.3', 'fw3': '198.51.100.4'}}
@@ -612,19 +612,33 @@ else:
     pauses = ' '.join('/'.join(f'{c[k]:.2f}' for c in cols) for k in range(3))
     # missed fw2: no echo at all from fw2's takeover + 1 s until fw2's death
     lo, hi = (takes[0] or events[0][2]) + 1.0, events[1][2]
-    missed = str(sum(1 for f in flows if any(g[0] <= lo and g[1] >= hi for g in f['gaps'])))
+    missed = sum(1 for f in flows if any(g[0] <= lo and g[1] >= hi for g in f['gaps']))
+    # lost in fw2: connections whose segments reached fw2's lan link while it was master and
+    # none of which left on its wan link (fw2's captures)
+    def ports(pcap, filt, t_from, t_to):
+        out = subprocess.run(['tcpdump', '-r', pcap, '-n', '-tt', filt], capture_output=True, text=True).stdout
+        s = set()
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) > 4 and t_from <= float(f[0]) < t_to:
+                s.add(f[2].rsplit('.', 1)[1])
+        return s
+    t_from = takes[0] or events[0][2]
+    lost = len(ports(fw2lan, 'tcp and src host 192.0.2.10 and dst port 7000', t_from, hi)
+               - ports(fw2wan, 'tcp and src host 198.51.100.1 and dst port 7000', t_from, hi))
+    missed = f'{missed}/{lost}'
 print(f'{tag} {len(alive)} {len(flows) - len(alive)} {pauses} {take} {retr} {missed}')
 EOF
-    log "$IMPL $ev run $r: $(tail -1 "$TMP/runs" | cut -d' ' -f4-) (alive reset median p99 max takeover retrans-client retrans-server missed-fw2); $(cat "$out/arp-discards.txt")"
+    log "$IMPL $ev run $r: $(tail -1 "$TMP/runs" | cut -d' ' -f4-) (alive reset median p99 max takeover retrans-client retrans-server missed-fw2/lost-in-fw2); $(cat "$out/arp-discards.txt")"
     if [ "$ev" = three-nodes ]; then
         for h in $NODES; do cp "$TMP/$h.toml" "$out/" 2>/dev/null || true; done
         local missed
         missed=$(tail -1 "$TMP/runs" | awk '{print $NF}')
-        if [ "$missed" != 0 ]; then log "three-nodes run $r: $missed connections missed fw2; logs in $out"; KEEP=1; fi
+        if [ "$missed" != 0/0 ]; then log "three-nodes run $r: $missed connections missed fw2; logs in $out"; KEEP=1; fi
     fi
     echo quit >&3 || true
     teardown
-    [ "$ev" = three-nodes ] && [ "$(tail -1 "$TMP/runs" | awk '{print $NF}')" = 0 ] && rm -f "$out"/*.pcap
+    [ "$ev" = three-nodes ] && [ "$(tail -1 "$TMP/runs" | awk '{print $NF}')" = 0/0 ] && rm -f "$out"/*.pcap
     return 0
 }
 
@@ -655,7 +669,7 @@ done
 REPORT=$(
     echo "Measured $(date -u +%Y-%m-%d) on Linux $(uname -r), $(nproc) CPUs; $VERSIONS, commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' (crates/ modified)'); Tandem with CARP, advbase 1, skews 0/100(/200); keepalived with VRRPv3, advert_int 1, priorities 254/154; $CONNS TCP connections each echoing every 50 ms through the NAT to the wan VIP.$MAINT_NOTE"
     echo
-    echo "| implementation | event | run | alive | reset or stalled | longest pause per connection: median (s) | p99 (s) | max (s) | takeover (s) | TCP retransmissions client / server | missed fw2 |"
+    echo "| implementation | event | run | alive | reset or stalled | longest pause per connection: median (s) | p99 (s) | max (s) | takeover (s) | TCP retransmissions client / server | missed fw2 / lost in fw2 |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     while read -r impl ev r alive reset med p99 max take rc rs missed; do
         [ "$impl" = keepalived ] && impl="keepalived + conntrackd"
@@ -664,7 +678,7 @@ REPORT=$(
         echo "| $impl | $ev | $r | $alive / $CONNS | $reset | $med | $p99 | $max | $take | $rc / $rs | $missed |"
     done <"$TMP/runs"
     echo
-    echo "alive = no error and an echo within the last second at the end; a pause is the longest silence between two echoes after the event (each connection sends every 50 ms: 0.05 s is no pause). Takeover = from the event until the new master's first advert on both the lan and the wan. three-nodes has three values per cell: fw1's power cut (fw2 takes over), fw2's power cut 6 s later (fw3 takes over), fw1's return 14 s after that (fw1 preempts once its bulk sync is done; its takeover counts from its restart); a pause belongs to the failover in whose window it began, 0 = no silence over 0.2 s. Missed fw2 = connections with no echo at all from fw2's takeover + 1 s until fw2's power cut. Retransmissions: RetransSegs in the client's and the server's namespaces, delta over the event."
+    echo "alive = no error and an echo within the last second at the end; a pause is the longest silence between two echoes after the event (each connection sends every 50 ms: 0.05 s is no pause). Takeover = from the event until the new master's first advert on both the lan and the wan. three-nodes has three values per cell: fw1's power cut (fw2 takes over), fw2's power cut 6 s later (fw3 takes over), fw1's return 14 s after that (fw1 preempts once its bulk sync is done; its takeover counts from its restart); a pause belongs to the failover in whose window it began, 0 = no silence over 0.2 s. Missed fw2 = connections with no echo at all from fw2's takeover + 1 s until fw2's power cut; lost in fw2 = connections whose segments reached fw2's lan link while it was master and none of which left on its wan link (captures on fw2). Retransmissions: RetransSegs in the client's and the server's namespaces, delta over the event."
 )
 echo "$REPORT"
 
