@@ -12,7 +12,7 @@
 #   NAT of the lan to it).
 #
 # Each run: the nodes start, state sync is ready; the client opens CONNS TCP connections to the
-# server (bench/tools/traffic.py), each sending a line every 50 ms and waiting for its echo;
+# server (crates/tandem/tests/traffic.py), each sending a line every 50 ms and waiting for its echo;
 # once fw2's kernel (or conntrackd's external cache) holds their states, the event happens:
 #   links-down   fw1 loses power: its three links go down, every process in it is killed (-9)
 #   stop         SIGTERM to the master's daemon (keepalived: SIGTERM to keepalived)
@@ -87,7 +87,7 @@ for c in ip nft tcpdump python3 awk; do
 done
 
 TANDEM="${TANDEM:-$ROOT/target/release/tandem}"
-TRAFFIC="$HERE/tools/traffic.py"
+TRAFFIC="$HERE/../crates/tandem/tests/traffic.py"
 if [ "$BUILD" = 1 ]; then
     echo "[switchover.sh] building tandem in release mode" >&2
     (cd "$ROOT" && cargo build --release -q -p tandem --bin tandem)

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Long-lived test traffic for the state-sync tests.
+"""Long-lived test traffic for the state-sync tests, the demo and the benches. Each flow's
+gaps (when it went silent and when it resumed, wall clock) let a bench tell which failover
+each pause belongs to.
 
 server: python3 traffic.py server PORT
     TCP and UDP echo on PORT; prints "ready" once listening.
@@ -9,7 +11,9 @@ client: python3 traffic.py client HOST PORT CONNS UDPFLOWS INTERVAL_MS
     on each every INTERVAL_MS, checking every echo. Prints "ready" once all connections are up.
     Reads commands on stdin, one per line:
       mark    remember now; later reports count what happened after it
-      report  print one JSON line: per-flow counters since start and since the mark
+      report  print one JSON line: per-flow counters since start and since the mark, and the
+              flow's gaps since the mark: [start, end] wall-clock seconds of every silence
+              between two echoes longer than GAP_S (0.2 s), the open one at the report too
       quit    close everything and exit
 """
 
@@ -17,6 +21,14 @@ import asyncio
 import json
 import sys
 import time
+
+GAP_S = 0.2
+# monotonic -> wall clock (the bench's events are wall-clock stamps)
+_OFFSET = time.time() - time.monotonic()
+
+
+def wall(mono):
+    return round(mono + _OFFSET, 4)
 
 
 async def serve(port):
@@ -56,9 +68,12 @@ class Flow:
         self.error = None
         self.last_echo = time.monotonic()
         self.max_silence = 0.0
+        self.gaps = []
 
     def got_echo(self, marked):
         now = time.monotonic()
+        if marked and now - self.last_echo > GAP_S:
+            self.gaps.append([wall(self.last_echo), wall(now)])
         self.max_silence = max(self.max_silence, now - self.last_echo)
         self.last_echo = now
         self.echoed += 1
@@ -138,6 +153,7 @@ async def client(host, port, conns, udpflows, interval):
             for f in flows:
                 f.echoed_after_mark = 0
                 f.max_silence = 0.0
+                f.gaps = []
             print("marked", flush=True)
         elif line == "report":
             now = time.monotonic()
@@ -152,6 +168,8 @@ async def client(host, port, conns, udpflows, interval):
                         "error": f.error,
                         "silent_for": round(now - f.last_echo, 3),
                         "max_silence": round(max(f.max_silence, now - f.last_echo), 3),
+                        "gaps": f.gaps
+                        + ([[wall(f.last_echo), wall(now)]] if now - f.last_echo > GAP_S else []),
                     }
                     for f in flows
                 ]
