@@ -48,9 +48,9 @@ fn a_backup_has_its_neighbours_resolved_before_it_takes_over() {
     let mut t = Traffic::flows(&c, 400, 0);
     let ok = lab::wait_until(Duration::from_secs(10), || conntrack_count(fw2) >= 400);
     assert!(ok, "fw2 never held every state\n{}", c.fw[1].log());
-    // fw2 has never sent the client or the server anything; it resolves them as a backup
-    // (every 30 s, for the VIP devices it is not master on).
-    let ok = lab::wait_until(Duration::from_secs(40), || {
+    // fw2 has never sent the client or the server anything; it resolves them as a backup as
+    // soon as it holds connections to them.
+    let ok = lab::wait_until(Duration::from_secs(10), || {
         neighbour(fw2, "198.51.100.10", "ens6").is_some()
             && neighbour(fw2, "192.0.2.10", "ens5").is_some()
     });

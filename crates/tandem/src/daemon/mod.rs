@@ -142,7 +142,7 @@ impl Daemon {
                 }
                 Some(ev) = self.check_events.recv() => self.on_check(ev),
                 _ = refresh.tick(), if self.notifier.on() => self.notify_status().await,
-                _ = warm.tick() => self.warm_neighbours(self.backup_devices(), "keeping a backup ready"),
+                _ = warm.tick() => self.warm_neighbours(self.backup_devices(), None, "keeping a backup ready"),
                 ev = self.carp_events.recv() => match ev {
                     Some(ev) => {
                         self.on_carp(ev);
@@ -212,7 +212,7 @@ impl Daemon {
                     self.masters.insert((interface.clone(), vhid));
                     self.on_takeover(&reason);
                     if let Some(dev) = self.vip_device(&interface, vhid) {
-                        self.warm_neighbours(vec![dev], "takeover");
+                        self.warm_neighbours(vec![dev], None, "takeover");
                     }
                 } else {
                     self.masters.remove(&(interface.clone(), vhid));
@@ -288,6 +288,9 @@ impl Daemon {
                 self.demote_state_sync(!ready);
             }
             state_sync::Notice::Handover { from, to } => self.on_handover_notice(from, to),
+            state_sync::Notice::NewEndpoints(addrs) => {
+                self.warm_neighbours(self.backup_devices(), Some(addrs), "new connections")
+            }
         }
     }
 

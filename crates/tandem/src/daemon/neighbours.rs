@@ -100,16 +100,23 @@ async fn warm_device(
 }
 
 impl Daemon {
-    /// Resolves the neighbours of these VIP devices off the daemon loop (nothing waits for it).
-    pub(super) fn warm_neighbours(&self, devices: Vec<String>, why: &'static str) {
+    /// Resolves the neighbours of these VIP devices off the daemon loop (nothing waits for it),
+    /// for `endpoints`, or for every endpoint state sync knows.
+    pub(super) fn warm_neighbours(
+        &self,
+        devices: Vec<String>,
+        endpoints: Option<Vec<IpAddr>>,
+        why: &'static str,
+    ) {
         if devices.is_empty() {
             return;
         }
         let states = self.states.as_ref().map(|h| h.commands.clone());
         let netlink = self.netlink.clone();
         tokio::spawn(async move {
-            let endpoints = match states {
-                Some(tx) => {
+            let endpoints = match (endpoints, states) {
+                (Some(e), _) => e,
+                (None, Some(tx)) => {
                     let (reply, rx) = tokio::sync::oneshot::channel();
                     let cmd = state_sync::Command::Endpoints {
                         max: MAX_ENDPOINTS,
@@ -125,7 +132,7 @@ impl Daemon {
                         _ => Vec::new(),
                     }
                 }
-                None => Vec::new(),
+                (None, None) => Vec::new(),
             };
             for d in devices {
                 match warm_device(&netlink, &d, &endpoints).await {

@@ -43,10 +43,13 @@ pub enum Command {
 }
 
 /// What the task tells the daemon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
     /// Whether CARP may stop demoting this node for state sync.
     Ready(bool),
+    /// Conns installed from peers talk to these addresses, new since the last notice (a backup
+    /// has the ones on its VIP interfaces resolved before it may need them).
+    NewEndpoints(Vec<IpAddr>),
     /// Peer `from` is about to hand its VIPs to the node `to` (0: whichever backup wins).
     Handover {
         from: statesync::NodeId,
@@ -279,6 +282,9 @@ pub async fn start(
         notices: note_tx,
         barriers: Vec::new(),
         next_nonce: 0,
+        endpoints_seen: Default::default(),
+        endpoints_fresh: Vec::new(),
+        endpoints_told: Instant::now(),
     };
     tokio::spawn(task.run(ev_rx, ctl_rx));
     Ok(Handle {

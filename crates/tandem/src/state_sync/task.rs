@@ -22,7 +22,17 @@ pub(super) struct Task {
     /// Barriers under way: their nonce and who waits for the answer.
     pub(super) barriers: Vec<(u64, oneshot::Sender<Vec<statesync::NodeId>>)>,
     pub(super) next_nonce: u64,
+    /// Endpoints of the conns installed from peers so far (at most [`MAX_ENDPOINTS_SEEN`]),
+    /// and the ones the daemon has not been told of yet (it has them resolved on a backup).
+    pub(super) endpoints_seen: std::collections::HashSet<std::net::IpAddr>,
+    pub(super) endpoints_fresh: Vec<std::net::IpAddr>,
+    pub(super) endpoints_told: Instant,
 }
+
+/// Most endpoints remembered as seen (beyond it, the daemon's periodic round covers them).
+const MAX_ENDPOINTS_SEEN: usize = 65_536;
+/// The daemon hears of new endpoints at most this often.
+const ENDPOINTS_NOTICE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Task {
     pub(super) async fn run(
@@ -38,6 +48,7 @@ impl Task {
         let mut buf = vec![0u8; 65_536];
         loop {
             self.execute().await;
+            self.tell_endpoints();
             let sleep = crate::deadline::sleep_until(self.engine.poll_timeout().map(|(t, _)| t));
             tokio::select! {
                 r = self.sock.recv_from(&mut buf) => match r {
@@ -89,6 +100,34 @@ impl Task {
                 },
             }
         }
+    }
+
+    fn note_endpoints(&mut self, conns: &[statesync::model::Conn]) {
+        for c in conns {
+            for a in [c.orig.src, c.orig.dst, c.reply.src, c.reply.dst] {
+                if self.endpoints_seen.len() < MAX_ENDPOINTS_SEEN && self.endpoints_seen.insert(a) {
+                    self.endpoints_fresh.push(a);
+                }
+            }
+        }
+    }
+
+    /// Tells the daemon of endpoints it has not heard of (at most every 200 ms; the rest wait
+    /// for the next turn of the loop, a heartbeat at the latest).
+    fn tell_endpoints(&mut self) {
+        if self.endpoints_fresh.is_empty() || self.endpoints_told.elapsed() < ENDPOINTS_NOTICE_EVERY
+        {
+            return;
+        }
+        let fresh = std::mem::take(&mut self.endpoints_fresh);
+        if let Err(mpsc::error::TrySendError::Full(Notice::NewEndpoints(back))) =
+            self.notices.try_send(Notice::NewEndpoints(fresh))
+        {
+            // The daemon is busy: they go with the next notice.
+            self.endpoints_fresh = back;
+            return;
+        }
+        self.endpoints_told = Instant::now();
     }
 
     fn endpoints(&self, max: usize) -> Vec<std::net::IpAddr> {
@@ -233,6 +272,7 @@ impl Task {
                         actions.pop_front();
                     }
                     let n = conns.len() as u64;
+                    self.note_endpoints(&conns);
                     let failed = self
                         .kernel(move |ct| {
                             let ops: Vec<Op<'_>> = conns.iter().map(Op::Create).collect();
