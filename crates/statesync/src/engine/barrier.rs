@@ -90,9 +90,21 @@ impl Replicator {
         self.barrier.as_ref().and_then(|b| b.resend_at)
     }
 
-    /// Sends the barrier again to each peer that has not confirmed it.
+    /// Sends the barrier again to each peer that has not confirmed it, and stops waiting for
+    /// a peer that went silent (down, or not heard for `peer_timeout`): a dead peer never
+    /// answers, and the barrier would go to it for ever.
     pub(super) fn barrier_timers(&mut self, now: Instant) {
         let repeat = self.cfg.repair_timeout;
+        let peer_timeout = self.cfg.peer_timeout;
+        let peers = &self.peers;
+        if let Some(b) = self.barrier.as_mut() {
+            b.waiting.retain(|n| {
+                peers.get(n).is_some_and(|p| {
+                    !p.down && now.saturating_duration_since(p.last_seen) < peer_timeout
+                })
+            });
+        }
+        self.finish_barrier_if_confirmed();
         let Some(b) = self
             .barrier
             .as_mut()
