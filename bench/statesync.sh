@@ -385,6 +385,12 @@ run_bulk() {
             ;;
     esac
     verify_fw2
+    save_rss
+}
+
+# fw2's daemon's resident memory (VmRSS, KiB) now that it holds the N entries.
+save_rss() {
+    awk '/^VmRSS:/ { print $2 }' "/proc/$FW2_PID/status" >"$TMP/rss" 2>/dev/null || true
 }
 
 # Live: both daemons running and in sync on empty tables; N entries written into fw1's kernel
@@ -410,6 +416,7 @@ run_live() {
         echo "$(ms "$t0" "$t1") - $(ms "$t0" "${fill#* }")"
     fi >"$TMP/result"
     verify_fw2
+    save_rss
 }
 
 # ---- main ----
@@ -422,7 +429,7 @@ SCENS=()
 for s in bulk live; do
     case ",$SCENARIOS," in *",$s,"*) SCENS+=("$s") ;; esac
 done
-declare -A RES EXTRA FILLMS
+declare -A RES EXTRA FILLMS RSS
 # The kernel's own ceiling, in a namespace of its own: batched creates without and with an
 # event listener (every node running a sync daemon has one).
 setup
@@ -433,8 +440,9 @@ for scen in "${SCENS[@]}"; do
     for run in $(seq 1 "$RUNS"); do
         for tool in "${TOOLS[@]}"; do
             # tools interleaved run by run, so slow drifts of the machine hit all alike
-            rm -f "$TMP/result"
+            rm -f "$TMP/result" "$TMP/rss"
             if "run_$scen" "$tool" && [ -s "$TMP/result" ]; then
+                [ -s "$TMP/rss" ] && RSS[$scen,$tool]="${RSS[$scen,$tool]:-} $(cat "$TMP/rss")"
                 set -- $(cat "$TMP/result")
                 log "$scen $tool run $run/$RUNS: $1 ms${2:+ (extra: ${*:2})}"
                 RES[$scen,$tool]="${RES[$scen,$tool]:-} $1"
@@ -464,20 +472,22 @@ label() {
 }
 
 table() {
-    local scen=$1 tool v med tmed ratio extra
+    local scen=$1 tool v med tmed ratio extra rss
     tmed=""
     [ -n "${RES[$scen,tandem]:-}" ] && tmed=$(median <<<"${RES[$scen,tandem]}")
-    echo "| tool | runs | median (ms) | min | max | states/s (median) | tandem states/s ÷ this |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
+    echo "| tool | runs | median (ms) | min | max | states/s (median) | tandem states/s ÷ this | fw2 daemon resident memory (MiB, median) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for tool in "${TOOLS[@]}"; do
         v=${RES[$scen,$tool]:-}
         if [ -z "$v" ]; then
-            echo "| $(label "$tool") | 0 | failed | | | | |"
+            echo "| $(label "$tool") | 0 | failed | | | | | |"
             continue
         fi
         med=$(median <<<"$v")
         if [ -n "$tmed" ]; then ratio=$(awk -v a="$med" -v b="$tmed" 'BEGIN { printf "%.2f", a / b }'); else ratio="n/a"; fi
-        echo "| $(label "$tool") | $(wc -w <<<"$v") | $med | $(minv <<<"$v") | $(maxv <<<"$v") | $(rate "$med") | $ratio |"
+        rss=${RSS[$scen,$tool]:-}
+        if [ -n "$rss" ]; then rss=$(awk -v k="$(median <<<"$rss")" 'BEGIN { printf "%.1f", k / 1024 }'); else rss="—"; fi
+        echo "| $(label "$tool") | $(wc -w <<<"$v") | $med | $(minv <<<"$v") | $(maxv <<<"$v") | $(rate "$med") | $ratio | $rss |"
     done
 }
 
