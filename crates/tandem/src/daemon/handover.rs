@@ -198,20 +198,15 @@ impl Daemon {
         let Some(h) = &self.states else {
             return Err("no state sync".into());
         };
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let asked = async {
-            h.commands
-                .send(state_sync::Command::Status(reply))
-                .await
-                .ok()?;
-            rx.await.ok()
-        };
-        tokio::time::timeout(Duration::from_secs(2), asked)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|s| s.engine)
-            .ok_or_else(|| "state sync is not answering".to_string())
+        state_sync::ask(
+            &h.commands,
+            state_sync::Command::Status,
+            Duration::from_secs(2),
+        )
+        .await
+        .ok()
+        .and_then(|s| s.engine)
+        .ok_or_else(|| "state sync is not answering".to_string())
     }
 
     /// A named peer must be one state sync hears now (that is how the others learn whom to
@@ -301,20 +296,13 @@ impl Daemon {
         let Some(h) = &self.states else {
             return ("no state sync".into(), None);
         };
-        let (reply, rx) = tokio::sync::oneshot::channel();
         let started = std::time::Instant::now();
-        let asked = async {
-            h.commands
-                .send(state_sync::Command::Barrier {
-                    to: to.map(String::from),
-                    reply,
-                })
-                .await
-                .ok()?;
-            rx.await.ok()
+        let barrier = |reply| state_sync::Command::Barrier {
+            to: to.map(String::from),
+            reply,
         };
-        match tokio::time::timeout(BARRIER_DEADLINE, asked).await {
-            Ok(Some(confirmed)) => (
+        match state_sync::ask(&h.commands, barrier, BARRIER_DEADLINE).await {
+            Ok(confirmed) => (
                 format!(
                     "states confirmed by {} in {} ms",
                     crate::words::count(confirmed.len(), "peer"),
@@ -322,11 +310,11 @@ impl Daemon {
                 ),
                 Some(confirmed.len()),
             ),
-            Ok(None) => {
+            Err(state_sync::Unanswered::Gone) => {
                 warn!("state sync could not run the barrier: handing over without it");
                 ("state sync barrier failed".into(), None)
             }
-            Err(_) => {
+            Err(state_sync::Unanswered::Late) => {
                 warn!(
                     "state sync barrier: not every peer confirmed within {} s; handing over anyway",
                     BARRIER_DEADLINE.as_secs()

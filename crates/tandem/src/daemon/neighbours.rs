@@ -117,20 +117,13 @@ impl Daemon {
             let endpoints = match (endpoints, states) {
                 (Some(e), _) => e,
                 (None, Some(tx)) => {
-                    let (reply, rx) = tokio::sync::oneshot::channel();
-                    let cmd = state_sync::Command::Endpoints {
+                    let endpoints = |reply| state_sync::Command::Endpoints {
                         max: MAX_ENDPOINTS,
                         reply,
                     };
-                    match tokio::time::timeout(Duration::from_secs(2), async {
-                        tx.send(cmd).await.ok()?;
-                        rx.await.ok()
-                    })
-                    .await
-                    {
-                        Ok(Some(e)) => e,
-                        _ => Vec::new(),
-                    }
+                    state_sync::ask(&tx, endpoints, Duration::from_secs(2))
+                        .await
+                        .unwrap_or_default()
                 }
                 (None, None) => Vec::new(),
             };

@@ -131,20 +131,13 @@ impl Daemon {
         let carp = self.carp.status().await;
         // State sync answers between two pieces of work; a status never waits long for it.
         let state_sync = match &self.states {
-            Some(h) => {
-                let (reply, rx) = tokio::sync::oneshot::channel();
-                let asked = async {
-                    h.commands
-                        .send(state_sync::Command::Status(reply))
-                        .await
-                        .ok()?;
-                    rx.await.ok()
-                };
-                tokio::time::timeout(Duration::from_secs(2), asked)
-                    .await
-                    .ok()
-                    .flatten()
-            }
+            Some(h) => state_sync::ask(
+                &h.commands,
+                state_sync::Command::Status,
+                Duration::from_secs(2),
+            )
+            .await
+            .ok(),
             None => None,
         };
         let state_line = match (&self.cfg.statesync, &state_sync) {

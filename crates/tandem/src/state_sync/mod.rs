@@ -88,6 +88,35 @@ pub struct Handle {
     pub notices: mpsc::Receiver<Notice>,
 }
 
+/// Why the state sync task gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The task is gone (or dropped the request).
+    Gone,
+    /// No answer within the deadline.
+    Late,
+}
+
+/// Asks the state sync task something that it answers on a oneshot channel, waiting at most
+/// `deadline` for the request to be taken and answered.
+pub async fn ask<T>(
+    commands: &mpsc::Sender<Command>,
+    request: impl FnOnce(oneshot::Sender<T>) -> Command,
+    deadline: Duration,
+) -> Result<T, Unanswered> {
+    let (reply, rx) = oneshot::channel();
+    let asked = async {
+        commands
+            .send(request(reply))
+            .await
+            .map_err(|_| Unanswered::Gone)?;
+        rx.await.map_err(|_| Unanswered::Gone)
+    };
+    tokio::time::timeout(deadline, asked)
+        .await
+        .map_err(|_| Unanswered::Late)?
+}
+
 /// The next notice, or never when state sync is off (for `select!`).
 pub async fn next_notice(h: &mut Option<Handle>) -> Option<Notice> {
     match h {
