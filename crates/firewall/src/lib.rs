@@ -32,6 +32,7 @@ pub mod model;
 mod net;
 mod render;
 pub mod synth;
+pub mod table;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -45,6 +46,7 @@ pub use model::{
     PortForward, Protocol, Rule, StaticRoute, Value, Values,
 };
 pub use render::TABLE;
+pub use table::Table;
 
 /// What the firewall needs to know about this node (node-local, never synced).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,6 +64,8 @@ pub struct NodeContext {
 pub struct Ruleset {
     /// A script for `nft -f -`: replaces table `inet tandem` in one transaction.
     pub nft: String,
+    /// The same table as objects: what an update compares with the running one.
+    pub table: Table,
     /// Static routes, resolved to gateway address and device, in config order.
     pub routes: Vec<Route>,
 }
@@ -96,8 +100,10 @@ pub fn validate(areas: &Areas, ctx: &NodeContext) -> Result<(), Vec<ConfigError>
 /// Validate and render the nftables script and the routes.
 pub fn render(areas: &Areas, ctx: &NodeContext) -> Result<Ruleset, Vec<ConfigError>> {
     let compiled = compile::compile(areas, ctx)?;
+    let table = render::table(&compiled);
     Ok(Ruleset {
-        nft: render::render(&compiled),
+        nft: table.script(),
+        table,
         routes: compiled.routes,
     })
 }

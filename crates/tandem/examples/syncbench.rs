@@ -286,6 +286,14 @@ fn main() -> Result<()> {
         );
     }
 
+    // SYNCBENCH_LOGS=DIR keeps both daemons' logs (where the time goes: fw2 prints its apply).
+    if let Some(dir) = std::env::var_os("SYNCBENCH_LOGS") {
+        for n in [&fw1, &fw2] {
+            let to = Path::new(&dir).join(format!("{}.log", n.host.name()));
+            std::fs::write(&to, n._process.stderr())?;
+        }
+    }
+
     // The peer: fw2's own nft script, copied over the sync link and loaded with nft -f.
     let script = fw2.host.run(&[
         &tandem.to_string_lossy(),

@@ -1,7 +1,10 @@
 //! Shared test helpers: building a node context from a test config.
 #![allow(dead_code)]
 
+use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use firewall::{IpNet, NodeContext};
 
@@ -135,4 +138,63 @@ pub fn routes_text(r: &firewall::Ruleset) -> String {
             )
         })
         .collect()
+}
+
+/// A network namespace deleted on drop (also on panic).
+pub struct Netns(String);
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "tandem-fwtest-{}-{tag}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let out = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .expect("run ip netns add");
+        assert!(
+            out.status.success(),
+            "ip netns add {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Netns(name)
+    }
+
+    /// Run `nft ARGS` in the namespace with `stdin` as input.
+    pub fn nft(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.0, "nft"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn nft");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write ruleset to nft");
+        child.wait_with_output().expect("wait for nft")
+    }
+
+    pub fn nft_ok(&self, args: &[&str], stdin: &str, what: &str) -> String {
+        let out = self.nft(args, stdin);
+        assert!(
+            out.status.success(),
+            "{what}: nft {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
 }
