@@ -46,7 +46,7 @@ pub use model::{
     PortForward, Protocol, Rule, StaticRoute, Value, Values,
 };
 pub use render::TABLE;
-pub use table::Table;
+pub use table::{Table, Update};
 
 /// What the firewall needs to know about this node (node-local, never synced).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

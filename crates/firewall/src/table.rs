@@ -136,9 +136,9 @@ impl Table {
     }
 
     /// The script that turns `running` (what the last apply put in the kernel) into `self`
-    /// touching only what changed, in one transaction: `Some("")` when nothing did, `None`
-    /// when the change is structural and the table must be replaced ([`Table::script`]).
-    pub fn update(&self, running: &Table) -> Option<String> {
+    /// touching only what changed, in one transaction; `None` when the change is structural
+    /// and the table must be replaced ([`Table::script`]).
+    pub fn update(&self, running: &Table) -> Option<Update> {
         let same_shape = self.sets.len() == running.sets.len()
             && self.chains.len() == running.chains.len()
             && self
@@ -154,6 +154,12 @@ impl Table {
         if !same_shape {
             return None;
         }
+        let mut u = Update::default();
+        // `add chain` of an existing chain changes nothing, and fails when the table is gone
+        // (someone ran `nft flush ruleset`): then the caller replaces the table.
+        if let Some(c) = self.chains.first() {
+            let _ = writeln!(u.script, "add chain {TABLE} {}", c.name);
+        }
         let mut deletes = String::new();
         let mut adds = String::new();
         for (new, old) in self.sets.iter().zip(&running.sets) {
@@ -168,41 +174,82 @@ impl Table {
             }
             let before: BTreeSet<&str> = old.elements.iter().map(String::as_str).collect();
             let after: BTreeSet<&str> = new.elements.iter().map(String::as_str).collect();
-            elements(&mut deletes, "delete", &new.name, before.difference(&after));
-            elements(&mut adds, "add", &new.name, after.difference(&before));
+            u.deleted += elements(&mut deletes, "delete", &new.name, before.difference(&after));
+            u.added += elements(&mut adds, "add", &new.name, after.difference(&before));
         }
         // Deletes first: an interval that grows is deleted and added again, and the two may
         // overlap.
-        let mut o = deletes;
-        o.push_str(&adds);
+        u.script.push_str(&deletes);
+        u.script.push_str(&adds);
         for (new, old) in self.chains.iter().zip(&running.chains) {
             if new.rules().eq(old.rules()) {
                 continue;
             }
-            let _ = writeln!(o, "flush chain {TABLE} {}", new.name);
+            u.chains += 1;
+            let _ = writeln!(u.script, "flush chain {TABLE} {}", new.name);
             for r in new.rules() {
-                let _ = writeln!(o, "add rule {TABLE} {} {r}", new.name);
+                u.rules += 1;
+                let _ = writeln!(u.script, "add rule {TABLE} {} {r}", new.name);
             }
         }
-        Some(o)
+        Some(u)
     }
 }
 
-/// `add element inet tandem NAME { a, b }` (nothing when there is nothing to add).
-fn elements<'a>(o: &mut String, verb: &str, set: &str, items: impl Iterator<Item = &'a &'a str>) {
-    let mut first = true;
+/// An incremental change of the table (see [`Table::update`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Update {
+    /// For `nft -f -`: one transaction.
+    pub script: String,
+    /// Chains flushed and filled again, and the rules they were filled with.
+    pub chains: usize,
+    pub rules: usize,
+    /// Set elements added and deleted.
+    pub added: usize,
+    pub deleted: usize,
+}
+
+impl Update {
+    /// Whether nothing changes (the script only checks that the table is there).
+    pub fn is_empty(&self) -> bool {
+        self.chains + self.added + self.deleted == 0
+    }
+}
+
+impl std::fmt::Display for Update {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_empty() {
+            return f.write_str("no change");
+        }
+        write!(
+            f,
+            "{} chain(s) refilled with {} rule(s), {} set element(s) added, {} deleted",
+            self.chains, self.rules, self.added, self.deleted
+        )
+    }
+}
+
+/// `add element inet tandem NAME { a, b }` (nothing when there is nothing to add); how many.
+fn elements<'a>(
+    o: &mut String,
+    verb: &str,
+    set: &str,
+    items: impl Iterator<Item = &'a &'a str>,
+) -> usize {
+    let mut n = 0;
     for e in items {
-        if first {
+        if n == 0 {
             let _ = write!(o, "{verb} element {TABLE} {set} {{ ");
-            first = false;
         } else {
             o.push_str(", ");
         }
         o.push_str(e);
+        n += 1;
     }
-    if !first {
+    if n > 0 {
         o.push_str(" }\n");
     }
+    n
 }
 
 /// Lists shorter than this stay in one chain: replacing a table of a few hundred rules takes
@@ -345,9 +392,11 @@ mod tests {
         let mut changed = list;
         changed[2500] = "udp dport 9 counter drop comment \"changed\"".into();
         let new = table(changed);
-        let script = new
+        let u = new
             .update(&old)
             .expect("not structural (unless a boundary moved)");
+        assert_eq!(u.chains, 1, "{}", u.script);
+        let script = u.script;
         assert_eq!(script.matches("flush chain").count(), 1, "{script}");
         assert!(script.contains("comment \"changed\""));
         assert!(!script.contains("delete table"));
@@ -361,7 +410,8 @@ mod tests {
         more.push("udp dport 9 counter drop comment \"appended\"".into());
         let new = table(more);
         match new.update(&old) {
-            Some(s) => {
+            Some(u) => {
+                let s = u.script;
                 assert_eq!(s.matches("flush chain").count(), 1, "{s}");
                 assert!(s.contains(&format!("flush chain {TABLE} input_")));
             }
@@ -388,7 +438,9 @@ mod tests {
     #[test]
     fn nothing_changed_is_an_empty_update() {
         let t = table(rules(5000, "r"));
-        assert_eq!(t.update(&t.clone()).as_deref(), Some(""));
+        let u = t.update(&t.clone()).expect("an update");
+        assert!(u.is_empty());
+        assert_eq!(u.script, "add chain inet tandem input_1\n");
     }
 
     #[test]
@@ -407,12 +459,12 @@ mod tests {
             sets: vec![set(&["192.0.2.3", "192.0.2.5"], false)],
             chains: vec![],
         };
+        let u = new.update(&old).expect("an update");
         assert_eq!(
-            new.update(&old).as_deref(),
-            Some(
-                "delete element inet tandem alias_big_v4 { 192.0.2.1 }\nadd element inet tandem alias_big_v4 { 192.0.2.5 }\n"
-            )
+            u.script,
+            "delete element inet tandem alias_big_v4 { 192.0.2.1 }\nadd element inet tandem alias_big_v4 { 192.0.2.5 }\n"
         );
+        assert_eq!((u.added, u.deleted, u.chains), (1, 1, 0));
         // A set that becomes an interval set is another set type: structural.
         let retyped = Table {
             sets: vec![set(&["192.0.2.0/24"], true)],

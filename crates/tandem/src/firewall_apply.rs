@@ -107,24 +107,43 @@ pub struct FirewallStatus {
 
 pub const FORWARDING_SYSCTLS: [&str; 2] = ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"];
 
-/// Applies a prepared ruleset: nftables first (atomic), then routes, then forwarding. A
-/// blocking child process runs: call it where blocking is fine.
+/// Applies a prepared ruleset: nftables first (atomic), then routes, then forwarding.
+/// `running` is the ruleset the last apply put in the kernel, if any: then only what changed
+/// is applied ([`firewall::Table::update`]: set elements, the chains whose rules changed),
+/// and the whole table is replaced when the change is structural or the kernel refuses the
+/// update (someone changed the table by hand). Either way it is one transaction.
 pub async fn apply(
     cfg: &Config,
     netlink: &Netlink,
     ruleset: &firewall::Ruleset,
+    running: Option<&firewall::Ruleset>,
 ) -> anyhow::Result<()> {
-    let script = ruleset.nft.clone();
+    let update = running.and_then(|old| ruleset.table.update(&old.table));
+    let full = ruleset.nft.clone();
     let nft = nft(cfg)?;
-    tokio::task::spawn_blocking(move || nft.apply(&script))
-        .await
-        .context("the nft apply thread died")?
-        .with_context(|| {
-            format!(
-                "{}: the ruleset was not applied; the one in force before stays",
-                cfg.file().display()
-            )
-        })?;
+    let started = std::time::Instant::now();
+    let how = tokio::task::spawn_blocking(move || {
+        if let Some(u) = update {
+            match nft.apply(&u.script) {
+                Ok(()) => return Ok(format!("updated in place: {u}")),
+                Err(e) => tracing::warn!(
+                    "nftables: the update in place was refused ({e}); replacing table {} instead",
+                    firewall::TABLE
+                ),
+            }
+        }
+        nft.apply(&full)
+            .map(|()| format!("table {} replaced", firewall::TABLE))
+    })
+    .await
+    .context("the nft apply thread died")?
+    .with_context(|| {
+        format!(
+            "{}: the ruleset was not applied; the one in force before stays",
+            cfg.file().display()
+        )
+    })?;
+    tracing::info!("nftables: {how} in {} ms", started.elapsed().as_millis());
     let mut routes = Vec::new();
     for r in &ruleset.routes {
         let link = netlink

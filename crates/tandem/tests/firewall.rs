@@ -485,6 +485,109 @@ source = \"192.0.2.0/33\"
     fw.sigterm();
 }
 
+/// The handle of table inet tandem: a new one means the table was replaced.
+fn table_handle(host: &Host) -> String {
+    table(host).lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_reload_changes_only_what_changed_in_the_kernel() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut lab = Lab::new("tandem_fw_update").expect("lab");
+    let net = network(&mut lab, 1);
+    // 300 filler rules (so the lists are split into parts) and an alias of 200 hosts.
+    let mut filler = String::new();
+    for i in 0..300 {
+        filler += &format!(
+            "\n[[rules]]\ninterface = \"lan\"\naction = \"block\"\nprotocol = \"udp\"\ndestination_port = {}\n",
+            40000 + i
+        );
+    }
+    let hosts: Vec<String> = (1..=200).map(|i| format!("\"203.0.113.{i}\"")).collect();
+    let blocked = |extra: &str| {
+        format!(
+            "\n[[aliases]]\nname = \"blocked\"\ntype = \"host\"\nentries = [{}{extra}]\n",
+            hosts.join(", ")
+        )
+    };
+    let rules = format!(
+        "{ALIASES}{NAT}\n[[rules]]\ninterface = \"lan\"\naction = \"block\"\nsource = \"blocked\"\ndescription = \"blocked hosts\"\n{filler}\n[[rules]]\ninterface = \"lan\"\naction = \"pass\"\nprotocol = \"tcp\"\ndestination = \"servers\"\ndestination_port = 80\n"
+    );
+    let mut fw = start_fw(&lab, &net, 1, &format!("{}{rules}", blocked("")));
+    master_of_both(&fw);
+    let c = &net.client;
+    let nat = Outcome::from("198.51.100.1");
+    expect("80 passes", c.probe_tcp(SERVER, 80, T), nat.clone(), &fw);
+    expect(
+        "8080 not yet",
+        c.probe_tcp(SERVER, 8080, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    let handle = table_handle(&fw.host);
+    let cfg = fw.config.clone();
+    let original = std::fs::read_to_string(&cfg).expect("read");
+    let updates = |fw: &Node| fw.log().matches("nftables: updated in place").count();
+
+    // One rule appended: the table is updated in place, not replaced.
+    let appended = original.clone()
+        + "\n[[rules]]\ninterface = \"lan\"\naction = \"pass\"\nprotocol = \"tcp\"\ndestination = \"servers\"\ndestination_port = 8080\n";
+    std::fs::write(&cfg, &appended).expect("write");
+    let (ok, out, err) = fw.cli(&["reload"]);
+    assert!(ok, "reload failed: {out}{err}\n{}", fw.log());
+    expect(
+        "8080 after reload",
+        c.probe_tcp(SERVER, 8080, T),
+        nat.clone(),
+        &fw,
+    );
+    assert_eq!(updates(&fw), 1, "{}", fw.log());
+    assert_eq!(table_handle(&fw.host), handle, "the table was replaced");
+
+    // The client joins the alias: one set element added, and it is blocked.
+    let with_client = appended.replace(&blocked(""), &blocked(", \"192.0.2.10\""));
+    assert_ne!(with_client, appended);
+    std::fs::write(&cfg, &with_client).expect("write");
+    let (ok, out, err) = fw.cli(&["reload"]);
+    assert!(ok, "reload failed: {out}{err}\n{}", fw.log());
+    expect(
+        "80 blocked by the alias",
+        c.probe_tcp(SERVER, 80, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    assert_eq!(updates(&fw), 2, "{}", fw.log());
+    assert!(
+        fw.log().contains("1 set element(s) added, 0 deleted"),
+        "{}",
+        fw.log()
+    );
+    assert_eq!(table_handle(&fw.host), handle, "the table was replaced");
+
+    // Someone deletes the table by hand: the update is refused, the table is replaced.
+    fw.host
+        .run(&["nft", "delete", "table", "inet", "tandem"])
+        .expect("delete the table");
+    std::fs::write(&cfg, &appended).expect("write");
+    let (ok, out, err) = fw.cli(&["reload"]);
+    assert!(ok, "reload failed: {out}{err}\n{}", fw.log());
+    assert!(
+        fw.log().contains("the update in place was refused"),
+        "{}",
+        fw.log()
+    );
+    expect(
+        "80 passes again",
+        c.probe_tcp(SERVER, 80, T),
+        nat.clone(),
+        &fw,
+    );
+    expect("8080 passes", c.probe_tcp(SERVER, 8080, T), nat, &fw);
+    fw.sigterm();
+}
+
 #[test]
 fn ruleset_command_prints_what_the_daemon_applied() {
     if !lab::require_netns() {

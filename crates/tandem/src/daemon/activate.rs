@@ -38,7 +38,9 @@ impl Daemon {
     /// Returns what happened, for the error.
     async fn put_back_firewall(&mut self) -> String {
         let r = match &self.ruleset {
-            Some(old) => firewall_apply::apply(&self.cfg, &self.netlink, old).await,
+            // What the kernel holds now is unknown (a failed update, routes half done): the
+            // whole table goes back.
+            Some(old) => firewall_apply::apply(&self.cfg, &self.netlink, old, None).await,
             None => firewall_apply::remove(&self.cfg).await,
         };
         match r {
@@ -107,7 +109,7 @@ impl Daemon {
             })?;
         }
         let applied = match &ruleset {
-            Some(r) => firewall_apply::apply(&new, &self.netlink, r).await,
+            Some(r) => firewall_apply::apply(&new, &self.netlink, r, self.ruleset.as_ref()).await,
             None if self.ruleset.is_some() => firewall_apply::remove(&new).await,
             None => Ok(()),
         };

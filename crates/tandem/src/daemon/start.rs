@@ -62,7 +62,7 @@ impl Daemon {
 
         // The firewall goes up before any VIP can be answered for.
         if let Some(r) = &ruleset {
-            firewall_apply::apply(&cfg, &netlink, r).await?;
+            firewall_apply::apply(&cfg, &netlink, r, None).await?;
             tracing::info!(
                 "firewall applied: {}, {}",
                 crate::words::count(cfg.areas.rules.len(), "rule"),
