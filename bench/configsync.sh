@@ -6,10 +6,15 @@
 # The work is done by crates/tandem/examples/syncbench.rs (release build) with the release
 # `tandem` binary; two nodes in network namespaces, sync link 203.0.113.0/24.
 #
-# Usage: sudo bench/configsync.sh [-n RUNS] [--rules N] [--entries N] [--write]
+# Two cases by default, each with its own table: one rule appended to 10 000 rules (alias of
+# 100 entries), and 1 % of a 100 000-entry alias replaced (10 000 rules); --rules, --entries
+# and --change run one case of your choosing instead.
+#
+# Usage: sudo bench/configsync.sh [-n RUNS] [--rules N] [--entries N] [--change rule|alias] [--write]
 #   -n RUNS      runs (default 5)
-#   --rules N    rules in the config (default 10000)
-#   --entries N  entries of its big alias (default 100)
+#   --rules N    rules in the config
+#   --entries N  entries of its big alias
+#   --change C   what each run changes: rule (one appended) or alias (1 % of it replaced)
 #   --write      replace the marked configsync section of bench/README.md with the results
 # Needs: root, iproute2, nftables, python3.
 set -euo pipefail
@@ -17,14 +22,16 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 WRITE=0
-ARGS=()
+RUNS=(--runs 5)
+ONE=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        -n|--runs) ARGS+=(--runs "$2"); shift 2 ;;
-        --rules) ARGS+=(--rules "$2"); shift 2 ;;
-        --entries) ARGS+=(--entries "$2"); shift 2 ;;
+        -n|--runs) RUNS=(--runs "$2"); shift 2 ;;
+        --rules) ONE+=(--rules "$2"); shift 2 ;;
+        --entries) ONE+=(--entries "$2"); shift 2 ;;
+        --change) ONE+=(--change "$2"); shift 2 ;;
         --write) WRITE=1; shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -38,7 +45,18 @@ echo "[configsync.sh] building tandem and syncbench (release)" >&2
 TMP=$(mktemp -d /tmp/syncbench.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 
-"$ROOT/target/release/examples/syncbench" --tandem "$ROOT/target/release/tandem" "${ARGS[@]}" >"$TMP/report.md"
+if [ ${#ONE[@]} -gt 0 ]; then
+    CASES=("${ONE[*]}")
+else
+    CASES=("--rules 10000 --entries 100 --change rule" "--rules 10000 --entries 100000 --change alias")
+fi
+: >"$TMP/report.md"
+for c in "${CASES[@]}"; do
+    # shellcheck disable=SC2086 # a case is several arguments
+    "$ROOT/target/release/examples/syncbench" --tandem "$ROOT/target/release/tandem" "${RUNS[@]}" $c >"$TMP/case.md"
+    cat "$TMP/case.md" >>"$TMP/report.md"
+    echo >>"$TMP/report.md"
+done
 cat "$TMP/report.md"
 
 if [ "$WRITE" = 1 ]; then

@@ -11,7 +11,7 @@
 //! scp/rsync: no sshd here) and loaded with `nft -f` on fw2, from the first byte sent to
 //! `nft -f` done. It does nothing else (no validation, no per-node devices, no VIPs).
 //!
-//! Usage: syncbench --tandem PATH [--rules N] [--entries N] [--runs N]
+//! Usage: syncbench --tandem PATH [--rules N] [--entries N] [--runs N] [--change rule|alias]
 
 use anyhow::{bail, Context, Result};
 use lab::{Host, Lab, Process};
@@ -24,6 +24,9 @@ struct Args {
     rules: usize,
     entries: usize,
     runs: usize,
+    /// What each run changes: `rule` (one rule appended) or `alias` (1 % of the big alias's
+    /// entries replaced).
+    change: String,
 }
 
 fn args() -> Result<Args> {
@@ -32,6 +35,7 @@ fn args() -> Result<Args> {
         rules: 10_000,
         entries: 100,
         runs: 5,
+        change: "rule".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -41,7 +45,8 @@ fn args() -> Result<Args> {
             "--rules" => a.rules = v.parse()?,
             "--entries" => a.entries = v.parse()?,
             "--runs" => a.runs = v.parse()?,
-            _ => bail!("unknown argument {k}"),
+            "--change" if v == "rule" || v == "alias" => a.change = v,
+            _ => bail!("unknown argument {k} {v}"),
         }
     }
     Ok(a)
@@ -243,11 +248,44 @@ fn main() -> Result<()> {
     let mut after_ms = Vec::new();
     let mut copy_ms = Vec::new();
     let mut text = base1.clone();
+    // The big alias's entries, as the synthetic config writes them (one per line).
+    let (alias_start, alias_end) = {
+        let start = text.find("name = \"big\"").context("alias big")?;
+        let open = start + text[start..].find("entries = [\n").context("entries")? + 12;
+        let close = open + text[open..].find("]\n").context("entries end")?;
+        (open, close)
+    };
+    let (head, tail) = (
+        text[..alias_start].to_string(),
+        text[alias_end..].to_string(),
+    );
+    let mut entries: Vec<String> = text[alias_start..alias_end]
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut markers = Vec::new();
     for i in 0..a.runs {
-        text.push_str(&format!(
-            "\n[[rules]]\ninterface = \"lan\"\naction = \"pass\"\nprotocol = \"udp\"\ndestination_port = {}\ndescription = \"bench-marker-{i}\"\n",
-            20000 + i
-        ));
+        if a.change == "alias" {
+            // 1 % of the entries replaced by addresses from 10.128.0.0 on.
+            let n = (entries.len() / 100).max(1);
+            for k in 0..n {
+                let slot = (i * n + k) % entries.len();
+                let addr = std::net::Ipv4Addr::from(0x0A80_0000u32 + (i * n + k) as u32 * 2);
+                entries[slot] = format!("  \"{addr}\",");
+            }
+            markers.push(format!(
+                "10.128.{}.{}",
+                (i * n * 2) / 256 % 256,
+                (i * n * 2) % 256
+            ));
+            text = format!("{head}{}\n{tail}", entries.join("\n"));
+        } else {
+            markers.push(format!("bench-marker-{i}"));
+            text.push_str(&format!(
+                "\n[[rules]]\ninterface = \"lan\"\naction = \"pass\"\nprotocol = \"udp\"\ndestination_port = {}\ndescription = \"bench-marker-{i}\"\n",
+                20000 + i
+            ));
+        }
         std::fs::write(&c1, &text)?;
         let t0 = Instant::now();
         let out = fw1
@@ -273,8 +311,11 @@ fn main() -> Result<()> {
             bail!("run {i}: fw2 never applied generation {target}");
         }
         let nft = fw2.host.run(&["nft", "list", "table", "inet", "tandem"])?;
-        if !nft.contains(&format!("bench-marker-{i}")) {
-            bail!("run {i}: generation applied but the rule is not in fw2's nftables");
+        if !nft.contains(&markers[i]) {
+            bail!(
+                "run {i}: generation applied but {} is not in fw2's nftables",
+                markers[i]
+            );
         }
         sync_ms.push(total.as_secs_f64() * 1000.0);
         reload_ms.push(reloaded.as_secs_f64() * 1000.0);
@@ -335,12 +376,20 @@ fn main() -> Result<()> {
 
     let kib = |n: usize| n.div_ceil(1024);
     println!(
-        "{} rules + alias of {} entries ({} KiB of TOML; fw2's nft script {} KiB, {} counted nft rules); {} runs each; median, min, max in ms.\n",
+        "{} rules + alias of {} entries ({} KiB of TOML; fw2's nft script {} KiB, {} counted nft rules); each run {}; {} runs each; median, min, max in ms.\n",
         a.rules,
         a.entries,
         kib(text.len()),
         kib(script.len()),
         nft_rules,
+        if a.change == "alias" {
+            format!(
+                "replaces 1 % of the alias ({} entries)",
+                (a.entries / 100).max(1)
+            )
+        } else {
+            "appends one rule".to_string()
+        },
         a.runs
     );
     println!("| from a change on fw1 to active on fw2 | runs | median (ms) | min | max |");

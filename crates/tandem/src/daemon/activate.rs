@@ -87,11 +87,12 @@ impl Daemon {
         what: &str,
     ) -> anyhow::Result<String> {
         let own_addrs = firewall_apply::own_addresses(&new, &self.netlink).await;
-        let checked = new.clone();
-        let prepared =
-            tokio::task::spawn_blocking(move || firewall_apply::prepare(&checked, &own_addrs))
-                .await
-                .context("the ruleset thread died")?;
+        let (new, prepared) = tokio::task::spawn_blocking(move || {
+            let prepared = firewall_apply::prepare(&new, &own_addrs);
+            (new, prepared)
+        })
+        .await
+        .context("the ruleset thread died")?;
         let ruleset = match prepared {
             Ok(r) => r,
             Err(e) => {
@@ -134,11 +135,14 @@ impl Daemon {
                 crate::words::count(r.routes.len(), "route")
             );
         }
-        self.ruleset = ruleset;
-        self.cfg = new;
-        if let Some(own) = own {
-            self.own = own;
-        }
+        // What is replaced is dropped off this task: a 10 000-rule config takes milliseconds
+        // to free, and the reply waits for nothing but the new config.
+        let old = (
+            std::mem::replace(&mut self.ruleset, ruleset),
+            std::mem::replace(&mut self.cfg, new),
+            own.map(|own| std::mem::replace(&mut self.own, own)),
+        );
+        tokio::task::spawn_blocking(move || drop(old));
         if let Some(cs) = self.sync.as_mut() {
             cs.activated(&self.cfg);
         }
