@@ -111,14 +111,21 @@ pub const FORWARDING_SYSCTLS: [&str; 2] = ["net.ipv4.ip_forward", "net.ipv6.conf
 /// `running` is the ruleset the last apply put in the kernel, if any: then only what changed
 /// is applied ([`firewall::Table::update`]: set elements, the chains whose rules changed),
 /// and the whole table is replaced when the change is structural or the kernel refuses the
-/// update (someone changed the table by hand). Either way it is one transaction.
+/// update (someone changed the table by hand), and also when nothing in it changed: a reload
+/// that changes nothing is how an operator puts back what a hand edit of the table changed.
+/// Either way it is one transaction.
 pub async fn apply(
     cfg: &Config,
     netlink: &Netlink,
     ruleset: &firewall::Ruleset,
     running: Option<&firewall::Ruleset>,
 ) -> anyhow::Result<()> {
-    let update = running.and_then(|old| ruleset.table.update(&old.table));
+    let (update, why) = match running.map(|old| ruleset.table.update(&old.table)) {
+        None => (None, ""),
+        Some(None) => (None, " (a structural change)"),
+        Some(Some(u)) if u.is_empty() => (None, " (no change: put back whole)"),
+        Some(Some(u)) => (Some(u), ""),
+    };
     let full = ruleset.nft.clone();
     let nft = nft(cfg)?;
     let started = std::time::Instant::now();
@@ -133,7 +140,7 @@ pub async fn apply(
             }
         }
         nft.apply(&full)
-            .map(|()| format!("table {} replaced", firewall::TABLE))
+            .map(|()| format!("table {} replaced{why}", firewall::TABLE))
     })
     .await
     .context("the nft apply thread died")?

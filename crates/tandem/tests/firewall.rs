@@ -584,7 +584,36 @@ fn a_reload_changes_only_what_changed_in_the_kernel() {
         nat.clone(),
         &fw,
     );
-    expect("8080 passes", c.probe_tcp(SERVER, 8080, T), nat, &fw);
+    expect(
+        "8080 passes",
+        c.probe_tcp(SERVER, 8080, T),
+        nat.clone(),
+        &fw,
+    );
+
+    // Someone flushes the table's rules: a reload that changes nothing puts them back.
+    fw.host
+        .run(&["nft", "flush", "table", "inet", "tandem"])
+        .expect("flush the table");
+    expect(
+        "80 dropped when flushed",
+        c.probe_tcp(SERVER, 80, T),
+        Outcome::Timeout,
+        &fw,
+    );
+    let (ok, out, err) = fw.cli(&["reload"]);
+    assert!(ok, "reload failed: {out}{err}\n{}", fw.log());
+    assert!(
+        fw.log().contains("(no change: put back whole)"),
+        "{}",
+        fw.log()
+    );
+    expect(
+        "80 passes when put back",
+        c.probe_tcp(SERVER, 80, T),
+        nat,
+        &fw,
+    );
     fw.sigterm();
 }
 
