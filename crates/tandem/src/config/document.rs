@@ -161,25 +161,28 @@ impl Tree<'_> {
         Some((first, last.max(first)))
     }
 
-    /// Deserializes the value of one top-level key; None when absent.
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ConfigError> {
-        let Some(v) = self.root.get(key) else {
+    /// Takes the value of one top-level key out of the tree and deserializes it; None when
+    /// absent. (Taken, not copied: a 100 000-entry alias is not cloned on every reload.)
+    pub fn take<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, ConfigError> {
+        let Some(v) = self.root.remove(key) else {
             return Ok(None);
         };
-        T::deserialize(ValueDeserializer::from(v.clone()))
+        let span = v.span();
+        T::deserialize(ValueDeserializer::from(v))
             .map(Some)
-            .map_err(|e| self.de_error(&e, v.span()))
+            .map_err(|e| self.de_error(&e, span))
     }
 
-    /// Deserializes a table made of the given top-level keys (those present).
-    pub fn get_table<T: DeserializeOwned>(&self, keys: &[&str]) -> Result<T, ConfigError> {
+    /// Takes the given top-level keys (those present) out of the tree and deserializes them
+    /// as one table.
+    pub fn take_table<T: DeserializeOwned>(&mut self, keys: &[&str]) -> Result<T, ConfigError> {
         let mut t = DeTable::new();
         let mut span: Option<Range<usize>> = None;
         for key in keys {
-            if let Some((k, v)) = self.root.get_key_value(*key) {
+            if let Some((k, v)) = self.root.remove_entry(*key) {
                 let s = v.span();
                 span = Some(span.map_or(s.clone(), |x| x.start.min(s.start)..x.end.max(s.end)));
-                t.insert(k.clone(), v.clone());
+                t.insert(k, v);
             }
         }
         let span = span.unwrap_or(0..0);
@@ -212,7 +215,7 @@ impl Tree<'_> {
 pub fn parse<R>(
     path: &Path,
     text: String,
-    take: impl FnOnce(&Tree<'_>) -> R,
+    take: impl FnOnce(&mut Tree<'_>) -> R,
 ) -> Result<(Sources, R), ConfigErrors> {
     let base = NEXT_BASE.fetch_add(text.len() + 1, Ordering::Relaxed);
     let file = Arc::new(SourceFile {
@@ -225,11 +228,11 @@ pub fn parse<R>(
     };
     match DeTable::parse(&file.text) {
         Ok(root) => {
-            let tree = Tree {
+            let mut tree = Tree {
                 root: shift_table(root.into_inner(), base),
                 sources,
             };
-            let r = take(&tree);
+            let r = take(&mut tree);
             Ok((tree.sources, r))
         }
         Err(e) => {
@@ -253,13 +256,13 @@ mod tests {
     #[test]
     fn spans_of_two_files_never_collide_and_locate_in_their_own_file() {
         let (s1, n1) = parse(Path::new("a.toml"), "[node]\nname = \"a\"\n".into(), |t| {
-            t.get::<Node>("node")
+            t.take::<Node>("node")
         })
         .expect("a");
         let (s2, n2) = parse(
             Path::new("b.toml"),
             "\n\n[node]\n  name = \"b\"\n".into(),
-            |t| t.get::<Node>("node"),
+            |t| t.take::<Node>("node"),
         )
         .expect("b");
         let (n1, n2) = (
@@ -282,7 +285,7 @@ mod tests {
     #[test]
     fn type_and_syntax_errors_are_located() {
         let (_, r) = parse(Path::new("c.toml"), "[node]\nname = 5\n".into(), |t| {
-            t.get::<Node>("node")
+            t.take::<Node>("node")
         })
         .expect("parses");
         let e = r.err().expect("type error").to_string();

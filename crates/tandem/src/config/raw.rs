@@ -71,41 +71,47 @@ impl RawFile {
 
     /// Deserializes every table; `extra` are top-level keys that are not tables of a config
     /// but may be there (a stored areas file lists its areas).
-    fn take(tree: &Tree<'_>, extra: &[&str]) -> (RawFile, Vec<ConfigError>) {
+    fn take(tree: &mut Tree<'_>, extra: &[&str]) -> (RawFile, Vec<ConfigError>) {
         fn ok<T>(errors: &mut Vec<ConfigError>, r: Result<Option<T>, ConfigError>) -> Option<T> {
             r.unwrap_or_else(|e| {
                 errors.push(e);
                 None
             })
         }
-        let mut errors = Vec::new();
-        let e = &mut errors;
-        let fw = firewall_keys();
-        let raw = RawFile {
-            node: ok(e, tree.get("node")),
-            interfaces: ok(e, tree.get("interfaces")).unwrap_or_default(),
-            carp: ok(e, tree.get("carp")),
-            firewall: ok(e, tree.get("firewall")),
-            statesync: ok(e, tree.get("statesync")),
-            sync: ok(e, tree.get("sync")),
-            metrics: ok(e, tree.get("metrics")),
-            hooks: ok(e, tree.get("hooks")),
-            checks: ok(e, tree.get("checks")).unwrap_or_default(),
-            vips: ok(e, tree.get("vips")).unwrap_or_default(),
-            areas: ok(e, tree.get_table(&fw).map(Some)).unwrap_or_default(),
-        };
-        for (key, span) in tree.keys() {
-            if !NODE_TABLES.contains(&key) && Area::parse(key).is_none() && !extra.contains(&key) {
-                errors.push(tree.error(
+        // Unknown tables first: what is taken below is no longer in the tree.
+        let mut unknown: Vec<ConfigError> = tree
+            .keys()
+            .filter(|(key, _)| {
+                !NODE_TABLES.contains(key) && Area::parse(key).is_none() && !extra.contains(key)
+            })
+            .map(|(key, span)| {
+                tree.error(
                     Some(span),
                     format!(
                         "unknown table `{key}` (node tables: {}; synced areas: {})",
                         NODE_TABLES.join(", "),
                         Area::names()
                     ),
-                ));
-            }
-        }
+                )
+            })
+            .collect();
+        let mut errors = Vec::new();
+        let e = &mut errors;
+        let fw = firewall_keys();
+        let raw = RawFile {
+            node: ok(e, tree.take("node")),
+            interfaces: ok(e, tree.take("interfaces")).unwrap_or_default(),
+            carp: ok(e, tree.take("carp")),
+            firewall: ok(e, tree.take("firewall")),
+            statesync: ok(e, tree.take("statesync")),
+            sync: ok(e, tree.take("sync")),
+            metrics: ok(e, tree.take("metrics")),
+            hooks: ok(e, tree.take("hooks")),
+            checks: ok(e, tree.take("checks")).unwrap_or_default(),
+            vips: ok(e, tree.take("vips")).unwrap_or_default(),
+            areas: ok(e, tree.take_table(&fw).map(Some)).unwrap_or_default(),
+        };
+        errors.append(&mut unknown);
         (raw, errors)
     }
 }
@@ -119,16 +125,19 @@ struct Taken {
 }
 
 impl Taken {
-    fn from(t: &Tree<'_>, extra: &[&str]) -> Taken {
+    fn from(t: &mut Tree<'_>, extra: &[&str]) -> Taken {
+        // What reads the whole tree comes before the tables are taken out of it.
+        let plain = t.plain();
+        let area_lines = Area::ALL
+            .into_iter()
+            .filter_map(|a| t.lines_of(a.as_str()).map(|(f, l)| (a, f, l)))
+            .collect();
         let (raw, errors) = RawFile::take(t, extra);
         Taken {
             raw,
             errors,
-            plain: t.plain(),
-            area_lines: Area::ALL
-                .into_iter()
-                .filter_map(|a| t.lines_of(a.as_str()).map(|(f, l)| (a, f, l)))
-                .collect(),
+            plain,
+            area_lines,
         }
     }
 }
