@@ -14,12 +14,21 @@ fn runnable() -> bool {
 }
 
 /// A config big enough that every list is split into parts: 2 000 synthetic rules, a host
-/// alias of 20 000 entries (a hash set), a small network alias (an interval set), 300 rules
-/// of direction out and 300 port forwards.
+/// alias of 20 000 entries (a hash set), a small and a big network alias (interval sets),
+/// 300 rules of direction out and 300 port forwards.
 fn base() -> String {
     let mut s = firewall::synth::config(2000, 20_000);
     s.push_str("[[aliases]]\nname = \"nets\"\ntype = \"network\"\nentries = [\"203.0.113.0/28\", \"203.0.113.64/27\"]\n\n");
     s.push_str("[[rules]]\ninterface = \"wan\"\naction = \"block\"\nsource = \"nets\"\ndescription = \"nets\"\n\n");
+    // A network alias too big to update element by element: flushed and filled again.
+    let prefixes: Vec<String> = (0..3000)
+        .map(|i| format!("\"2001:db8:{:x}::/64\"", 0x1000 + 2 * i))
+        .collect();
+    s.push_str(&format!(
+        "[[aliases]]\nname = \"bignets\"\ntype = \"network\"\nentries = [{}]\n\n",
+        prefixes.join(", ")
+    ));
+    s.push_str("[[rules]]\ninterface = \"wan\"\naction = \"block\"\nsource = \"bignets\"\ndescription = \"bignets\"\n\n");
     for i in 0..300 {
         s.push_str(&format!(
             "[[rules]]\ninterface = \"wan\"\ndirection = \"out\"\naction = \"{}\"\nprotocol = \"tcp\"\ndestination_port = {}\n\n",
@@ -79,6 +88,10 @@ fn changes() -> Vec<(&'static str, String)> {
                 "[\"203.0.113.0/27\", \"203.0.113.128/29\"]",
                 1,
             ),
+        ),
+        (
+            "a 3 000-entry network alias changed",
+            b.replacen("\"2001:db8:1100::/64\"", "\"2001:db8:ffff::/48\"", 1),
         ),
         (
             "one out rule changed",
