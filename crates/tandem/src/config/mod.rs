@@ -250,9 +250,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     Config::build(ParsedFile::read(path)?, path)
 }
 
-/// The control socket named by a config file, read with as little as possible: a full parse,
-/// else (the file is being edited and has a syntax error elsewhere) a scan of its `[node]`
-/// table for `control_socket = "..."`. Status must work while the file is half written.
+/// The control socket named by a config file, read with as little as possible: a scan of its
+/// `[node]` table for `control_socket = "..."` (the file may hold megabytes of rules and
+/// aliases, and status must work while it is half written), else a full parse (the socket
+/// given another way, say as `node.control_socket`).
 pub fn control_socket(path: &Path) -> Result<PathBuf, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
@@ -264,6 +265,9 @@ pub fn control_socket(path: &Path) -> Result<PathBuf, String> {
             path.parent().map_or_else(|| p.to_path_buf(), |d| d.join(p))
         }
     };
+    if let Some(s) = scan_control_socket(&text) {
+        return Ok(resolve(&s));
+    }
     #[derive(serde::Deserialize)]
     struct Top {
         node: Option<NodeOnly>,
@@ -272,13 +276,21 @@ pub fn control_socket(path: &Path) -> Result<PathBuf, String> {
     struct NodeOnly {
         control_socket: Option<String>,
     }
-    if let Ok(top) = toml::from_str::<Top>(&text) {
-        return top
+    match toml::from_str::<Top>(&text) {
+        Ok(top) => top
             .node
             .and_then(|n| n.control_socket)
             .map(|s| resolve(&s))
-            .ok_or_else(|| format!("{}: [node] has no control_socket", path.display()));
+            .ok_or_else(|| format!("{}: [node] has no control_socket", path.display())),
+        Err(_) => Err(format!(
+            "{}: cannot find [node] control_socket (the file does not parse; give the socket with --socket)",
+            path.display()
+        )),
     }
+}
+
+/// `control_socket = "..."` on a line of the `[node]` table.
+fn scan_control_socket(text: &str) -> Option<String> {
     let mut in_node = false;
     for line in text.lines() {
         let t = line.trim();
@@ -303,13 +315,10 @@ pub fn control_socket(path: &Path) -> Result<PathBuf, String> {
             v: String,
         }
         if let Ok(one) = toml::from_str::<One>(&format!("v = {}", value.trim())) {
-            return Ok(resolve(&one.v));
+            return Some(one.v);
         }
     }
-    Err(format!(
-        "{}: cannot find [node] control_socket (the file does not parse; give the socket with --socket)",
-        path.display()
-    ))
+    None
 }
 
 #[cfg(test)]

@@ -145,6 +145,38 @@ fn the_control_socket_is_found_in_a_file_that_does_not_parse() {
 }
 
 #[test]
+fn the_control_socket_is_found_however_the_file_writes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("fw1.toml");
+    for (text, want) in [
+        // The scan: no need to parse the rest of the file.
+        (
+            "[node]\ncontrol_socket = \"/run/a.sock\"\n[[rules]]\n",
+            Some("/run/a.sock"),
+        ),
+        // Only a full parse finds these.
+        (
+            "node.control_socket = \"/run/b.sock\"\n",
+            Some("/run/b.sock"),
+        ),
+        (
+            "node = { name = \"fw1\", control_socket = \"/run/c.sock\" }\n",
+            Some("/run/c.sock"),
+        ),
+        ("[node]\nname = \"fw1\"\n", None),
+    ] {
+        std::fs::write(&p, text).expect("write");
+        match want {
+            Some(w) => assert_eq!(control_socket(&p), Ok(PathBuf::from(w)), "{text}"),
+            None => {
+                let e = control_socket(&p).expect_err(text);
+                assert!(e.contains("[node] has no control_socket"), "{e}");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_composed_config_locates_each_value_in_its_own_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let own_path = dir.path().join("fw2.toml");
