@@ -337,6 +337,8 @@ pub struct PeerTracker {
     pub drift: Option<String>,
     /// Since when the peer has been behind the current generation.
     pub behind_since: Option<Instant>,
+    /// What the peer holds of our areas (for delta pushes), and the pushes by kind.
+    pub holds: crate::delta::PeerHolds,
 }
 
 impl PeerTracker {
@@ -353,6 +355,7 @@ impl PeerTracker {
             version: None,
             drift: None,
             behind_since: None,
+            holds: crate::delta::PeerHolds::default(),
         }
     }
 
@@ -493,6 +496,11 @@ pub struct PeerStatus {
     pub peer_schema: Option<u32>,
     /// Set when the peer runs other software than this node.
     pub version_note: Option<String>,
+    /// Pushes with every area whole, pushes with some areas by hash only, and delta pushes
+    /// the peer could not resolve (each followed at once by a full push).
+    pub pushes_full: u64,
+    pub pushes_delta: u64,
+    pub delta_refused: u64,
 }
 
 impl PeerTracker {
@@ -549,6 +557,9 @@ impl PeerTracker {
             peer_protocol: self.version.as_ref().map(|v| v.protocol),
             peer_schema: self.version.as_ref().map(|v| v.schema),
             version_note,
+            pushes_full: self.holds.counts.full,
+            pushes_delta: self.holds.counts.delta,
+            delta_refused: self.holds.counts.delta_refused,
         }
     }
 }

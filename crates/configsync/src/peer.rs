@@ -5,6 +5,7 @@
 
 use crate::area::{self, Area};
 use crate::book::{self, AreaRecord, DriftPolicy, RunningArea, SyncedMeta, Verdict};
+use crate::delta;
 use crate::rpc::{ApplyAnswer, ApplyArgs, Refusal};
 use std::collections::BTreeMap;
 
@@ -45,6 +46,8 @@ pub struct Plan {
     pub summary: String,
     /// The previous record (for the message of a rollback).
     pub previous: SyncedMeta,
+    /// The areas the push named by hash only (taken from the last push the peer held).
+    pub by_hash: Vec<Area>,
 }
 
 /// The outcome of looking at a push.
@@ -93,9 +96,11 @@ pub fn plan_apply(
     let stored = store.stored().unwrap_or_default();
     let pushed = store.pushed().unwrap_or_default();
     let running = book::resolve(own, &stored, &pushed, &meta);
+    // Hash-only areas are judged by the hash pushed; their text is looked up only to apply.
     let hashes: BTreeMap<Area, String> = pushed_now
         .iter()
         .map(|(a, t)| (*a, area::hash(t)))
+        .chain(args.unchanged.iter().map(|(a, h)| (*a, h.clone())))
         .collect();
     let overwrite = match book::judge(&meta, &running, g, &hashes, policy, args.force) {
         Verdict::AlreadyApplied => {
@@ -120,6 +125,25 @@ pub fn plan_apply(
         }
         Verdict::Apply { backup } => backup,
     };
+    // Hash-only areas: the text of the last push, if it is the one named; else refused, and
+    // the primary pushes them whole.
+    let what = format!("generation {g} from {src}");
+    let by_hash: Vec<Area> = args.unchanged.keys().copied().collect();
+    let held = delta::resolve(
+        &meta,
+        &args.unchanged,
+        |a| area::extract(&pushed, a),
+        node,
+        &what,
+    )?;
+    for (a, text) in held {
+        let mut doc = toml::Table::new();
+        if let Some(v) = pushed.get(a.as_str()) {
+            doc.insert(a.as_str().to_string(), v.clone());
+        }
+        pushed_docs.insert(a, doc);
+        pushed_now.insert(a, text);
+    }
 
     // The new record: pushed areas replace, areas not in this push stay as they are.
     let mut new_meta = SyncedMeta {
@@ -142,8 +166,20 @@ pub fn plan_apply(
             },
         );
     }
+    let mut summary = pushed_docs
+        .iter()
+        .map(|(a, d)| format!("{a} {}", area::count(d, *a)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !by_hash.is_empty() {
+        summary += &format!(
+            "; {} sent whole, {} by hash",
+            pushed_docs.len() - by_hash.len(),
+            by_hash.len()
+        );
+    }
     let mut plan = Plan {
-        what: format!("generation {g} from {src}"),
+        what,
         meta: new_meta,
         stored: BTreeMap::new(),
         pushed: BTreeMap::new(),
@@ -153,12 +189,9 @@ pub fn plan_apply(
             .into_iter()
             .filter(|r| overwrite.contains(&r.area))
             .collect(),
-        summary: pushed_docs
-            .iter()
-            .map(|(a, d)| format!("{a} {}", area::count(d, *a)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        summary,
         previous: meta,
+        by_hash,
     };
     let areas: Vec<Area> = plan.meta.areas.keys().copied().collect();
     for a in areas {
@@ -281,6 +314,7 @@ pub fn plan_rollback(
         overwritten: Vec::new(),
         summary: String::new(),
         previous: meta,
+        by_hash: Vec::new(),
     };
     let areas: Vec<Area> = plan.meta.areas.keys().copied().collect();
     for a in areas {
@@ -389,6 +423,7 @@ mod tests {
         ApplyArgs {
             generation: g,
             areas,
+            unchanged: BTreeMap::new(),
             source: Source {
                 node: "fw1".into(),
                 software: "t".into(),
@@ -476,5 +511,126 @@ mod tests {
         let m = commit_rollback(&mut s, "fw2", &p).expect("commit");
         assert!(m.contains("generation 1 again"), "{m}");
         assert!(plan_rollback(&mut s, "fw2", &toml::Table::new(), Some(9)).is_err());
+    }
+
+    /// fw1 pushes rules and aliases; the next push names aliases by hash only.
+    fn two_areas(g: u64, rules: &str, aliases: Option<&str>) -> ApplyArgs {
+        let mut a = args(g, rules);
+        let text = "[[aliases]]\nname = \"web\"\ntype = \"port\"\nentries = [80]\n";
+        let text = area::canonical(Area::Aliases, text).expect("canonical");
+        match aliases {
+            Some("hash") => {
+                a.unchanged.insert(Area::Aliases, area::hash(&text));
+            }
+            Some(other) => {
+                a.unchanged.insert(Area::Aliases, other.to_string());
+            }
+            None => {
+                a.areas.insert(Area::Aliases, text);
+            }
+        }
+        a
+    }
+
+    #[test]
+    fn a_hash_only_area_takes_the_text_of_the_last_push() {
+        let mut s = Mem::default();
+        let Ok(Decision::Apply(p)) = apply(&mut s, &two_areas(1, R1, None)) else {
+            panic!("plan");
+        };
+        assert!(p.by_hash.is_empty());
+        commit(&mut s, "fw2", &p).expect("commit");
+        let Ok(Decision::Apply(p)) = apply(&mut s, &two_areas(2, R2, Some("hash"))) else {
+            panic!("delta plan");
+        };
+        assert_eq!(p.by_hash, vec![Area::Aliases]);
+        assert_eq!(p.summary, "aliases 1, rules 1; 1 sent whole, 1 by hash");
+        // The area runs and is recorded exactly as a whole push would have it.
+        let whole = {
+            let mut t = Mem::default();
+            let Ok(Decision::Apply(q)) = apply(&mut t, &two_areas(2, R2, None)) else {
+                panic!("plan");
+            };
+            q
+        };
+        assert_eq!(p.stored, whole.stored);
+        assert_eq!(p.pushed, whole.pushed);
+        assert_eq!(p.stored_doc, whole.stored_doc);
+        assert_eq!(p.pushed_doc, whole.pushed_doc);
+        assert_eq!(
+            p.meta.areas[&Area::Aliases].hash,
+            whole.meta.areas[&Area::Aliases].hash
+        );
+        assert_eq!(p.meta.areas[&Area::Aliases].items, 1);
+        assert_eq!(p.meta.areas[&Area::Aliases].generation, 2);
+        let a = commit(&mut s, "fw2", &p).expect("commit");
+        assert!(a.message.contains("1 by hash"), "{a:?}");
+        // The same generation again, by hash: already applied.
+        assert!(matches!(
+            apply(&mut s, &two_areas(2, R2, Some("hash"))),
+            Ok(Decision::AlreadyApplied(_))
+        ));
+    }
+
+    #[test]
+    fn a_hash_the_peer_does_not_hold_is_refused_as_need_full() {
+        let mut s = Mem::default();
+        // A new peer: it holds nothing.
+        let e = apply(&mut s, &two_areas(1, R1, Some("hash"))).expect_err("need full");
+        assert_eq!(e.code(), crate::rpc::code::NEED_FULL);
+        assert!(
+            e.message().contains("holds no pushed copy of aliases"),
+            "{e}"
+        );
+        let Ok(Decision::Apply(p)) = apply(&mut s, &two_areas(1, R1, None)) else {
+            panic!("plan");
+        };
+        commit(&mut s, "fw2", &p).expect("commit");
+        // Another hash than the one it holds (the primary's idea of it is wrong).
+        let other = area::hash("something else");
+        let e = apply(&mut s, &two_areas(2, R2, Some(&other))).expect_err("mismatch");
+        assert!(matches!(e, Refusal::NeedFull(_)), "{e:?}");
+        assert!(e.message().contains("the push names"), "{e}");
+        // The stored copy of the last push lost (restored from elsewhere, emptied): the
+        // record's hash matches, the text does not.
+        let kept = s.pushed.clone();
+        s.pushed = toml::Table::new();
+        let e = apply(&mut s, &two_areas(2, R2, Some("hash"))).expect_err("lost");
+        assert!(e.message().contains("stored copy"), "{e}");
+        // Nothing was stored by any refusal; with the copy back the delta goes through.
+        assert_eq!(s.meta.as_ref().map(|m| m.generation), Some(1));
+        s.pushed = kept;
+        assert!(matches!(
+            apply(&mut s, &two_areas(2, R2, Some("hash"))),
+            Ok(Decision::Apply(_))
+        ));
+        // Stale and drift are judged before the delta is resolved: a stale delta is stale.
+        let e = apply(&mut s, &two_areas(0, R2, Some(&other)));
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn a_delta_after_a_rollback_restores_the_pushed_copy_like_a_whole_push() {
+        let mut s = Mem::default();
+        for (g, r) in [(1, R1), (2, R2)] {
+            let Ok(Decision::Apply(p)) = apply(&mut s, &two_areas(g, r, None)) else {
+                panic!("plan");
+            };
+            commit(&mut s, "fw2", &p).expect("commit");
+        }
+        let p = plan_rollback(&mut s, "fw2", &toml::Table::new(), Some(1)).expect("rollback");
+        commit_rollback(&mut s, "fw2", &p).expect("commit");
+        // The rollback is drift: refused under policy refuse, delta or not.
+        let e = apply(&mut s, &two_areas(3, R2, Some("hash"))).expect_err("drift");
+        assert!(matches!(e, Refusal::Drift(_)), "{e:?}");
+        // Forced: the hash-only aliases come from the last push (generation 2), not from
+        // the rolled-back copy.
+        let mut forced = two_areas(3, R2, Some("hash"));
+        forced.force = true;
+        let Ok(Decision::Apply(p)) = apply(&mut s, &forced) else {
+            panic!("forced delta");
+        };
+        assert_eq!(p.stored.get(&Area::Aliases), p.pushed.get(&Area::Aliases));
+        assert_eq!(p.meta.rolled_back_to, None);
     }
 }
