@@ -11,6 +11,8 @@ mod peer;
 mod primary;
 pub mod status;
 mod store;
+#[cfg(test)]
+mod timing_tests;
 
 pub use compose::load_running;
 pub use configsync::peer::Plan;
