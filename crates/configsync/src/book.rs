@@ -118,6 +118,18 @@ pub fn resolve(
     pushed: &toml::Table,
     meta: &SyncedMeta,
 ) -> Vec<RunningArea> {
+    resolve_known(own, stored, pushed, meta, &BTreeMap::new())
+}
+
+/// [`resolve`], with the canonical texts of `stored`'s areas where the caller knows them
+/// (`known`: what it wrote; 10k rules take longer to serialize again than to compare).
+pub fn resolve_known(
+    own: &toml::Table,
+    stored: &toml::Table,
+    pushed: &toml::Table,
+    meta: &SyncedMeta,
+    known: &BTreeMap<Area, String>,
+) -> Vec<RunningArea> {
     Area::ALL
         .into_iter()
         .map(|a| {
@@ -140,7 +152,10 @@ pub fn resolve(
                     own,
                 )
             } else {
-                let stored_text = area::extract(stored, a);
+                let stored_text = known
+                    .get(&a)
+                    .cloned()
+                    .unwrap_or_else(|| area::extract(stored, a));
                 let origin = if area::hash(&stored_text) == rec.hash {
                     Origin::Synced {
                         source: rec.source.clone(),

@@ -9,14 +9,17 @@ use crate::delta;
 use crate::rpc::{ApplyAnswer, ApplyArgs, Refusal};
 use std::collections::BTreeMap;
 
+/// A parsed areas document, shared: 10k rules take longer to copy than to point at.
+pub type Doc = std::sync::Arc<toml::Table>;
+
 /// A peer's stored sync state (the daemon keeps it in files in its state dir).
 pub trait Store {
     /// The record of the last applied push; None before the first.
     fn meta(&self) -> Result<Option<SyncedMeta>, String>;
     /// The synced areas as they run (an operator may have edited them: that is drift).
-    fn stored(&mut self) -> Result<toml::Table, String>;
+    fn stored(&mut self) -> Result<Doc, String>;
     /// The synced areas as last pushed (kept untouched to tell drift).
-    fn pushed(&mut self) -> Result<toml::Table, String>;
+    fn pushed(&mut self) -> Result<Doc, String>;
     /// The areas of a kept generation (None when it is not kept).
     fn generation(&mut self, generation: u64) -> Result<Option<toml::Table>, String>;
     /// Generations kept for rollback, oldest first.
@@ -25,6 +28,15 @@ pub trait Store {
     fn save(&mut self, plan: &Plan, new_generation: bool) -> Result<(), String>;
     /// Keeps the drifted areas (as they ran) before an overwrite; returns where.
     fn backup(&mut self, plan: &Plan) -> Result<String, String>;
+    /// The canonical text of each area of what [`Store::stored`] / [`Store::pushed`] last
+    /// returned, where the store knows it without serializing (it wrote that very file);
+    /// the areas left out are extracted from the table.
+    fn known_stored(&self) -> BTreeMap<Area, String> {
+        BTreeMap::new()
+    }
+    fn known_pushed(&self) -> BTreeMap<Area, String> {
+        BTreeMap::new()
+    }
 }
 
 /// What is about to run on the peer, and what is stored once it does.
@@ -37,8 +49,8 @@ pub struct Plan {
     pub stored: BTreeMap<Area, String>,
     pub pushed: BTreeMap<Area, String>,
     /// The same areas parsed (one key each).
-    pub stored_doc: toml::Table,
-    pub pushed_doc: toml::Table,
+    pub stored_doc: Doc,
+    pub pushed_doc: Doc,
     /// Drifted areas that the push overwrites (policy overwrite or force), with their running
     /// text, kept as a backup at commit.
     pub overwritten: Vec<RunningArea>,
@@ -95,7 +107,8 @@ pub fn plan_apply(
     // An unreadable stored copy counts as edited (drift), not as an error.
     let stored = store.stored().unwrap_or_default();
     let pushed = store.pushed().unwrap_or_default();
-    let running = book::resolve(own, &stored, &pushed, &meta);
+    let (known_stored, known_pushed) = (store.known_stored(), store.known_pushed());
+    let running = book::resolve_known(own, &stored, &pushed, &meta, &known_stored);
     // Hash-only areas are judged by the hash pushed; their text is looked up only to apply.
     let hashes: BTreeMap<Area, String> = pushed_now
         .iter()
@@ -132,7 +145,12 @@ pub fn plan_apply(
     let held = delta::resolve(
         &meta,
         &args.unchanged,
-        |a| area::extract(&pushed, a),
+        |a| {
+            known_pushed
+                .get(&a)
+                .cloned()
+                .unwrap_or_else(|| area::extract(&pushed, a))
+        },
         node,
         &what,
     )?;
@@ -183,8 +201,8 @@ pub fn plan_apply(
         meta: new_meta,
         stored: BTreeMap::new(),
         pushed: BTreeMap::new(),
-        stored_doc: toml::Table::new(),
-        pushed_doc: toml::Table::new(),
+        stored_doc: Doc::default(),
+        pushed_doc: Doc::default(),
         overwritten: running
             .into_iter()
             .filter(|r| overwrite.contains(&r.area))
@@ -196,23 +214,26 @@ pub fn plan_apply(
     let areas: Vec<Area> = plan.meta.areas.keys().copied().collect();
     for a in areas {
         let key = a.as_str();
-        match (pushed_now.get(&a), pushed_docs.get(&a)) {
-            (Some(t), Some(d)) => {
+        match (pushed_now.remove(&a), pushed_docs.remove(&a)) {
+            (Some(t), Some(mut d)) => {
                 plan.stored.insert(a, t.clone());
-                plan.pushed.insert(a, t.clone());
-                if let Some(v) = d.get(key) {
-                    plan.stored_doc.insert(key.to_string(), v.clone());
-                    plan.pushed_doc.insert(key.to_string(), v.clone());
+                plan.pushed.insert(a, t);
+                if let Some(v) = d.remove(key) {
+                    Doc::make_mut(&mut plan.stored_doc).insert(key.to_string(), v.clone());
+                    Doc::make_mut(&mut plan.pushed_doc).insert(key.to_string(), v);
                 }
             }
             _ => {
-                plan.stored.insert(a, area::extract(&stored, a));
-                plan.pushed.insert(a, area::extract(&pushed, a));
+                let known = |k: &BTreeMap<Area, String>, doc: &toml::Table| {
+                    k.get(&a).cloned().unwrap_or_else(|| area::extract(doc, a))
+                };
+                plan.stored.insert(a, known(&known_stored, &stored));
+                plan.pushed.insert(a, known(&known_pushed, &pushed));
                 if let Some(v) = stored.get(key) {
-                    plan.stored_doc.insert(key.to_string(), v.clone());
+                    Doc::make_mut(&mut plan.stored_doc).insert(key.to_string(), v.clone());
                 }
                 if let Some(v) = pushed.get(key) {
-                    plan.pushed_doc.insert(key.to_string(), v.clone());
+                    Doc::make_mut(&mut plan.pushed_doc).insert(key.to_string(), v.clone());
                 }
             }
         }
@@ -309,7 +330,7 @@ pub fn plan_rollback(
         meta: new_meta,
         stored: BTreeMap::new(),
         pushed: BTreeMap::new(),
-        stored_doc: toml::Table::new(),
+        stored_doc: Doc::default(),
         pushed_doc: pushed.clone(),
         overwritten: Vec::new(),
         summary: String::new(),
@@ -326,7 +347,7 @@ pub fn plan_rollback(
         };
         let text = area::extract(from, a);
         if let Some(v) = from.get(a.as_str()) {
-            plan.stored_doc.insert(a.as_str().to_string(), v.clone());
+            Doc::make_mut(&mut plan.stored_doc).insert(a.as_str().to_string(), v.clone());
         }
         plan.stored.insert(a, text);
         plan.pushed.insert(a, area::extract(&pushed, a));
@@ -380,11 +401,11 @@ mod tests {
         fn meta(&self) -> Result<Option<SyncedMeta>, String> {
             Ok(self.meta.clone())
         }
-        fn stored(&mut self) -> Result<toml::Table, String> {
-            Ok(self.stored.clone())
+        fn stored(&mut self) -> Result<Doc, String> {
+            Ok(Doc::new(self.stored.clone()))
         }
-        fn pushed(&mut self) -> Result<toml::Table, String> {
-            Ok(self.pushed.clone())
+        fn pushed(&mut self) -> Result<Doc, String> {
+            Ok(Doc::new(self.pushed.clone()))
         }
         fn generation(&mut self, g: u64) -> Result<Option<toml::Table>, String> {
             Ok(self.history.get(&g).cloned())
@@ -394,10 +415,10 @@ mod tests {
         }
         fn save(&mut self, plan: &Plan, new_generation: bool) -> Result<(), String> {
             self.meta = Some(plan.meta.clone());
-            self.stored = plan.stored_doc.clone();
-            self.pushed = plan.pushed_doc.clone();
+            self.stored = (*plan.stored_doc).clone();
+            self.pushed = (*plan.pushed_doc).clone();
             if new_generation {
-                let mut h = plan.pushed_doc.clone();
+                let mut h = (*plan.pushed_doc).clone();
                 h.insert(
                     HELD_KEY.into(),
                     toml::Value::Array(

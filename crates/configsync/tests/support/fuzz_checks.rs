@@ -515,11 +515,11 @@ impl Store for Mem {
     fn meta(&self) -> Result<Option<SyncedMeta>, String> {
         Ok(self.meta.clone())
     }
-    fn stored(&mut self) -> Result<toml::Table, String> {
-        Ok(self.stored.clone())
+    fn stored(&mut self) -> Result<peer::Doc, String> {
+        Ok(peer::Doc::new(self.stored.clone()))
     }
-    fn pushed(&mut self) -> Result<toml::Table, String> {
-        Ok(self.pushed.clone())
+    fn pushed(&mut self) -> Result<peer::Doc, String> {
+        Ok(peer::Doc::new(self.pushed.clone()))
     }
     fn generation(&mut self, g: u64) -> Result<Option<toml::Table>, String> {
         Ok(self.history.get(&g).cloned())
@@ -529,10 +529,10 @@ impl Store for Mem {
     }
     fn save(&mut self, plan: &Plan, new_generation: bool) -> Result<(), String> {
         self.meta = Some(plan.meta.clone());
-        self.stored = plan.stored_doc.clone();
-        self.pushed = plan.pushed_doc.clone();
+        self.stored = (*plan.stored_doc).clone();
+        self.pushed = (*plan.pushed_doc).clone();
         if new_generation {
-            let mut h = plan.pushed_doc.clone();
+            let mut h = (*plan.pushed_doc).clone();
             h.insert(
                 HELD_KEY.into(),
                 toml::Value::Array(

@@ -343,6 +343,10 @@ impl ConfigSync {
             )
             .map(|a| a.encode());
         let _ = p.reply.send(answer);
+        // Once the primary has its answer: the push's copy in the history.
+        if let Err(e) = self.store.flush_history() {
+            warn!("config sync: {e}");
+        }
     }
 
     /// Peer: the config-sync demotion when it changes (call after every input, and on ticks).

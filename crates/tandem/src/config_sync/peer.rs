@@ -41,7 +41,13 @@ fn candidate(
     plan: Plan,
 ) -> Result<(Config, Plan), ConfigErrors> {
     let incoming = store.incoming(&plan)?;
-    let config = compose(own, own_file, &plan.meta, &incoming, &plan.pushed_doc)?;
+    let config = compose(
+        own,
+        own_file,
+        &plan.meta,
+        (&incoming, &plan.stored),
+        &plan.pushed_doc,
+    )?;
     Ok((config, plan))
 }
 

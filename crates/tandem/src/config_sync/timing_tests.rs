@@ -98,12 +98,15 @@ fn push_timing() {
             .finish_apply(&mut store, "fw2", &plan, Ok(()), (t0, checked))
             .expect("stored");
         let stored = t1.elapsed();
+        let t2 = Instant::now();
+        store.flush_history().expect("history");
         eprintln!(
-            "{what}: {} areas whole, {} by hash: checked {:.0} ms, stored {:.0} ms ({})",
+            "{what}: {} areas whole, {} by hash: checked {:.0} ms, stored {:.0} ms, then history {:.0} ms ({})",
             args.areas.len(),
             args.unchanged.len(),
             ms(checked),
             ms(stored),
+            ms(t2.elapsed()),
             answer.message
         );
         held = hashes;
