@@ -513,8 +513,11 @@ pub struct PeerStatus {
     pub version_note: Option<String>,
     /// Pushes with every area whole, pushes with some areas by hash only, and delta pushes
     /// the peer could not resolve (each followed at once by a full push).
+    #[serde(default)]
     pub pushes_full: u64,
+    #[serde(default)]
     pub pushes_delta: u64,
+    #[serde(default)]
     pub delta_refused: u64,
 }
 
