@@ -203,6 +203,9 @@ impl PeerTask {
                         .heartbeat(p.generation)
                         .await
                         .map(|hb| (hb.generation, hb.drift));
+                    if let Ok((g, _)) = &r {
+                        t.holds.peer_runs(*g, p.generation, &p.hashes);
+                    }
                     t.on_heartbeat(Instant::now(), p.generation, r);
                 }
             }

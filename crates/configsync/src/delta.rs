@@ -118,6 +118,15 @@ impl PeerHolds {
         }
     }
 
+    /// A heartbeat says the peer runs generation `peer` while ours is `current` (with these
+    /// `hashes`): when nothing is known yet (this primary restarted), take it that the peer
+    /// holds them. A wrong guess costs one need-full refusal, never a wrong area.
+    pub fn peer_runs(&mut self, peer: u64, current: u64, hashes: &BTreeMap<Area, String>) {
+        if self.held.is_none() && peer == current && current != 0 {
+            self.accepted(hashes);
+        }
+    }
+
     /// Whether the primary believes the peer holds some areas (a delta is possible).
     pub fn knows(&self) -> bool {
         self.held.is_some()
@@ -278,6 +287,12 @@ mod tests {
         assert!(p.knows());
         assert!(!p.refused(&Refusal::Stale("s".into()), &s));
         assert!(!p.knows());
+        // A restarted primary learns from a heartbeat that the peer runs its generation.
+        p.peer_runs(1, 2, &hashes2);
+        assert!(!p.knows());
+        p.peer_runs(2, 2, &hashes2);
+        assert!(p.knows());
+        assert!(p.split(&texts2, &hashes2).full.is_empty());
     }
 
     fn meta(area: Area, text: &str) -> SyncedMeta {
