@@ -1,11 +1,13 @@
 //! The primary's push loop: one task per peer, driven by a [`PeerTracker`]. It pushes each new
 //! generation, retries with backoff while the peer is down or refuses, and heartbeats in
 //! between (so a peer learns the primary's generation, and the primary learns the peer's
-//! generation and drift).
+//! generation and drift). A push names the areas the peer already holds by hash only
+//! (`configsync::delta`); when the peer cannot resolve one, the whole areas follow at once.
 
 use crate::client::{CallError, Client};
 use configsync::area::Area;
 use configsync::book::{Backoff, Failure, PeerTracker, Step};
+use configsync::delta::Split;
 use configsync::rpc::{
     self, ApplyAnswer, ApplyArgs, HeartbeatAnswer, Refusal, Source, VersionAnswer,
 };
@@ -19,6 +21,8 @@ use tokio::sync::{mpsc, watch};
 pub struct Payload {
     pub generation: u64,
     pub areas: BTreeMap<Area, String>,
+    /// The hash of each area's text (`area::hash`).
+    pub hashes: BTreeMap<Area, String>,
     /// Bumped to make every peer push again now (`force`: overwrite drift).
     pub nonce: u64,
     pub force: bool,
@@ -31,6 +35,9 @@ pub enum PushEvent {
     Stale { peer: String, generation: u64 },
     /// A push to the peer succeeded or failed (for the log).
     Result { peer: String, outcome: String },
+    /// The peer could not resolve a delta push (it does not hold an area named by hash):
+    /// the whole areas were pushed at once.
+    DeltaRefused { peer: String, why: String },
 }
 
 pub struct PeerTask {
@@ -59,6 +66,63 @@ fn failure(e: CallError) -> Failure {
 }
 
 impl PeerTask {
+    /// One `tandem.apply_areas` call: `split` says which areas go whole and which by hash.
+    async fn apply(
+        &self,
+        p: &Payload,
+        split: &Split,
+        force: bool,
+    ) -> Result<ApplyAnswer, CallError> {
+        let args = ApplyArgs {
+            generation: p.generation,
+            areas: split.full.clone(),
+            unchanged: split.unchanged.clone(),
+            source: self.me.clone(),
+            force,
+        };
+        let v = self
+            .client
+            .call(rpc::APPLY_AREAS, rpc::apply_params(&args))
+            .await?;
+        ApplyAnswer::decode(&v).map_err(CallError::BadAnswer)
+    }
+
+    /// Pushes `p`, as a delta where the peer holds areas; a delta it cannot resolve is
+    /// followed at once by the whole areas. What the peer holds is updated.
+    async fn push(
+        &self,
+        t: &mut PeerTracker,
+        p: &Payload,
+        force: bool,
+        events: &mpsc::Sender<PushEvent>,
+    ) -> Result<String, Failure> {
+        let mut split = t.holds.split(&p.areas, &p.hashes);
+        loop {
+            t.holds.sent(&split);
+            let r = self.apply(p, &split, force).await;
+            match r {
+                Ok(a) => {
+                    t.holds.accepted(&p.hashes);
+                    return Ok(a.message);
+                }
+                Err(CallError::Refused(refusal)) => {
+                    if !t.holds.refused(&refusal, &split) {
+                        return Err(failure(CallError::Refused(refusal)));
+                    }
+                    let _ = events
+                        .send(PushEvent::DeltaRefused {
+                            peer: self.name.clone(),
+                            why: refusal.message().to_string(),
+                        })
+                        .await;
+                    // Now nothing is held: the next split is whole (so this loops once).
+                    split = t.holds.split(&p.areas, &p.hashes);
+                }
+                Err(e) => return Err(failure(e)),
+            }
+        }
+    }
+
     async fn heartbeat(&self, generation: u64) -> Result<HeartbeatAnswer, Failure> {
         let v = self
             .client
@@ -112,22 +176,7 @@ impl PeerTask {
                     t.on_version(Instant::now(), (self.me.protocol, self.me.schema), r);
                 }
                 Step::Push => {
-                    let args = ApplyArgs {
-                        generation: p.generation,
-                        areas: p.areas.clone(),
-                        source: self.me.clone(),
-                        force,
-                    };
-                    let mut r = self
-                        .client
-                        .call(rpc::APPLY_AREAS, rpc::apply_params(&args))
-                        .await
-                        .map_err(failure)
-                        .and_then(|v| {
-                            ApplyAnswer::decode(&v)
-                                .map(|a| a.message)
-                                .map_err(Failure::Error)
-                        });
+                    let mut r = self.push(&mut t, &p, force, &events).await;
                     if let Err(Failure::Stale(_)) = &r {
                         // The refusal says stale; the peer's generation comes typed, from a
                         // heartbeat, never out of the refusal's text.
@@ -154,6 +203,9 @@ impl PeerTask {
                         .heartbeat(p.generation)
                         .await
                         .map(|hb| (hb.generation, hb.drift));
+                    if let Ok((g, _)) = &r {
+                        t.holds.peer_runs(*g, p.generation, &p.hashes);
+                    }
                     t.on_heartbeat(Instant::now(), p.generation, r);
                 }
             }

@@ -107,6 +107,7 @@ async fn pinned_authenticated_calls_work_and_everything_else_is_refused() {
     let apply = rpc::ApplyArgs {
         generation: 3,
         areas,
+        unchanged: Default::default(),
         source: rpc::Source {
             node: "fw1".into(),
             software: "0.1.0".into(),
@@ -178,6 +179,7 @@ fn damaged_calls_never_panic() {
     let args = rpc::ApplyArgs {
         generation: 7,
         areas,
+        unchanged: Default::default(),
         source: rpc::Source {
             node: "fw1".into(),
             software: "0.1.0".into(),
@@ -309,6 +311,7 @@ async fn large_and_concurrent_bodies_are_bounded() {
     let big = rpc::ApplyArgs {
         generation: 3,
         areas,
+        unchanged: Default::default(),
         source: rpc::Source {
             node: "fw1".into(),
             software: "0.1.0".into(),

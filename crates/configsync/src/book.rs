@@ -118,6 +118,18 @@ pub fn resolve(
     pushed: &toml::Table,
     meta: &SyncedMeta,
 ) -> Vec<RunningArea> {
+    resolve_known(own, stored, pushed, meta, &BTreeMap::new())
+}
+
+/// [`resolve`], with the canonical texts of `stored`'s areas where the caller knows them
+/// (`known`: what it wrote; 10k rules take longer to serialize again than to compare).
+pub fn resolve_known(
+    own: &toml::Table,
+    stored: &toml::Table,
+    pushed: &toml::Table,
+    meta: &SyncedMeta,
+    known: &BTreeMap<Area, String>,
+) -> Vec<RunningArea> {
     Area::ALL
         .into_iter()
         .map(|a| {
@@ -140,7 +152,10 @@ pub fn resolve(
                     own,
                 )
             } else {
-                let stored_text = area::extract(stored, a);
+                let stored_text = known
+                    .get(&a)
+                    .cloned()
+                    .unwrap_or_else(|| area::extract(stored, a));
                 let origin = if area::hash(&stored_text) == rec.hash {
                     Origin::Synced {
                         source: rec.source.clone(),
@@ -337,6 +352,8 @@ pub struct PeerTracker {
     pub drift: Option<String>,
     /// Since when the peer has been behind the current generation.
     pub behind_since: Option<Instant>,
+    /// What the peer holds of our areas (for delta pushes), and the pushes by kind.
+    pub holds: crate::delta::PeerHolds,
 }
 
 impl PeerTracker {
@@ -353,6 +370,7 @@ impl PeerTracker {
             version: None,
             drift: None,
             behind_since: None,
+            holds: crate::delta::PeerHolds::default(),
         }
     }
 
@@ -493,6 +511,14 @@ pub struct PeerStatus {
     pub peer_schema: Option<u32>,
     /// Set when the peer runs other software than this node.
     pub version_note: Option<String>,
+    /// Pushes with every area whole, pushes with some areas by hash only, and delta pushes
+    /// the peer could not resolve (each followed at once by a full push).
+    #[serde(default)]
+    pub pushes_full: u64,
+    #[serde(default)]
+    pub pushes_delta: u64,
+    #[serde(default)]
+    pub delta_refused: u64,
 }
 
 impl PeerTracker {
@@ -549,6 +575,9 @@ impl PeerTracker {
             peer_protocol: self.version.as_ref().map(|v| v.protocol),
             peer_schema: self.version.as_ref().map(|v| v.schema),
             version_note,
+            pushes_full: self.holds.counts.full,
+            pushes_delta: self.holds.counts.delta,
+            delta_refused: self.holds.counts.delta_refused,
         }
     }
 }

@@ -5,17 +5,21 @@
 
 use crate::area::{self, Area};
 use crate::book::{self, AreaRecord, DriftPolicy, RunningArea, SyncedMeta, Verdict};
+use crate::delta;
 use crate::rpc::{ApplyAnswer, ApplyArgs, Refusal};
 use std::collections::BTreeMap;
+
+/// A parsed areas document, shared: 10k rules take longer to copy than to point at.
+pub type Doc = std::sync::Arc<toml::Table>;
 
 /// A peer's stored sync state (the daemon keeps it in files in its state dir).
 pub trait Store {
     /// The record of the last applied push; None before the first.
     fn meta(&self) -> Result<Option<SyncedMeta>, String>;
     /// The synced areas as they run (an operator may have edited them: that is drift).
-    fn stored(&mut self) -> Result<toml::Table, String>;
+    fn stored(&mut self) -> Result<Doc, String>;
     /// The synced areas as last pushed (kept untouched to tell drift).
-    fn pushed(&mut self) -> Result<toml::Table, String>;
+    fn pushed(&mut self) -> Result<Doc, String>;
     /// The areas of a kept generation (None when it is not kept).
     fn generation(&mut self, generation: u64) -> Result<Option<toml::Table>, String>;
     /// Generations kept for rollback, oldest first.
@@ -24,6 +28,15 @@ pub trait Store {
     fn save(&mut self, plan: &Plan, new_generation: bool) -> Result<(), String>;
     /// Keeps the drifted areas (as they ran) before an overwrite; returns where.
     fn backup(&mut self, plan: &Plan) -> Result<String, String>;
+    /// The canonical text of each area of what [`Store::stored`] / [`Store::pushed`] last
+    /// returned, where the store knows it without serializing (it wrote that very file);
+    /// the areas left out are extracted from the table.
+    fn known_stored(&self) -> BTreeMap<Area, String> {
+        BTreeMap::new()
+    }
+    fn known_pushed(&self) -> BTreeMap<Area, String> {
+        BTreeMap::new()
+    }
 }
 
 /// What is about to run on the peer, and what is stored once it does.
@@ -36,8 +49,8 @@ pub struct Plan {
     pub stored: BTreeMap<Area, String>,
     pub pushed: BTreeMap<Area, String>,
     /// The same areas parsed (one key each).
-    pub stored_doc: toml::Table,
-    pub pushed_doc: toml::Table,
+    pub stored_doc: Doc,
+    pub pushed_doc: Doc,
     /// Drifted areas that the push overwrites (policy overwrite or force), with their running
     /// text, kept as a backup at commit.
     pub overwritten: Vec<RunningArea>,
@@ -45,6 +58,8 @@ pub struct Plan {
     pub summary: String,
     /// The previous record (for the message of a rollback).
     pub previous: SyncedMeta,
+    /// The areas the push named by hash only (taken from the last push the peer held).
+    pub by_hash: Vec<Area>,
 }
 
 /// The outcome of looking at a push.
@@ -92,10 +107,13 @@ pub fn plan_apply(
     // An unreadable stored copy counts as edited (drift), not as an error.
     let stored = store.stored().unwrap_or_default();
     let pushed = store.pushed().unwrap_or_default();
-    let running = book::resolve(own, &stored, &pushed, &meta);
+    let (known_stored, known_pushed) = (store.known_stored(), store.known_pushed());
+    let running = book::resolve_known(own, &stored, &pushed, &meta, &known_stored);
+    // Hash-only areas are judged by the hash pushed; their text is looked up only to apply.
     let hashes: BTreeMap<Area, String> = pushed_now
         .iter()
         .map(|(a, t)| (*a, area::hash(t)))
+        .chain(args.unchanged.iter().map(|(a, h)| (*a, h.clone())))
         .collect();
     let overwrite = match book::judge(&meta, &running, g, &hashes, policy, args.force) {
         Verdict::AlreadyApplied => {
@@ -120,6 +138,30 @@ pub fn plan_apply(
         }
         Verdict::Apply { backup } => backup,
     };
+    // Hash-only areas: the text of the last push, if it is the one named; else refused, and
+    // the primary pushes them whole.
+    let what = format!("generation {g} from {src}");
+    let by_hash: Vec<Area> = args.unchanged.keys().copied().collect();
+    let held = delta::resolve(
+        &meta,
+        &args.unchanged,
+        |a| {
+            known_pushed
+                .get(&a)
+                .cloned()
+                .unwrap_or_else(|| area::extract(&pushed, a))
+        },
+        node,
+        &what,
+    )?;
+    for (a, text) in held {
+        let mut doc = toml::Table::new();
+        if let Some(v) = pushed.get(a.as_str()) {
+            doc.insert(a.as_str().to_string(), v.clone());
+        }
+        pushed_docs.insert(a, doc);
+        pushed_now.insert(a, text);
+    }
 
     // The new record: pushed areas replace, areas not in this push stay as they are.
     let mut new_meta = SyncedMeta {
@@ -142,44 +184,56 @@ pub fn plan_apply(
             },
         );
     }
+    let mut summary = pushed_docs
+        .iter()
+        .map(|(a, d)| format!("{a} {}", area::count(d, *a)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !by_hash.is_empty() {
+        summary += &format!(
+            "; {} sent whole, {} by hash",
+            pushed_docs.len() - by_hash.len(),
+            by_hash.len()
+        );
+    }
     let mut plan = Plan {
-        what: format!("generation {g} from {src}"),
+        what,
         meta: new_meta,
         stored: BTreeMap::new(),
         pushed: BTreeMap::new(),
-        stored_doc: toml::Table::new(),
-        pushed_doc: toml::Table::new(),
+        stored_doc: Doc::default(),
+        pushed_doc: Doc::default(),
         overwritten: running
             .into_iter()
             .filter(|r| overwrite.contains(&r.area))
             .collect(),
-        summary: pushed_docs
-            .iter()
-            .map(|(a, d)| format!("{a} {}", area::count(d, *a)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        summary,
         previous: meta,
+        by_hash,
     };
     let areas: Vec<Area> = plan.meta.areas.keys().copied().collect();
     for a in areas {
         let key = a.as_str();
-        match (pushed_now.get(&a), pushed_docs.get(&a)) {
-            (Some(t), Some(d)) => {
+        match (pushed_now.remove(&a), pushed_docs.remove(&a)) {
+            (Some(t), Some(mut d)) => {
                 plan.stored.insert(a, t.clone());
-                plan.pushed.insert(a, t.clone());
-                if let Some(v) = d.get(key) {
-                    plan.stored_doc.insert(key.to_string(), v.clone());
-                    plan.pushed_doc.insert(key.to_string(), v.clone());
+                plan.pushed.insert(a, t);
+                if let Some(v) = d.remove(key) {
+                    Doc::make_mut(&mut plan.stored_doc).insert(key.to_string(), v.clone());
+                    Doc::make_mut(&mut plan.pushed_doc).insert(key.to_string(), v);
                 }
             }
             _ => {
-                plan.stored.insert(a, area::extract(&stored, a));
-                plan.pushed.insert(a, area::extract(&pushed, a));
+                let known = |k: &BTreeMap<Area, String>, doc: &toml::Table| {
+                    k.get(&a).cloned().unwrap_or_else(|| area::extract(doc, a))
+                };
+                plan.stored.insert(a, known(&known_stored, &stored));
+                plan.pushed.insert(a, known(&known_pushed, &pushed));
                 if let Some(v) = stored.get(key) {
-                    plan.stored_doc.insert(key.to_string(), v.clone());
+                    Doc::make_mut(&mut plan.stored_doc).insert(key.to_string(), v.clone());
                 }
                 if let Some(v) = pushed.get(key) {
-                    plan.pushed_doc.insert(key.to_string(), v.clone());
+                    Doc::make_mut(&mut plan.pushed_doc).insert(key.to_string(), v.clone());
                 }
             }
         }
@@ -276,11 +330,12 @@ pub fn plan_rollback(
         meta: new_meta,
         stored: BTreeMap::new(),
         pushed: BTreeMap::new(),
-        stored_doc: toml::Table::new(),
+        stored_doc: Doc::default(),
         pushed_doc: pushed.clone(),
         overwritten: Vec::new(),
         summary: String::new(),
         previous: meta,
+        by_hash: Vec::new(),
     };
     let areas: Vec<Area> = plan.meta.areas.keys().copied().collect();
     for a in areas {
@@ -292,7 +347,7 @@ pub fn plan_rollback(
         };
         let text = area::extract(from, a);
         if let Some(v) = from.get(a.as_str()) {
-            plan.stored_doc.insert(a.as_str().to_string(), v.clone());
+            Doc::make_mut(&mut plan.stored_doc).insert(a.as_str().to_string(), v.clone());
         }
         plan.stored.insert(a, text);
         plan.pushed.insert(a, area::extract(&pushed, a));
@@ -346,11 +401,11 @@ mod tests {
         fn meta(&self) -> Result<Option<SyncedMeta>, String> {
             Ok(self.meta.clone())
         }
-        fn stored(&mut self) -> Result<toml::Table, String> {
-            Ok(self.stored.clone())
+        fn stored(&mut self) -> Result<Doc, String> {
+            Ok(Doc::new(self.stored.clone()))
         }
-        fn pushed(&mut self) -> Result<toml::Table, String> {
-            Ok(self.pushed.clone())
+        fn pushed(&mut self) -> Result<Doc, String> {
+            Ok(Doc::new(self.pushed.clone()))
         }
         fn generation(&mut self, g: u64) -> Result<Option<toml::Table>, String> {
             Ok(self.history.get(&g).cloned())
@@ -360,10 +415,10 @@ mod tests {
         }
         fn save(&mut self, plan: &Plan, new_generation: bool) -> Result<(), String> {
             self.meta = Some(plan.meta.clone());
-            self.stored = plan.stored_doc.clone();
-            self.pushed = plan.pushed_doc.clone();
+            self.stored = (*plan.stored_doc).clone();
+            self.pushed = (*plan.pushed_doc).clone();
             if new_generation {
-                let mut h = plan.pushed_doc.clone();
+                let mut h = (*plan.pushed_doc).clone();
                 h.insert(
                     HELD_KEY.into(),
                     toml::Value::Array(
@@ -389,6 +444,7 @@ mod tests {
         ApplyArgs {
             generation: g,
             areas,
+            unchanged: BTreeMap::new(),
             source: Source {
                 node: "fw1".into(),
                 software: "t".into(),
@@ -476,5 +532,126 @@ mod tests {
         let m = commit_rollback(&mut s, "fw2", &p).expect("commit");
         assert!(m.contains("generation 1 again"), "{m}");
         assert!(plan_rollback(&mut s, "fw2", &toml::Table::new(), Some(9)).is_err());
+    }
+
+    /// fw1 pushes rules and aliases; the next push names aliases by hash only.
+    fn two_areas(g: u64, rules: &str, aliases: Option<&str>) -> ApplyArgs {
+        let mut a = args(g, rules);
+        let text = "[[aliases]]\nname = \"web\"\ntype = \"port\"\nentries = [80]\n";
+        let text = area::canonical(Area::Aliases, text).expect("canonical");
+        match aliases {
+            Some("hash") => {
+                a.unchanged.insert(Area::Aliases, area::hash(&text));
+            }
+            Some(other) => {
+                a.unchanged.insert(Area::Aliases, other.to_string());
+            }
+            None => {
+                a.areas.insert(Area::Aliases, text);
+            }
+        }
+        a
+    }
+
+    #[test]
+    fn a_hash_only_area_takes_the_text_of_the_last_push() {
+        let mut s = Mem::default();
+        let Ok(Decision::Apply(p)) = apply(&mut s, &two_areas(1, R1, None)) else {
+            panic!("plan");
+        };
+        assert!(p.by_hash.is_empty());
+        commit(&mut s, "fw2", &p).expect("commit");
+        let Ok(Decision::Apply(p)) = apply(&mut s, &two_areas(2, R2, Some("hash"))) else {
+            panic!("delta plan");
+        };
+        assert_eq!(p.by_hash, vec![Area::Aliases]);
+        assert_eq!(p.summary, "aliases 1, rules 1; 1 sent whole, 1 by hash");
+        // The area runs and is recorded exactly as a whole push would have it.
+        let whole = {
+            let mut t = Mem::default();
+            let Ok(Decision::Apply(q)) = apply(&mut t, &two_areas(2, R2, None)) else {
+                panic!("plan");
+            };
+            q
+        };
+        assert_eq!(p.stored, whole.stored);
+        assert_eq!(p.pushed, whole.pushed);
+        assert_eq!(p.stored_doc, whole.stored_doc);
+        assert_eq!(p.pushed_doc, whole.pushed_doc);
+        assert_eq!(
+            p.meta.areas[&Area::Aliases].hash,
+            whole.meta.areas[&Area::Aliases].hash
+        );
+        assert_eq!(p.meta.areas[&Area::Aliases].items, 1);
+        assert_eq!(p.meta.areas[&Area::Aliases].generation, 2);
+        let a = commit(&mut s, "fw2", &p).expect("commit");
+        assert!(a.message.contains("1 by hash"), "{a:?}");
+        // The same generation again, by hash: already applied.
+        assert!(matches!(
+            apply(&mut s, &two_areas(2, R2, Some("hash"))),
+            Ok(Decision::AlreadyApplied(_))
+        ));
+    }
+
+    #[test]
+    fn a_hash_the_peer_does_not_hold_is_refused_as_need_full() {
+        let mut s = Mem::default();
+        // A new peer: it holds nothing.
+        let e = apply(&mut s, &two_areas(1, R1, Some("hash"))).expect_err("need full");
+        assert_eq!(e.code(), crate::rpc::code::NEED_FULL);
+        assert!(
+            e.message().contains("holds no pushed copy of aliases"),
+            "{e}"
+        );
+        let Ok(Decision::Apply(p)) = apply(&mut s, &two_areas(1, R1, None)) else {
+            panic!("plan");
+        };
+        commit(&mut s, "fw2", &p).expect("commit");
+        // Another hash than the one it holds (the primary's idea of it is wrong).
+        let other = area::hash("something else");
+        let e = apply(&mut s, &two_areas(2, R2, Some(&other))).expect_err("mismatch");
+        assert!(matches!(e, Refusal::NeedFull(_)), "{e:?}");
+        assert!(e.message().contains("the push names"), "{e}");
+        // The stored copy of the last push lost (restored from elsewhere, emptied): the
+        // record's hash matches, the text does not.
+        let kept = s.pushed.clone();
+        s.pushed = toml::Table::new();
+        let e = apply(&mut s, &two_areas(2, R2, Some("hash"))).expect_err("lost");
+        assert!(e.message().contains("stored copy"), "{e}");
+        // Nothing was stored by any refusal; with the copy back the delta goes through.
+        assert_eq!(s.meta.as_ref().map(|m| m.generation), Some(1));
+        s.pushed = kept;
+        assert!(matches!(
+            apply(&mut s, &two_areas(2, R2, Some("hash"))),
+            Ok(Decision::Apply(_))
+        ));
+        // Stale and drift are judged before the delta is resolved: a stale delta is stale.
+        let e = apply(&mut s, &two_areas(0, R2, Some(&other)));
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn a_delta_after_a_rollback_restores_the_pushed_copy_like_a_whole_push() {
+        let mut s = Mem::default();
+        for (g, r) in [(1, R1), (2, R2)] {
+            let Ok(Decision::Apply(p)) = apply(&mut s, &two_areas(g, r, None)) else {
+                panic!("plan");
+            };
+            commit(&mut s, "fw2", &p).expect("commit");
+        }
+        let p = plan_rollback(&mut s, "fw2", &toml::Table::new(), Some(1)).expect("rollback");
+        commit_rollback(&mut s, "fw2", &p).expect("commit");
+        // The rollback is drift: refused under policy refuse, delta or not.
+        let e = apply(&mut s, &two_areas(3, R2, Some("hash"))).expect_err("drift");
+        assert!(matches!(e, Refusal::Drift(_)), "{e:?}");
+        // Forced: the hash-only aliases come from the last push (generation 2), not from
+        // the rolled-back copy.
+        let mut forced = two_areas(3, R2, Some("hash"));
+        forced.force = true;
+        let Ok(Decision::Apply(p)) = apply(&mut s, &forced) else {
+            panic!("forced delta");
+        };
+        assert_eq!(p.stored.get(&Area::Aliases), p.pushed.get(&Area::Aliases));
+        assert_eq!(p.meta.rolled_back_to, None);
     }
 }

@@ -6,7 +6,7 @@
 //! | `tandem.version` | | `{software, protocol, schema, node, role, capabilities, areas}` |
 //! | `tandem.status` | | the node's status (as `tandem status --json`) |
 //! | `tandem.get_areas` | | `{node, role, generation, source, areas: {NAME: {text, origin, hash}}}` |
-//! | `tandem.apply_areas` | generation (int), areas (struct NAME -> TOML text), source (struct `{node, software, protocol, schema}`), force (bool) | `{applied, generation, node, message}` |
+//! | `tandem.apply_areas` | generation (int), areas (struct NAME -> TOML text, or NAME -> `{hash}` for an area unchanged since the push the peer holds), source (struct `{node, software, protocol, schema}`), force (bool) | `{applied, generation, node, message}` |
 //! | `tandem.heartbeat` | source (struct), generation (int) | `{node, generation, drift}` |
 //! | `tandem.reload` | | `{message}` |
 
@@ -41,6 +41,8 @@ pub mod code {
     pub const DRIFT: i32 = 409;
     /// The push is older than what the peer has.
     pub const STALE: i32 = 410;
+    /// A delta push names an area by a hash the peer does not hold: push the whole areas.
+    pub const NEED_FULL: i32 = 412;
     /// The pushed areas failed validation or apply.
     pub const INVALID: i32 = 422;
     /// Protocol or config schema versions differ.
@@ -67,6 +69,10 @@ pub enum Refusal {
     /// The push is older than what the peer runs (410); its generation is in a heartbeat.
     #[error("{0}")]
     Stale(String),
+    /// A delta push named an area by a hash this node does not hold (412): the primary
+    /// pushes the whole areas at once.
+    #[error("{0}")]
+    NeedFull(String),
     /// The pushed areas failed validation or activation (422).
     #[error("{0}")]
     Invalid(String),
@@ -86,6 +92,7 @@ impl Refusal {
             Refusal::UnknownMethod(_) => code::UNKNOWN_METHOD,
             Refusal::Drift(_) => code::DRIFT,
             Refusal::Stale(_) => code::STALE,
+            Refusal::NeedFull(_) => code::NEED_FULL,
             Refusal::Invalid(_) => code::INVALID,
             Refusal::Version(_) => code::VERSION,
             Refusal::Internal(_) => code::INTERNAL,
@@ -99,6 +106,7 @@ impl Refusal {
             | Refusal::UnknownMethod(m)
             | Refusal::Drift(m)
             | Refusal::Stale(m)
+            | Refusal::NeedFull(m)
             | Refusal::Invalid(m)
             | Refusal::Version(m)
             | Refusal::Internal(m) => m,
@@ -113,6 +121,7 @@ impl Refusal {
             Refusal::UnknownMethod(_) => "unknown-method",
             Refusal::Drift(_) => "drift",
             Refusal::Stale(_) => "stale",
+            Refusal::NeedFull(_) => "need-full",
             Refusal::Invalid(_) => "invalid",
             Refusal::Version(_) => "version",
             Refusal::Internal(_) => "internal",
@@ -138,6 +147,7 @@ impl Refusal {
             code::UNKNOWN_METHOD => Refusal::UnknownMethod(m),
             code::DRIFT => Refusal::Drift(m),
             code::STALE => Refusal::Stale(m),
+            code::NEED_FULL => Refusal::NeedFull(m),
             code::INVALID => Refusal::Invalid(m),
             code::VERSION => Refusal::Version(m),
             code::INTERNAL => Refusal::Internal(m),
@@ -158,7 +168,11 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyArgs {
     pub generation: u64,
+    /// Areas sent whole: area -> canonical TOML text.
     pub areas: BTreeMap<Area, String>,
+    /// Areas sent as hash only (unchanged since the push the peer holds): area -> hash
+    /// (checked: [`crate::delta::is_hash`]). No area is in both maps.
+    pub unchanged: BTreeMap<Area, String>,
     pub source: Source,
     pub force: bool,
 }
@@ -315,6 +329,36 @@ pub fn is_node_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// A hash-only area of a push: `{hash: HEX}`, exactly that member, the hash checked.
+fn hash_only(method: &str, name: &str, m: &BTreeMap<String, Value>) -> Result<String, Refusal> {
+    let what = format!("areas.{name}");
+    if m.len() != 1 {
+        return Err(bad(
+            method,
+            format!(
+                "{what} as a struct must be {{hash}} alone, it has {} members",
+                m.len()
+            ),
+        ));
+    }
+    let h = string(
+        method,
+        &format!("{what}.hash"),
+        member(method, &what, m, "hash")?,
+    )?;
+    if !crate::delta::is_hash(h) {
+        return Err(bad(
+            method,
+            format!(
+                "{what}.hash {} is not a SHA-256 hash ({} lowercase hex digits)",
+                crate::area::shown(h),
+                crate::delta::HASH_LEN
+            ),
+        ));
+    }
+    Ok(h.to_string())
+}
+
 /// Decodes a call; unknown methods and bad parameters are faults that say what is wrong.
 pub fn decode(method: &str, params: &[Value]) -> Result<Call, Refusal> {
     match method {
@@ -336,12 +380,13 @@ pub fn decode(method: &str, params: &[Value]) -> Result<Call, Refusal> {
                 return Err(bad(
                     method,
                     format!(
-                        "areas must be a struct of area name -> TOML text, not {}",
+                        "areas must be a struct of area name -> TOML text (or {{hash}}), not {}",
                         kind(&params[1])
                     ),
                 ));
             };
             let mut areas = BTreeMap::new();
+            let mut unchanged = BTreeMap::new();
             for (name, text) in m {
                 let area = Area::parse(name).ok_or_else(|| {
                     bad(
@@ -353,6 +398,10 @@ pub fn decode(method: &str, params: &[Value]) -> Result<Call, Refusal> {
                         ),
                     )
                 })?;
+                if let Value::Struct(h) = text {
+                    unchanged.insert(area, hash_only(method, name, h)?);
+                    continue;
+                }
                 areas.insert(
                     area,
                     string(method, &format!("areas.{name}"), text)?.to_string(),
@@ -371,6 +420,7 @@ pub fn decode(method: &str, params: &[Value]) -> Result<Call, Refusal> {
             Ok(Call::Apply(ApplyArgs {
                 generation,
                 areas,
+                unchanged,
                 source,
                 force,
             }))
@@ -407,10 +457,17 @@ pub fn source_value(s: &Source) -> Value {
 
 /// The parameters of `tandem.apply_areas`.
 pub fn apply_params(a: &ApplyArgs) -> Vec<Value> {
+    let hash_only = a.unchanged.iter().map(|(k, h)| {
+        (
+            k.as_str().to_string(),
+            record(&[("hash", Value::String(h.clone()))]),
+        )
+    });
     let areas = a
         .areas
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone())))
+        .chain(hash_only)
         .collect();
     vec![
         gen_value(a.generation),
@@ -499,9 +556,12 @@ mod tests {
             "[[rules]]\naction = \"pass\" # <&>\n".to_string(),
         );
         areas.insert(Area::Nat, String::new());
+        let mut unchanged = BTreeMap::new();
+        unchanged.insert(Area::Vips, crate::area::hash("v"));
         let a = ApplyArgs {
             generation: 7,
             areas,
+            unchanged,
             source: src(),
             force: false,
         };
@@ -526,6 +586,7 @@ mod tests {
         let mut ok = apply_params(&ApplyArgs {
             generation: 1,
             areas: BTreeMap::new(),
+            unchanged: BTreeMap::new(),
             source: src(),
             force: false,
         });
@@ -540,6 +601,37 @@ mod tests {
         assert!(f(APPLY_AREAS, ok.clone())
             .message()
             .contains("unknown area \"users\""));
+        // A hash-only area: `{hash}` alone, a SHA-256 in lowercase hex, nothing else.
+        let good = crate::area::hash("x");
+        for (members, problem) in [
+            (
+                vec![("hash", Value::String(good.to_uppercase()))],
+                "is not a SHA-256 hash (64 lowercase hex digits)",
+            ),
+            (
+                vec![("hash", Value::String(format!("{good}\n")))],
+                "is not a SHA-256 hash",
+            ),
+            (vec![("hash", Value::Integer(1))], "hash must be a string"),
+            (
+                vec![("text", Value::String(good.clone()))],
+                "lacks the member `hash`",
+            ),
+            (
+                vec![
+                    ("hash", Value::String(good.clone())),
+                    ("text", Value::String(String::new())),
+                ],
+                "must be {hash} alone",
+            ),
+        ] {
+            let mut areas = BTreeMap::new();
+            areas.insert("rules".to_string(), record(&members));
+            ok[1] = Value::Struct(areas);
+            let e = f(APPLY_AREAS, ok.clone());
+            assert!(e.message().contains(problem), "{e}");
+            assert!(!e.message().contains('\n'), "{e}");
+        }
         ok[1] = Value::Struct(BTreeMap::new());
         ok[2] = Value::String("fw1".into());
         assert!(f(APPLY_AREAS, ok.clone())
@@ -656,6 +748,7 @@ mod tests {
             Refusal::UnknownMethod("u".into()),
             Refusal::Drift("d".into()),
             Refusal::Stale("s".into()),
+            Refusal::NeedFull("n".into()),
             Refusal::Invalid("i".into()),
             Refusal::Version("v".into()),
             Refusal::Internal("x".into()),

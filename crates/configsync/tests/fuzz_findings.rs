@@ -151,7 +151,7 @@ fn apply_call(areas: &str) -> Vec<u8> {
 <param><value><boolean>0</boolean></value></param></params></methodCall>",
         member("node", "<string>fw1</string>"),
         member("software", "<string>0.1.0</string>"),
-        member("protocol", "<int>1</int>"),
+        member("protocol", "<int>2</int>"),
         member("schema", "<int>1</int>"),
     )
     .into_bytes()

@@ -320,8 +320,13 @@ fn main() -> Result<()> {
         sync_ms.push(total.as_secs_f64() * 1000.0);
         reload_ms.push(reloaded.as_secs_f64() * 1000.0);
         after_ms.push((total - reloaded).as_secs_f64() * 1000.0);
+        // fw2's own account of the push: `fw2 applied generation N ... in T ms (checked C,
+        // activated A, stored S)`.
+        let peer_line = status(&tandem, &fw2.host, &fw2.config)
+            .and_then(|s| s["config_sync"]["last_apply"].as_str().map(String::from))
+            .unwrap_or_default();
         eprintln!(
-            "run {i}: tandem {:.0} ms (reload on fw1 {:.0} ms)",
+            "run {i}: tandem {:.0} ms (reload on fw1 {:.0} ms); fw2: {peer_line}",
             total.as_secs_f64() * 1000.0,
             reloaded.as_secs_f64() * 1000.0
         );

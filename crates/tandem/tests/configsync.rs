@@ -302,6 +302,128 @@ fn a_change_made_while_the_peer_is_down_arrives_when_it_returns() {
     c.wait_in_sync();
 }
 
+/// fw1's push counters for fw2: (whole, delta, delta refused).
+fn pushes(c: &Cluster) -> (u64, u64, u64) {
+    let p = c.peer();
+    let n = |k: &str| p[k].as_u64().unwrap_or_else(|| panic!("{k} in {p}"));
+    (n("pushes_full"), n("pushes_delta"), n("delta_refused"))
+}
+
+/// Pushes the (restarted) fw2 applied.
+fn applied(c: &Cluster) -> u64 {
+    c.fw2.status()["config_sync"]["applied"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// fw2's state dir with its sync state (not its certificate) replaced: `from` None deletes it.
+fn replace_sync_state(state: &std::path::Path, from: Option<&std::path::Path>) {
+    for f in ["synced.json", "synced.toml", "pushed.toml"] {
+        let _ = std::fs::remove_file(state.join(f));
+        if let Some(from) = from {
+            std::fs::copy(from.join(f), state.join(f)).expect("restore");
+        }
+    }
+    let _ = std::fs::remove_dir_all(state.join("history"));
+}
+
+#[test]
+fn a_one_area_change_goes_as_a_delta_and_a_peer_with_other_state_gets_the_whole_areas() {
+    if !lab::require_netns() {
+        return;
+    }
+    let mut c = cluster("configsync_delta", &opts());
+    c.wait_in_sync();
+    let h2 = c.fw2.host.clone();
+    c.wait("base rules on fw2", || nft(&h2).contains("base-rule-web"));
+    // The first push carried everything: fw2 held nothing.
+    let (full0, delta0, refused0) = pushes(&c);
+    assert!(full0 >= 1, "{}", c.peer());
+    assert_eq!((delta0, refused0), (0, 0), "{}", c.peer());
+    let state = c.lab.dir().join("fw2-state");
+    let kept = c.lab.dir().join("fw2-state-kept");
+    std::fs::create_dir_all(&kept).expect("mkdir");
+    replace_sync_state(&kept, Some(&state));
+
+    // One rule more: only rules travel whole, the five other areas by hash.
+    c.edit_fw1(|t| format!("{t}{NEW_RULE}"));
+    c.wait("the new rule on fw2", || nft(&h2).contains("added-on-fw1"));
+    c.wait_in_sync();
+    assert_eq!(pushes(&c), (full0, 1, 0), "{}", c.peer());
+    let cs2 = c.fw2.status()["config_sync"].clone();
+    assert_eq!(cs2["applied_delta"], 1, "{cs2}");
+    assert_eq!(cs2["refused_need_full"], 0, "{cs2}");
+    assert!(
+        c.fw2.log().contains("1 sent whole, 5 by hash"),
+        "{}",
+        c.fw2.log()
+    );
+    // It runs exactly what a whole push gives: the synced copy is fw1's areas, no drift.
+    assert_eq!(cs2["drift"], Value::Null, "{cs2}");
+    let (ok, show) = tandem(&c.fw2, &["config", "show"]);
+    assert!(ok && show.contains("added-on-fw1"), "{show}");
+    let (_, show1) = tandem(c.fw1(), &["config", "show"]);
+    let hashes = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with("# area"))
+            .map(|l| {
+                l.split("sha256 ")
+                    .nth(1)
+                    .unwrap_or("")
+                    .chars()
+                    .take(12)
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(hashes(&show), hashes(&show1), "{show}\n{show1}");
+
+    // fw2 comes back with other state (restored from before that change): its last push is
+    // not what fw1 believes, so the delta is refused and the whole areas follow at once.
+    c.fw2.kill();
+    replace_sync_state(&state, Some(&kept));
+    c.fw2.restart();
+    c.wait("the restarted fw2 applies a push", || applied(&c) == 1);
+    assert!(nft(&h2).contains("added-on-fw1"));
+    c.wait_in_sync();
+    let (_, delta1, refused1) = pushes(&c);
+    assert_eq!(refused1, 1, "{}", c.peer());
+    assert_eq!(delta1, 2, "{}", c.peer());
+    let cs2 = c.fw2.status()["config_sync"].clone();
+    assert_eq!(cs2["refused_need_full"], 1, "{cs2}");
+    assert_eq!(cs2["drift"], Value::Null, "{cs2}");
+    assert!(c.fw2.log().contains("as a delta"), "{}", c.fw2.log());
+    assert!(
+        c.fw1().log().contains("delta push refused"),
+        "{}",
+        c.fw1().log()
+    );
+
+    // fw2 lost its sync state altogether: the same, and it runs everything again.
+    c.fw2.kill();
+    replace_sync_state(&state, None);
+    c.fw2.restart();
+    assert_eq!(c.fw2.status()["config_sync"]["generation"], 0);
+    c.wait("fw2 applies a push after it lost its state", || {
+        applied(&c) == 1
+    });
+    let r = nft(&h2);
+    assert!(
+        r.contains("added-on-fw1") && r.contains("base-rule-web"),
+        "{r}"
+    );
+    c.wait_in_sync();
+    assert_eq!(pushes(&c).2, 2, "{}", c.peer());
+    let cs2 = c.fw2.status()["config_sync"].clone();
+    assert_eq!(cs2["refused_need_full"], 1, "{cs2}");
+    assert_eq!(cs2["applied_delta"], 0, "{cs2}");
+    assert!(
+        c.fw2.log().contains("holds no pushed copy"),
+        "{}",
+        c.fw2.log()
+    );
+}
+
 fn drift_case(policy: &str) {
     let o = Opts {
         drift: policy,
@@ -441,7 +563,7 @@ fn python_xmlrpc_client_calls_status_and_version_over_https() {
     let v = &r["version"];
     assert_eq!(v["node"], "fw2", "{r}");
     assert_eq!(v["role"], "peer", "{r}");
-    assert_eq!(v["protocol"], 1, "{r}");
+    assert_eq!(v["protocol"], 2, "{r}");
     assert_eq!(v["schema"], 1, "{r}");
     assert_eq!(v["software"], env!("CARGO_PKG_VERSION"), "{r}");
     assert!(

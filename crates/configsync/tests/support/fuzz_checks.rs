@@ -212,6 +212,11 @@ fn check_apply_fresh(args: &ApplyArgs) {
     let texts_ok = args.areas.iter().all(|(a, t)| area::doc_of(*a, t).is_ok());
     match d {
         Err(Refusal::Version(_)) => assert!(!versions_ok),
+        // A fresh peer holds nothing: any hash-only area is refused.
+        Err(Refusal::NeedFull(m)) => {
+            let hashes = !args.unchanged.is_empty();
+            assert!(versions_ok && texts_ok && hashes && printable(&m), "{m:?}");
+        }
         Err(Refusal::BadRequest(m)) => {
             assert!(versions_ok && !texts_ok, "{m}");
             assert!(printable(&m), "{m:?}");
@@ -510,11 +515,11 @@ impl Store for Mem {
     fn meta(&self) -> Result<Option<SyncedMeta>, String> {
         Ok(self.meta.clone())
     }
-    fn stored(&mut self) -> Result<toml::Table, String> {
-        Ok(self.stored.clone())
+    fn stored(&mut self) -> Result<peer::Doc, String> {
+        Ok(peer::Doc::new(self.stored.clone()))
     }
-    fn pushed(&mut self) -> Result<toml::Table, String> {
-        Ok(self.pushed.clone())
+    fn pushed(&mut self) -> Result<peer::Doc, String> {
+        Ok(peer::Doc::new(self.pushed.clone()))
     }
     fn generation(&mut self, g: u64) -> Result<Option<toml::Table>, String> {
         Ok(self.history.get(&g).cloned())
@@ -524,10 +529,10 @@ impl Store for Mem {
     }
     fn save(&mut self, plan: &Plan, new_generation: bool) -> Result<(), String> {
         self.meta = Some(plan.meta.clone());
-        self.stored = plan.stored_doc.clone();
-        self.pushed = plan.pushed_doc.clone();
+        self.stored = (*plan.stored_doc).clone();
+        self.pushed = (*plan.pushed_doc).clone();
         if new_generation {
-            let mut h = plan.pushed_doc.clone();
+            let mut h = (*plan.pushed_doc).clone();
             h.insert(
                 HELD_KEY.into(),
                 toml::Value::Array(
@@ -647,17 +652,27 @@ pub fn check_plan(data: &[u8], open: Open) -> Mem {
                 let mut args = ApplyArgs {
                     generation: generation(&mut c, current),
                     areas: BTreeMap::new(),
+                    unchanged: BTreeMap::new(),
                     source: source(["fw1", "fw3"][usize::from(flags >> 7)]),
                     force: flags & 1 != 0,
                 };
                 if flags & 0x60 == 0x60 {
                     args.source.schema += 1;
                 }
+                // Bits 0-5: the areas. 6: by the hash of the last push held; 7: by a new hash.
                 let mask = c.byte();
                 for (i, a) in Area::ALL.into_iter().enumerate() {
-                    if i < 8 && mask & (1 << i) != 0 {
+                    if i < 6 && mask & (1 << i) != 0 {
                         let t = text(&mut c, a);
-                        args.areas.insert(a, t);
+                        let recorded = store.meta.iter().any(|m| m.areas.contains_key(&a));
+                        if mask & 0x40 != 0 && recorded {
+                            let h = area::hash(&area::extract(&store.pushed, a));
+                            args.unchanged.insert(a, h);
+                        } else if mask & 0xc0 == 0x80 {
+                            args.unchanged.insert(a, area::hash(&t));
+                        } else {
+                            args.areas.insert(a, t);
+                        }
                     }
                 }
                 let policy = if flags & 2 == 0 {
@@ -748,6 +763,13 @@ fn push(
             assert!(policy == DriftPolicy::Refuse && !args.force, "{m}");
             return;
         }
+        Err(Refusal::NeedFull(m)) => {
+            // Only when a hash-only area is not what the peer holds as its last push.
+            let unheld = |(a, h): (&Area, &String)| !holds(&before, &pushed, *a, h);
+            let unheld = args.unchanged.iter().any(unheld);
+            assert!(versions_ok && texts_ok && unheld && printable(&m), "{m:?}");
+            return;
+        }
         Err(other) => panic!("plan_apply refused with {other:?}"),
         Ok(Decision::AlreadyApplied(a)) => {
             assert!(versions_ok && texts_ok);
@@ -757,6 +779,9 @@ fn push(
         }
         Ok(Decision::Apply(p)) => {
             assert!(versions_ok && texts_ok);
+            for (a, h) in &args.unchanged {
+                assert!(holds(&before, &pushed, *a, h), "area {a} by an unheld hash");
+            }
             *p
         }
     };
@@ -780,10 +805,7 @@ fn push(
         assert!(plan.overwritten.is_empty(), "{:?}", plan.overwritten);
     }
     for r in &plan.overwritten {
-        assert!(
-            args.areas.contains_key(&r.area) && r.drift.is_some(),
-            "{r:?}"
-        );
+        assert!(in_push(args, r.area) && r.drift.is_some(), "{r:?}");
     }
     let areas: Vec<Area> = plan.meta.areas.keys().copied().collect();
     assert_eq!(plan.stored.keys().copied().collect::<Vec<_>>(), areas);
@@ -800,7 +822,16 @@ fn push(
                 assert_eq!(rec.source, args.source.node);
                 assert_eq!(plan.stored_doc.contains_key(a.as_str()), !canon.is_empty());
             }
-            None => assert_eq!(Some(rec), before.areas.get(a)),
+            None => match args.unchanged.get(a) {
+                // A hash-only area runs and is recorded as its last push had it.
+                Some(h) => {
+                    let text = area::extract(&pushed, *a);
+                    assert_eq!((&plan.stored[a], &plan.pushed[a]), (&text, &text));
+                    let src = &args.source.node;
+                    assert_eq!((&rec.hash, rec.generation, &rec.source), (h, g, src));
+                }
+                None => assert_eq!(Some(rec), before.areas.get(a)),
+            },
         }
     }
     if !commit {
@@ -813,7 +844,7 @@ fn push(
     // What was just pushed runs as pushed: no drift, and the same push again changes nothing.
     let meta = store.meta.clone().unwrap_or_default();
     for r in book::resolve(own, &store.stored, &store.pushed, &meta) {
-        if args.areas.contains_key(&r.area) {
+        if in_push(args, r.area) {
             assert!(
                 r.drift.is_none() && matches!(r.origin, Origin::Synced { .. }),
                 "area {} after its push: {:?} {:?}",
@@ -827,6 +858,14 @@ fn push(
         Ok(Decision::AlreadyApplied(a)) => assert!(!a.applied && a.generation == g),
         other => panic!("the same push again decided {other:?}"),
     }
+}
+
+/// Whether the push carries the area, whole or as hash only; whether a peer with this record and last-pushed copy holds area `a` with hash `h`.
+fn in_push(args: &ApplyArgs, a: Area) -> bool {
+    args.areas.contains_key(&a) || args.unchanged.contains_key(&a)
+}
+fn holds(meta: &SyncedMeta, pushed: &toml::Table, a: Area, h: &str) -> bool {
+    meta.areas.get(&a).is_some_and(|r| r.hash == h) && area::hash(&area::extract(pushed, a)) == h
 }
 
 fn rollback(store: &mut Mem, own: &toml::Table, to: Option<u64>) {

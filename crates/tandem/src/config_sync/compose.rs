@@ -8,9 +8,10 @@ use super::store::FileStore;
 use crate::config::{
     annotate, AreaNote, Config, ConfigErrors, ParsedFile, Provenance, Role, RunningArea,
 };
-use configsync::area;
+use configsync::area::{self, Area};
 use configsync::book::{self, Origin, SyncedMeta};
 use configsync::peer::Store;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Where an area came from, in messages and `config show`.
@@ -36,15 +37,17 @@ pub fn origin_text(o: &Origin, own_file: &Path) -> String {
 }
 
 /// Composes own file + stored synced areas and builds the config; errors in a synced area
-/// name the area and where it came from.
+/// name the area and where it came from. `known`: the canonical text of `stored`'s areas
+/// where the caller has them (a candidate's), so they are not serialized again.
 pub fn compose(
     own: &ParsedFile,
     own_file: &Path,
     meta: &SyncedMeta,
-    stored: &ParsedFile,
+    stored: (&ParsedFile, &BTreeMap<Area, String>),
     pushed: &toml::Table,
 ) -> Result<Config, ConfigErrors> {
-    let running = book::resolve(&own.plain, &stored.plain, pushed, meta);
+    let (stored, known) = stored;
+    let running = book::resolve_known(&own.plain, &stored.plain, pushed, meta, known);
     let mut composed = own.clone();
     for r in &running {
         if meta.areas.contains_key(&r.area)
@@ -105,6 +108,6 @@ pub fn load_running(path: &Path) -> anyhow::Result<(Config, ParsedFile)> {
     };
     let stored = store.parsed(&store.path("synced.toml"))?;
     let pushed = store.parsed(&store.path("pushed.toml"))?.plain;
-    let cfg = compose(&own, path, &meta, &stored, &pushed)?;
+    let cfg = compose(&own, path, &meta, (&stored, &BTreeMap::new()), &pushed)?;
     Ok((cfg, own))
 }

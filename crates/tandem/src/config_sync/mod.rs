@@ -11,6 +11,8 @@ mod peer;
 mod primary;
 pub mod status;
 mod store;
+#[cfg(test)]
+mod timing_tests;
 
 pub use compose::load_running;
 pub use configsync::peer::Plan;
@@ -63,6 +65,8 @@ pub struct Pending {
     plan: Plan,
     reply: RpcReply,
     started: Instant,
+    /// How long the push took to check and compose (before the daemon activates it).
+    checked: Duration,
 }
 
 impl Pending {
@@ -312,6 +316,7 @@ impl ConfigSync {
                                     plan,
                                     reply: inc.reply,
                                     started,
+                                    checked: started.elapsed(),
                                 }),
                             )
                         }
@@ -329,9 +334,19 @@ impl ConfigSync {
     pub fn finish(&mut self, p: Box<Pending>, activated: Result<(), String>) {
         let answer = self
             .peer
-            .finish_apply(&mut self.store, &self.node, &p.plan, activated, p.started)
+            .finish_apply(
+                &mut self.store,
+                &self.node,
+                &p.plan,
+                activated,
+                (p.started, p.checked),
+            )
             .map(|a| a.encode());
         let _ = p.reply.send(answer);
+        // Once the primary has its answer: the push's copy in the history.
+        if let Err(e) = self.store.flush_history() {
+            warn!("config sync: {e}");
+        }
     }
 
     /// Peer: the config-sync demotion when it changes (call after every input, and on ticks).
@@ -517,6 +532,8 @@ impl ConfigSync {
             last_apply: self.peer.last_apply.clone(),
             applied: self.peer.applied,
             refused: self.peer.refused,
+            applied_delta: self.peer.applied_delta,
+            refused_need_full: self.peer.refused_need_full,
             rpc: self.counters.lock().map(|c| c.clone()).unwrap_or_default(),
             primary_fingerprint: self.primary_pin.map(|p| tls::fingerprint_of_hash(&p)),
         };

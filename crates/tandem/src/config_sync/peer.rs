@@ -10,7 +10,7 @@ use configsync::book::{DriftPolicy, PrimaryView};
 use configsync::peer::{self, Decision, Plan};
 use configsync::rpc::{ApplyAnswer, ApplyArgs, Refusal};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 /// The demotion while behind the primary (as link-down: every VIP moves together).
@@ -23,6 +23,9 @@ pub struct Peer {
     pub last_apply: Option<String>,
     pub applied: u64,
     pub refused: u64,
+    /// Pushes applied that named areas by hash only; delta pushes refused for want of one.
+    pub applied_delta: u64,
+    pub refused_need_full: u64,
 }
 
 fn own_view(own: &ParsedFile) -> &toml::Table {
@@ -38,13 +41,22 @@ fn candidate(
     plan: Plan,
 ) -> Result<(Config, Plan), ConfigErrors> {
     let incoming = store.incoming(&plan)?;
-    let config = compose(own, own_file, &plan.meta, &incoming, &plan.pushed_doc)?;
+    let config = compose(
+        own,
+        own_file,
+        &plan.meta,
+        (&incoming, &plan.stored),
+        &plan.pushed_doc,
+    )?;
     Ok((config, plan))
 }
 
 impl Peer {
     pub fn refuse(&mut self, r: Refusal) -> Refusal {
         self.refused += 1;
+        if matches!(r, Refusal::NeedFull(_)) {
+            self.refused_need_full += 1;
+        }
         self.last_apply = Some(format!("refused: {r}"));
         r
     }
@@ -106,8 +118,9 @@ impl Peer {
         node: &str,
         plan: &Plan,
         activated: Result<(), String>,
-        started: Instant,
+        (started, checked): (Instant, Duration),
     ) -> Result<ApplyAnswer, Refusal> {
+        let active = started.elapsed();
         if let Err(m) = activated {
             warn!(
                 "config sync: {} rejected, running config unchanged: {m}",
@@ -122,9 +135,19 @@ impl Peer {
         if !plan.overwritten.is_empty() {
             warn!("config sync: {}", answer.message);
         }
-        answer.message += &format!(" in {} ms", started.elapsed().as_millis());
+        let total = started.elapsed();
+        answer.message += &format!(
+            " in {} ms (checked {}, activated {}, stored {})",
+            total.as_millis(),
+            checked.as_millis(),
+            active.saturating_sub(checked).as_millis(),
+            total.saturating_sub(active).as_millis()
+        );
         info!("config sync: {}", answer.message);
         self.applied += 1;
+        if !plan.by_hash.is_empty() {
+            self.applied_delta += 1;
+        }
         self.last_apply = Some(format!("ok: {}", answer.message));
         Ok(answer)
     }

@@ -131,6 +131,8 @@ impl Primary {
         }
         let new = Payload {
             generation: self.state.generation,
+            // The hashes of these very texts: `publish` updated the state with them.
+            hashes: self.state.hashes.clone(),
             areas,
             nonce: self.nonce,
             force: now.unwrap_or(false),
@@ -149,6 +151,9 @@ impl Primary {
                 } else {
                     warn!("config sync: peer {peer}: {outcome}");
                 }
+            }
+            PushEvent::DeltaRefused { peer, why } => {
+                warn!("config sync: peer {peer}: delta push refused ({why}): pushed whole");
             }
             PushEvent::Stale { peer, generation } => {
                 warn!(

@@ -111,6 +111,12 @@ pub struct ConfigSyncStatus {
     pub last_apply: Option<String>,
     pub applied: u64,
     pub refused: u64,
+    /// Peer: pushes applied that named some areas by hash only (a delta), and delta pushes
+    /// refused because it did not hold such an area (the primary then pushed them whole).
+    #[serde(default)]
+    pub applied_delta: u64,
+    #[serde(default)]
+    pub refused_need_full: u64,
     /// Calls this node's server refused (auth, bad request, TLS) and the last one.
     pub rpc: Counters,
     /// Peer: the primary's certificate it takes pushes from (None: it takes none).
@@ -175,6 +181,13 @@ pub fn render(s: &ConfigSyncStatus) -> String {
         }
         if let Some(d) = &p.drift {
             let _ = writeln!(out, "    drift: {d}");
+        }
+        if p.pushes_full + p.pushes_delta > 0 {
+            let _ = writeln!(
+                out,
+                "    pushes: {} whole, {} delta ({} delta refused, then pushed whole)",
+                p.pushes_full, p.pushes_delta, p.delta_refused
+            );
         }
     }
     if s.role == "peer" {

@@ -10,7 +10,7 @@ use super::status::rfc3339;
 use crate::config::{ConfigErrors, ParsedFile};
 use configsync::area::Area;
 use configsync::book::SyncedMeta;
-use configsync::peer::{Plan, Store, HELD_KEY};
+use configsync::peer::{Doc, Plan, Store, HELD_KEY};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -20,8 +20,15 @@ use std::path::{Path, PathBuf};
 /// Generations a peer keeps for rollback.
 pub const HISTORY: usize = 10;
 
-/// Writes a file whole and readable by root only: to a temporary name, then renamed.
+/// Writes a file whole and readable by root only: to a temporary name, synced to disk, then
+/// renamed.
 pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    write_file(path, text, true)
+}
+
+/// As [`write_private`]; `sync`: wait until the data is on disk (state that must survive a
+/// crash), or not (a copy for the operator, remade by the next push).
+fn write_file(path: &Path, text: &str, sync: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -32,7 +39,9 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     // A file left from before keeps its mode through `open`: set it.
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(text.as_bytes())?;
-    f.sync_all()?;
+    if sync {
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, path)
 }
 
@@ -76,11 +85,24 @@ pub fn areas_file(title: &str, meta: &SyncedMeta, texts: &BTreeMap<Area, String>
     s
 }
 
-/// The state dir of a peer, with the files it read kept parsed: a push re-parses only what
-/// changed on disk (10k rules are about 1 MB of TOML).
+/// An areas file (`synced.toml`, `pushed.toml`) as this store last read or wrote it: its
+/// text, its plain table, and the canonical text of each area when known (it wrote them).
+struct Cached {
+    text: String,
+    table: Doc,
+    areas: BTreeMap<Area, String>,
+}
+
+/// The state dir of a peer, with the files it read kept parsed and the areas files it wrote
+/// kept as written: a push parses or serializes again only what changed on disk (10k rules
+/// are about 1 MB of TOML).
 pub struct FileStore {
     pub dir: PathBuf,
     parsed: BTreeMap<PathBuf, (String, ParsedFile)>,
+    areas: BTreeMap<PathBuf, Cached>,
+    /// The history file of the last push, written after the primary has its answer
+    /// ([`FileStore::flush_history`]).
+    pending_history: Option<(PathBuf, String)>,
 }
 
 impl FileStore {
@@ -88,7 +110,83 @@ impl FileStore {
         FileStore {
             dir: dir.to_path_buf(),
             parsed: BTreeMap::new(),
+            areas: BTreeMap::new(),
+            pending_history: None,
         }
+    }
+
+    /// Writes the history file of the last push, if not yet, and keeps the last [`HISTORY`].
+    /// Not synced to disk: the state files are, and the history is a copy for rollbacks.
+    pub fn flush_history(&mut self) -> Result<(), String> {
+        let Some((path, text)) = self.pending_history.take() else {
+            return Ok(());
+        };
+        write_file(&path, &text, false)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let gens = self.history();
+        for g in gens.iter().take(gens.len().saturating_sub(HISTORY)) {
+            let _ = std::fs::remove_file(self.history_path(*g));
+        }
+        Ok(())
+    }
+
+    /// An areas file's plain table: as this store last read or wrote it when the file still
+    /// holds that text, else parsed.
+    fn areas_doc(&mut self, name: &str) -> Result<Doc, String> {
+        let path = self.path(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        if let Some(c) = self.areas.get(&path).filter(|c| c.text == text) {
+            return Ok(c.table.clone());
+        }
+        let table = Doc::new(
+            ParsedFile::parse_stored(&path, text.clone())
+                .map_err(|e| e.to_string())?
+                .plain,
+        );
+        self.areas.insert(
+            path,
+            Cached {
+                text,
+                table: table.clone(),
+                areas: BTreeMap::new(),
+            },
+        );
+        Ok(table)
+    }
+
+    /// Writes an areas file and keeps it as written (`doc`: its areas' values, which is
+    /// what parsing it gives but for the list of the areas it holds; `texts`: their
+    /// canonical texts).
+    fn write_areas(
+        &mut self,
+        name: &str,
+        text: String,
+        doc: &Doc,
+        texts: &BTreeMap<Area, String>,
+    ) -> Result<(), String> {
+        let path = self.path(name);
+        self.areas.remove(&path);
+        write_private(&path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        self.areas.insert(
+            path,
+            Cached {
+                text,
+                table: doc.clone(),
+                areas: texts.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    fn known(&self, name: &str) -> BTreeMap<Area, String> {
+        self.areas
+            .get(&self.path(name))
+            .map(|c| c.areas.clone())
+            .unwrap_or_default()
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -143,17 +241,9 @@ impl FileStore {
             )])
         };
         private_dir(&self.dir).map_err(unwritable)?;
-        write_private(&path, &text).map_err(unwritable)?;
-        let p = ParsedFile::parse_stored(&path, text.clone())?;
-        self.parsed.insert(path, (text, p.clone()));
-        Ok(p)
-    }
-
-    fn plain(&mut self, name: &str) -> Result<toml::Table, String> {
-        let path = self.path(name);
-        self.parsed(&path)
-            .map(|p| p.plain)
-            .map_err(|e| e.to_string())
+        // Where errors point, remade by every push: not worth a wait for the disk.
+        write_file(&path, &text, false).map_err(unwritable)?;
+        ParsedFile::parse_stored(&path, text)
     }
 }
 
@@ -169,15 +259,24 @@ impl Store for FileStore {
         }
     }
 
-    fn stored(&mut self) -> Result<toml::Table, String> {
-        self.plain("synced.toml")
+    fn stored(&mut self) -> Result<Doc, String> {
+        self.areas_doc("synced.toml")
     }
 
-    fn pushed(&mut self) -> Result<toml::Table, String> {
-        self.plain("pushed.toml")
+    fn pushed(&mut self) -> Result<Doc, String> {
+        self.areas_doc("pushed.toml")
+    }
+
+    fn known_stored(&self) -> BTreeMap<Area, String> {
+        self.known("synced.toml")
+    }
+
+    fn known_pushed(&self) -> BTreeMap<Area, String> {
+        self.known("pushed.toml")
     }
 
     fn generation(&mut self, generation: u64) -> Result<Option<toml::Table>, String> {
+        self.flush_history()?;
         let path = self.history_path(generation);
         if !path.exists() {
             return Ok(None);
@@ -187,6 +286,7 @@ impl Store for FileStore {
             .map_err(|e| e.to_string())
     }
 
+    /// Kept generations, oldest first (with the last push's, even before it is written).
     fn history(&self) -> Vec<u64> {
         let mut gens: Vec<u64> = std::fs::read_dir(self.dir.join("history"))
             .map(|rd| {
@@ -201,7 +301,17 @@ impl Store for FileStore {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(g) = self.pending_history.as_ref().and_then(|(p, _)| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("gen-"))
+                .and_then(|n| n.strip_suffix(".toml"))
+                .and_then(|n| n.parse().ok())
+        }) {
+            gens.push(g);
+        }
         gens.sort_unstable();
+        gens.dedup();
         gens
     }
 
@@ -212,28 +322,26 @@ impl Store for FileStore {
         };
         let history = self.dir.join("history");
         private_dir(&history).map_err(io(&history))?;
+        // The previous push's history file, if it is still to be written.
+        self.flush_history()?;
         let pushed_text = areas_file(
             "areas as last pushed (kept untouched to tell drift; do not edit)",
             &plan.meta,
             &plan.pushed,
         );
         if new_generation {
+            // Written once the primary has its answer (flush_history), or before the next
+            // save or rollback.
             let h = self.history_path(plan.meta.generation);
-            write_private(&h, &pushed_text).map_err(io(&h))?;
-            let gens = self.history();
-            for g in gens.iter().take(gens.len().saturating_sub(HISTORY)) {
-                let _ = std::fs::remove_file(self.history_path(*g));
-            }
+            self.pending_history = Some((h, pushed_text.clone()));
         }
-        let pushed = self.path("pushed.toml");
-        write_private(&pushed, &pushed_text).map_err(io(&pushed))?;
+        self.write_areas("pushed.toml", pushed_text, &plan.pushed_doc, &plan.pushed)?;
         let stored_text = areas_file(
             "synced areas running on this node; a local edit here (then `tandem reload`) runs and is reported to the primary as drift",
             &plan.meta,
             &plan.stored,
         );
-        let stored = self.path("synced.toml");
-        write_private(&stored, &stored_text).map_err(io(&stored))?;
+        self.write_areas("synced.toml", stored_text, &plan.stored_doc, &plan.stored)?;
         let json = serde_json::to_string_pretty(&plan.meta)
             .map_err(|e| format!("encoding synced.json: {e}"))?;
         let meta = self.path("synced.json");
