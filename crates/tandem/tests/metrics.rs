@@ -138,6 +138,14 @@ fn metrics_and_the_status_page_show_a_cluster_and_its_failover() {
         "{t1}"
     );
     assert_eq!(sample(&t1, "tandem_firewall_applied"), Some(1.0), "{t1}");
+    assert!(
+        sample(
+            &t1,
+            "tandem_configsync_peer_pushes_total{peer=\"fw2\",kind=\"full\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{t1}"
+    );
     assert!(t1.contains("tandem_node_info{node=\"fw1\""), "{t1}");
     assert!(t1.ends_with("# EOF\n"), "{t1}");
     // fw2 over IPv6: backup, hearing fw1.

@@ -553,6 +553,18 @@ fn config_sync(o: &mut Out, cs: &ConfigSyncStatus) {
         cs.refused,
     );
     o.counter(
+        "tandem_configsync_applied_delta",
+        "Peer: pushes applied that sent unchanged areas by hash only",
+        &[],
+        cs.applied_delta,
+    );
+    o.counter(
+        "tandem_configsync_refused_need_full",
+        "Peer: delta pushes refused because an area's hash was not the one held (the primary then pushes whole)",
+        &[],
+        cs.refused_need_full,
+    );
+    o.counter(
         "tandem_configsync_rpc_calls",
         "XML-RPC calls this node's server answered",
         &[],
@@ -580,6 +592,18 @@ fn config_sync(o: &mut Out, cs: &ConfigSyncStatus) {
                 "Primary: the generation the peer acknowledged",
                 &id,
                 g as f64,
+            );
+        }
+        for (kind, n) in [
+            ("full", p.pushes_full),
+            ("delta", p.pushes_delta),
+            ("delta-refused", p.delta_refused),
+        ] {
+            o.counter(
+                "tandem_configsync_peer_pushes",
+                "Primary: pushes to the peer, by kind (full, delta, delta-refused)",
+                &[("peer", p.name.as_str()), ("kind", kind)],
+                n,
             );
         }
         o.gauge(
