@@ -183,7 +183,7 @@ impl ConfigSync {
             store: FileStore::new(&s.state_dir),
             primary_pin: None,
         };
-        cs.activated(cfg);
+        cs.activated(cfg, None);
         info!(
             "config sync: {} listening on https://{} (certificate {}, fingerprint {})",
             s.role.as_str(),
@@ -195,10 +195,11 @@ impl ConfigSync {
     }
 
     /// After a config became the running one (start, reload, push, rollback): a primary
-    /// publishes its synced areas (a change is a new generation, pushed).
-    pub fn activated(&mut self, cfg: &Config) {
+    /// publishes its synced areas (a change is a new generation, pushed). `previous`: the
+    /// config that ran before, when there was one.
+    pub fn activated(&mut self, cfg: &Config, previous: Option<&Config>) {
         if let (Some(p), Some(s)) = (self.primary.as_mut(), cfg.sync.as_ref()) {
-            p.publish(cfg, &s.areas);
+            p.publish(cfg, previous, &s.areas);
         }
         let pin = cfg.sync.as_ref().and_then(|s| s.primary_fingerprint);
         if self.role == Role::Peer && pin != self.primary_pin {

@@ -25,6 +25,9 @@ pub struct Primary {
     payload: watch::Sender<Arc<Payload>>,
     pub trackers: Arc<Mutex<BTreeMap<String, PeerTracker>>>,
     nonce: u64,
+    /// Each area's canonical text as last published, so an area that did not change is not
+    /// serialized again (the rules of a 10 000-rule config are a megabyte of TOML).
+    published: BTreeMap<Area, String>,
 }
 
 impl Primary {
@@ -75,6 +78,7 @@ impl Primary {
             payload,
             trackers,
             nonce: 0,
+            published: BTreeMap::new(),
         })
     }
 
@@ -96,11 +100,25 @@ impl Primary {
 
     /// The synced areas of the running config: a change makes a new generation, persisted,
     /// and the push tasks push it.
-    pub fn publish(&mut self, cfg: &Config, areas: &std::collections::BTreeSet<Area>) {
-        let texts: BTreeMap<Area, String> = areas
-            .iter()
-            .map(|a| (*a, area::extract(&cfg.plain, *a)))
-            .collect();
+    /// `previous`: the config published last, when the caller still has it (its areas that
+    /// are equal in `cfg` keep their text).
+    pub fn publish(
+        &mut self,
+        cfg: &Config,
+        previous: Option<&Config>,
+        areas: &std::collections::BTreeSet<Area>,
+    ) {
+        let mut texts: BTreeMap<Area, String> = BTreeMap::new();
+        for a in areas {
+            let same =
+                previous.is_some_and(|p| p.plain.get(a.as_str()) == cfg.plain.get(a.as_str()));
+            let text = match self.published.get(a) {
+                Some(t) if same => t.clone(),
+                _ => area::extract(&cfg.plain, *a),
+            };
+            texts.insert(*a, text);
+        }
+        self.published = texts.clone();
         if self.state.update(&texts, now_unix()) {
             info!(
                 "config sync: generation {} ({})",

@@ -142,10 +142,10 @@ impl Daemon {
             std::mem::replace(&mut self.cfg, new),
             own.map(|own| std::mem::replace(&mut self.own, own)),
         );
-        tokio::task::spawn_blocking(move || drop(old));
         if let Some(cs) = self.sync.as_mut() {
-            cs.activated(&self.cfg);
+            cs.activated(&self.cfg, Some(&old.1));
         }
+        tokio::task::spawn_blocking(move || drop(old));
         self.apply_ops();
         let generation = self.sync.as_ref().map(|cs| cs.status(&self.cfg).generation);
         self.hooks.node_event(
