@@ -101,6 +101,8 @@ pub struct FirewallStatus {
     pub routes: usize,
     pub applied: bool,
     pub last_error: Option<String>,
+    /// How the running ruleset went into the kernel (null before the first apply).
+    pub last_apply: Option<LastApply>,
     /// Current values of the forwarding sysctls.
     pub forwarding: BTreeMap<String, String>,
 }
@@ -119,7 +121,7 @@ pub async fn apply(
     netlink: &Netlink,
     ruleset: &firewall::Ruleset,
     running: Option<&firewall::Ruleset>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<LastApply> {
     let (update, why) = match running.map(|old| ruleset.table.update(&old.table)) {
         None => (None, ""),
         Some(None) => (None, " (a structural change)"),
@@ -129,18 +131,22 @@ pub async fn apply(
     let full = ruleset.nft.clone();
     let nft = nft(cfg)?;
     let started = std::time::Instant::now();
-    let how = tokio::task::spawn_blocking(move || {
+    let (mode, detail) = tokio::task::spawn_blocking(move || {
         if let Some(u) = update {
             match nft.apply(&u.script) {
-                Ok(()) => return Ok(format!("updated in place: {u}")),
+                Ok(()) => return Ok(("updated", u.to_string())),
                 Err(e) => tracing::warn!(
                     "nftables: the update in place was refused ({e}); replacing table {} instead",
                     firewall::TABLE
                 ),
             }
         }
-        nft.apply(&full)
-            .map(|()| format!("table {} replaced{why}", firewall::TABLE))
+        nft.apply(&full).map(|()| {
+            (
+                "replaced",
+                format!("table {} replaced{why}", firewall::TABLE),
+            )
+        })
     })
     .await
     .context("the nft apply thread died")?
@@ -150,7 +156,23 @@ pub async fn apply(
             cfg.file().display()
         )
     })?;
-    tracing::info!("nftables: {how} in {} ms", started.elapsed().as_millis());
+    let last = LastApply {
+        mode: mode.to_string(),
+        detail,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    match mode {
+        "updated" => tracing::info!(
+            "nftables: updated in place: {} in {} ms",
+            last.detail,
+            started.elapsed().as_millis()
+        ),
+        _ => tracing::info!(
+            "nftables: {} in {} ms",
+            last.detail,
+            started.elapsed().as_millis()
+        ),
+    }
     let mut routes = Vec::new();
     for r in &ruleset.routes {
         let link = netlink
@@ -179,7 +201,18 @@ pub async fn apply(
             }
         }
     }
-    Ok(())
+    Ok(last)
+}
+
+/// How the last ruleset went into the kernel, for status and metrics.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct LastApply {
+    /// `updated` (only what changed) or `replaced` (the whole table).
+    pub mode: String,
+    /// What changed (`2 chain(s) refilled with 112 rule(s), ...`) or why the table was replaced.
+    pub detail: String,
+    /// How long nft took.
+    pub seconds: f64,
 }
 
 /// The nft this config applies rulesets with (`[firewall] nft`, absolute).
@@ -197,7 +230,12 @@ pub async fn remove(cfg: &Config) -> anyhow::Result<()> {
         .map_err(anyhow::Error::from)
 }
 
-pub fn status(cfg: &Config, applied: bool, last_error: Option<String>) -> FirewallStatus {
+pub fn status(
+    cfg: &Config,
+    applied: bool,
+    last_error: Option<String>,
+    last_apply: Option<LastApply>,
+) -> FirewallStatus {
     let a = &cfg.areas;
     FirewallStatus {
         managed: cfg.firewall.managed,
@@ -207,6 +245,7 @@ pub fn status(cfg: &Config, applied: bool, last_error: Option<String>) -> Firewa
         routes: a.routes.len(),
         applied,
         last_error,
+        last_apply,
         forwarding: FORWARDING_SYSCTLS
             .iter()
             .map(|k| {

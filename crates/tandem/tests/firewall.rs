@@ -544,6 +544,14 @@ fn a_reload_changes_only_what_changed_in_the_kernel() {
         &fw,
     );
     assert_eq!(updates(&fw), 1, "{}", fw.log());
+    let last = &fw.status()["firewall"]["last_apply"];
+    assert_eq!(last["mode"], "updated", "{last}");
+    assert!(
+        last["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("chain(s) refilled")),
+        "{last}"
+    );
     assert_eq!(table_handle(&fw.host), handle, "the table was replaced");
 
     // The client joins the alias: one set element added, and it is blocked.

@@ -40,7 +40,9 @@ impl Daemon {
         let r = match &self.ruleset {
             // What the kernel holds now is unknown (a failed update, routes half done): the
             // whole table goes back.
-            Some(old) => firewall_apply::apply(&self.cfg, &self.netlink, old, None).await,
+            Some(old) => firewall_apply::apply(&self.cfg, &self.netlink, old, None)
+                .await
+                .map(|last| self.firewall_last = Some(last)),
             None => firewall_apply::remove(&self.cfg).await,
         };
         match r {
@@ -110,16 +112,21 @@ impl Daemon {
             })?;
         }
         let applied = match &ruleset {
-            Some(r) => firewall_apply::apply(&new, &self.netlink, r, self.ruleset.as_ref()).await,
-            None if self.ruleset.is_some() => firewall_apply::remove(&new).await,
-            None => Ok(()),
+            Some(r) => firewall_apply::apply(&new, &self.netlink, r, self.ruleset.as_ref())
+                .await
+                .map(Some),
+            None if self.ruleset.is_some() => firewall_apply::remove(&new).await.map(|()| None),
+            None => Ok(None),
         };
-        if let Err(e) = applied {
-            // `nft -f` is one transaction, but the routes and sysctls come after it.
-            let note = self.put_back_firewall().await;
-            self.firewall_error = Some(format!("{e:#}"));
-            return Err(e.context(note));
-        }
+        let last_apply = match applied {
+            Ok(last) => last,
+            Err(e) => {
+                // `nft -f` is one transaction, but the routes and sysctls come after it.
+                let note = self.put_back_firewall().await;
+                self.firewall_error = Some(format!("{e:#}"));
+                return Err(e.context(note));
+            }
+        };
         let vips = match self.carp.converge(self.routers(&new)).await {
             Ok(v) => v,
             Err(e) => {
@@ -128,6 +135,7 @@ impl Daemon {
             }
         };
         self.firewall_error = None;
+        self.firewall_last = last_apply;
         if let Some(r) = &ruleset {
             info!(
                 "firewall applied: {}, {}",

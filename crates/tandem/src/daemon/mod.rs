@@ -48,6 +48,8 @@ pub struct Daemon {
     /// step of an activation fails.
     ruleset: Option<firewall::Ruleset>,
     firewall_error: Option<String>,
+    /// How the running ruleset went into the kernel.
+    firewall_last: Option<crate::firewall_apply::LastApply>,
     sync: Option<ConfigSync>,
     sync_rx: Option<mpsc::Receiver<config_sync::Input>>,
     states: Option<state_sync::Handle>,

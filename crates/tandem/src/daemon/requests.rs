@@ -157,6 +157,7 @@ impl Daemon {
                 &self.cfg,
                 self.ruleset.is_some(),
                 self.firewall_error.clone(),
+                self.firewall_last.clone(),
             ),
             sync: SyncStatus {
                 config: self

@@ -61,8 +61,9 @@ impl Daemon {
                 .context("the ruleset thread died")??;
 
         // The firewall goes up before any VIP can be answered for.
+        let mut firewall_last = None;
         if let Some(r) = &ruleset {
-            firewall_apply::apply(&cfg, &netlink, r, None).await?;
+            firewall_last = Some(firewall_apply::apply(&cfg, &netlink, r, None).await?);
             tracing::info!(
                 "firewall applied: {}, {}",
                 crate::words::count(cfg.areas.rules.len(), "rule"),
@@ -109,6 +110,7 @@ impl Daemon {
             masters: BTreeSet::new(),
             ruleset,
             firewall_error: None,
+            firewall_last,
             sync: None,
             sync_rx: None,
             states,

@@ -670,6 +670,14 @@ fn firewall(o: &mut Out, f: &FirewallStatus) {
         &[],
         flag(f.last_error.is_some()),
     );
+    if let Some(l) = &f.last_apply {
+        o.gauge(
+            "tandem_firewall_last_apply_seconds",
+            "How long nft took to apply the running ruleset, by mode (updated: only what changed; replaced: the whole table)",
+            &[("mode", l.mode.as_str())],
+            l.seconds,
+        );
+    }
     for (area, n) in [
         ("rules", f.rules),
         ("nat", f.nat),
