@@ -227,6 +227,18 @@ fn an_invalid_push_is_refused_and_a_peer_behind_stays_demoted_until_synced() {
     assert!(why.contains("unknown alias"), "{p}");
     assert!(why.contains("incoming.toml:"), "{p}");
     assert!(why.contains("(area rules: synced from fw1"), "{p}");
+    // The line named is the rule's line in the candidate file (each area is parsed on its own
+    // at its place in the file).
+    let line: usize = why
+        .split("incoming.toml:")
+        .nth(1)
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no line in {why}"));
+    let incoming = std::fs::read_to_string(c.lab.dir().join("fw2-state/incoming.toml"))
+        .expect("fw2's incoming.toml");
+    let at = incoming.lines().nth(line - 1).unwrap_or_default();
+    assert!(at.contains("\"dns\""), "line {line} is {at:?}:\n{incoming}");
     assert_eq!(p["in_sync"], false);
     assert!(p["lag_generations"].as_u64().is_some_and(|l| l >= 1), "{p}");
     // The old config keeps running on fw2.

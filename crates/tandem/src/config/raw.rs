@@ -195,6 +195,24 @@ impl ParsedFile {
         }))
     }
 
+    /// An areas file whose areas were parsed one by one (each at its own lines of the file,
+    /// so errors still point into it): the parts' areas, and where each lies in the file.
+    pub fn from_parts(
+        parts: &[(Area, &ParsedFile)],
+        area_lines: Vec<(Area, usize, usize)>,
+    ) -> ParsedFile {
+        let mut f = ParsedFile {
+            sources: Sources::default(),
+            raw: RawFile::default(),
+            plain: toml::Table::new(),
+            area_lines,
+        };
+        for (a, part) in parts {
+            f.take_area(*a, part);
+        }
+        f
+    }
+
     /// This file with `area` taken from `from` (tables, plain values and their sources).
     pub fn take_area(&mut self, area: Area, from: &ParsedFile) {
         self.raw.take_area(area, &from.raw);

@@ -103,6 +103,10 @@ pub struct FileStore {
     /// The history file of the last push, written after the primary has its answer
     /// ([`FileStore::flush_history`]).
     pending_history: Option<(PathBuf, String)>,
+    /// Each area of the last candidate, parsed on its own at its lines of `incoming.toml`
+    /// (the text parsed, with the newlines that put it there): an area a push did not change
+    /// is not parsed again.
+    incoming_parts: BTreeMap<Area, (String, ParsedFile)>,
 }
 
 impl FileStore {
@@ -112,6 +116,7 @@ impl FileStore {
             parsed: BTreeMap::new(),
             areas: BTreeMap::new(),
             pending_history: None,
+            incoming_parts: BTreeMap::new(),
         }
     }
 
@@ -243,7 +248,56 @@ impl FileStore {
         private_dir(&self.dir).map_err(unwritable)?;
         // Where errors point, remade by every push: not worth a wait for the disk.
         write_file(&path, &text, false).map_err(unwritable)?;
-        ParsedFile::parse_stored(&path, text)
+        // Each area is parsed on its own, preceded by as many newlines as there are lines
+        // before it in the file, so its errors point at the file's lines; an area whose text
+        // and place are those of the last candidate is taken as parsed then.
+        let lines: Vec<&str> = text.lines().collect();
+        let mut parts = BTreeMap::new();
+        let mut errors = Vec::new();
+        for a in plan.stored.keys() {
+            let marker = format!("# ---- area {a}:");
+            let Some(at) = lines.iter().position(|l| l.starts_with(&marker)) else {
+                continue;
+            };
+            let body = plan.stored.get(a).map(String::as_str).unwrap_or_default();
+            let part_text = format!("{}{body}", "\n".repeat(at + 1));
+            let cached = self
+                .incoming_parts
+                .remove(a)
+                .filter(|(t, _)| *t == part_text);
+            let parsed = match cached {
+                Some((_, p)) => p,
+                None => match ParsedFile::parse_stored(&path, part_text.clone()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        errors.extend(e.0);
+                        continue;
+                    }
+                },
+            };
+            parts.insert(*a, (part_text, parsed));
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        // An area runs from its first line to the line before the next area's.
+        let mut firsts: Vec<(Area, usize)> = parts
+            .iter()
+            .flat_map(|(_, (_, p))| p.area_lines().iter().map(|(a, f, _)| (*a, *f)))
+            .collect();
+        firsts.sort_by_key(|(_, f)| *f);
+        let area_lines = firsts
+            .iter()
+            .enumerate()
+            .map(|(i, (a, f))| {
+                let last = firsts.get(i + 1).map_or(usize::MAX, |(_, n)| n - 1);
+                (*a, *f, last.max(*f))
+            })
+            .collect();
+        let refs: Vec<(Area, &ParsedFile)> = parts.iter().map(|(a, (_, p))| (*a, p)).collect();
+        let candidate = ParsedFile::from_parts(&refs, area_lines);
+        self.incoming_parts = parts;
+        Ok(candidate)
     }
 }
 
