@@ -97,6 +97,13 @@ pub struct Node {
     pub barriers: Vec<(u64, Vec<NodeId>, usize)>,
     /// Hand-over notices heard: (from, to).
     pub handovers: Vec<(NodeId, NodeId)>,
+    /// Whether the daemon listens to the kernel's NEW events ([`Action::NewEvents`]): while
+    /// it does not, the kernel builds no NEW event (for our installs or for traffic).
+    pub new_events: bool,
+    /// What the daemon told the engine last ([`Input::Forwarding`]).
+    pub forwarding: bool,
+    /// Conns opened through this node while it did not listen to NEW events.
+    pub opened_quiet: u64,
 }
 
 #[derive(Debug)]
@@ -194,6 +201,9 @@ impl Sim {
                 last_echo: start,
                 barriers: Vec::new(),
                 handovers: Vec::new(),
+                new_events: true,
+                forwarding: false,
+                opened_quiet: 0,
             });
         }
         for &i in absent {
@@ -290,6 +300,10 @@ impl Sim {
 
     /// The kernel's event for a change the daemon made; events reach the daemon in order.
     fn echo(&mut self, node: usize, ev: LocalEvent) {
+        if matches!(ev, LocalEvent::New(_)) && !self.nodes[node].new_events {
+            // Nobody listens to NEW: the kernel builds no event.
+            return;
+        }
         let d = self.rng.duration(Duration::from_micros(50), 2 * MS);
         let at = (self.now + d).max(self.nodes[node].last_echo);
         self.nodes[node].last_echo = at;
@@ -383,6 +397,29 @@ impl Sim {
                 }
                 Action::HandoverRequested { from, to } => {
                     self.nodes[i].handovers.push((from, to));
+                }
+                Action::NewEvents(on) => {
+                    assert!(
+                        !(self.nodes[i].forwarding && !on),
+                        "node{} left the NEW events while forwarding",
+                        i + 1
+                    );
+                    assert_ne!(self.nodes[i].new_events, on, "node{} NewEvents({on}) twice", i + 1);
+                    self.note(format!("node{} new events {on}", i + 1));
+                    self.nodes[i].new_events = on;
+                    if on {
+                        // A dump must follow at once (see Action::NewEvents).
+                        let next = self.nodes[i].engine.poll_action();
+                        assert!(
+                            matches!(next, Some(Action::RequestDump)),
+                            "node{}: NewEvents(true) followed by {next:?}",
+                            i + 1
+                        );
+                        let d = self.rng.duration(MS, 5 * MS);
+                        let at = self.now + d;
+                        let epoch = self.nodes[i].epoch;
+                        self.push(at, Ev::Dump { node: i, epoch });
+                    }
                 }
                 Action::RequestDump => {
                     let d = self.rng.duration(MS, 5 * MS);
@@ -528,12 +565,24 @@ impl Sim {
         self.live.insert(k, (node, c.clone()));
         let now = self.now;
         self.created.insert(k, now);
-        if self.nodes[node].alive {
+        if self.nodes[node].alive && !self.nodes[node].new_events {
+            // Nobody listens to NEW: the conn is only in the kernel.
+            self.nodes[node].opened_quiet += 1;
+        } else if self.nodes[node].alive {
             self.nodes[node]
                 .engine
                 .handle(now, Input::Local(LocalEvent::New(c)));
             self.drain(node);
         }
+    }
+
+    /// The daemon tells `node`'s engine whether it forwards (master of a VIP).
+    pub fn set_forwarding(&mut self, node: usize, on: bool) {
+        self.note(format!("node{} forwarding {on}", node + 1));
+        self.nodes[node].forwarding = on;
+        let now = self.now;
+        self.nodes[node].engine.handle(now, Input::Forwarding(on));
+        self.drain(node);
     }
 
     /// A change to a live connection on the node that handles it. The event carries only
@@ -650,6 +699,9 @@ impl Sim {
         n.ready_log.clear();
         n.alarms.clear();
         n.restarts += 1;
+        // A new daemon subscribes to every group; its engine starts not forwarding.
+        n.new_events = true;
+        n.forwarding = false;
         self.note(format!("node{} restart", i + 1));
         self.drain(i);
     }
