@@ -15,7 +15,7 @@ use statesync::{Replicator, SealKey};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 /// What the daemon can ask of the state sync task.
@@ -86,6 +86,11 @@ const EVENT_QUEUE: usize = 65_536;
 pub struct Handle {
     pub commands: mpsc::Sender<Command>,
     pub notices: mpsc::Receiver<Notice>,
+    /// Whether this node forwards new connections (master of at least one VIP): the daemon
+    /// sets it on every transition. A node that does not forward installs a bulk sync without
+    /// listening to the kernel's NEW events (see `statesync::Action::NewEvents`); one that
+    /// does never stops listening. (A flush before a VIP is added counts as forwarding too.)
+    pub forwarding: watch::Sender<bool>,
 }
 
 /// Why the state sync task gave no answer.
@@ -267,6 +272,9 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("statesync: {e}"))?;
     // Subscribe before the first dump, so no change falls between the two.
     let events = Events::subscribe(Groups::ALL).context("subscribing to conntrack events")?;
+    let membership = events
+        .membership()
+        .context("a handle on the conntrack event groups")?;
     let ct = tokio::task::spawn_blocking(Conntrack::open)
         .await
         .context("conntrack thread")?
@@ -281,6 +289,7 @@ pub async fn start(
         .collect();
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let (note_tx, note_rx) = mpsc::channel(16);
+    let (fwd_tx, fwd_rx) = watch::channel(false);
     info!(
         "state sync on {} ({}) {}:{} with {} peer(s), node id {}, key id {key_id}",
         settings.interface,
@@ -294,6 +303,8 @@ pub async fn start(
         engine,
         sock,
         ct: Some(ct),
+        membership,
+        forwarding: Some(fwd_rx),
         peers,
         status: StateSyncStatus {
             enabled: true,
@@ -319,6 +330,7 @@ pub async fn start(
     Ok(Handle {
         commands: ctl_tx,
         notices: note_rx,
+        forwarding: fwd_tx,
     })
 }
 

@@ -3,12 +3,12 @@
 //! batched on the blocking pool).
 
 use super::{Command, Notice, StateSyncStatus, MAX_DRAIN};
-use linux::conntrack::{Conntrack, ConntrackError, EventItem, EventKind, Op};
+use linux::conntrack::{Conntrack, ConntrackError, EventItem, EventKind, Groups, Membership, Op};
 use statesync::{Action, Alarm, Dest, Input, LocalEvent, Replicator};
 use std::net::SocketAddr;
 use std::time::Instant;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 pub(super) struct Task {
@@ -16,6 +16,10 @@ pub(super) struct Task {
     pub(super) sock: UdpSocket,
     /// Taken while a blocking kernel call runs on the blocking pool.
     pub(super) ct: Option<Conntrack>,
+    /// Joins and leaves the event socket's NEW group (quiet bulk installs).
+    pub(super) membership: Membership,
+    /// Whether the node forwards (the daemon's word); `None` once the daemon dropped it.
+    pub(super) forwarding: Option<watch::Receiver<bool>>,
     pub(super) peers: Vec<SocketAddr>,
     pub(super) status: StateSyncStatus,
     pub(super) notices: mpsc::Sender<Notice>,
@@ -66,6 +70,10 @@ impl Task {
                     None => return,
                 },
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
+                f = forwarding_changed(&mut self.forwarding) => match f {
+                    Some(f) => self.engine.handle(Instant::now(), Input::Forwarding(f)),
+                    None => self.forwarding = None,
+                },
                 cmd = ctl.recv() => match cmd {
                     Some(Command::Status(reply)) => {
                         let mut s = self.status.clone();
@@ -73,6 +81,9 @@ impl Task {
                         let _ = reply.send(s);
                     }
                     Some(Command::Flush(reply)) => {
+                        // A VIP is about to be added: from now on this node forwards, so it
+                        // listens to NEW events again before it answers (see quiet.rs).
+                        self.engine.handle(Instant::now(), Input::Forwarding(true));
                         self.drain_socket(&mut buf, usize::MAX);
                         self.execute().await;
                         let _ = reply.send(());
@@ -331,6 +342,26 @@ impl Task {
                     }
                 }
                 Action::RequestDump => self.dump().await,
+                Action::NewEvents(on) => self.new_events(on),
+            }
+        }
+    }
+
+    /// Joins (`true`) or leaves the kernel's NEW events. A failed leave only costs speed; a
+    /// failed join is loud: the dump that follows and the periodic ones still find the conns
+    /// whose NEW event does not come.
+    fn new_events(&mut self, on: bool) {
+        let r = if on {
+            self.membership.join(Groups::NEW)
+        } else {
+            self.membership.leave(Groups::NEW)
+        };
+        match r {
+            Ok(()) if on => debug!("listening to NEW conntrack events again"),
+            Ok(()) => debug!("bulk sync: not listening to NEW conntrack events meanwhile"),
+            Err(e) => {
+                error!("conntrack events: {e}");
+                self.status.last_error = Some(format!("conntrack events: {e}"));
             }
         }
     }
@@ -341,5 +372,16 @@ impl Task {
             warn!("conntrack {what}: {} failed, first: {first}", errors.len());
             self.status.last_error = Some(format!("{what}: {first}"));
         }
+    }
+}
+
+/// The daemon's next word on forwarding; `None` when it dropped the sender (then never again).
+async fn forwarding_changed(rx: &mut Option<watch::Receiver<bool>>) -> Option<bool> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(*rx.borrow_and_update()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
     }
 }
