@@ -7,7 +7,7 @@
 mod common;
 
 use common::nat_cluster::*;
-use common::*;
+
 use lab::Host;
 use std::fmt::Write as _;
 use std::time::Duration;
