@@ -315,7 +315,7 @@ ctd_cache_has() { [ "$(ctd_cache "$1" "$2")" -ge "$3" ]; }
 
 # The waiter: polls fw2's table until it holds N; the time it saw them goes to FILE.
 start_waiter() {
-    ip netns exec "$NS_2" "$CTBENCH" wait "$N" --timeout 120 --poll-ms 10 >"$1" 2>>"$TMP/waiter.err" &
+    ip netns exec "$NS_2" "$CTBENCH" wait "$N" --timeout 120 --poll-ms 10 --trace >"$1" 2>>"$TMP/waiter.err" &
     WAITER=$!
     sleep 0.05
 }

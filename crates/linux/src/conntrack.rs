@@ -717,15 +717,28 @@ pub struct Membership {
 impl Membership {
     /// Joins every group in `groups` (NETLINK_ADD_MEMBERSHIP).
     pub fn join(&self, groups: Groups) -> Result<(), ConntrackError> {
-        self.each(groups, libc::NETLINK_ADD_MEMBERSHIP, "joining a conntrack event group")
+        self.each(
+            groups,
+            libc::NETLINK_ADD_MEMBERSHIP,
+            "joining a conntrack event group",
+        )
     }
 
     /// Leaves every group in `groups` (NETLINK_DROP_MEMBERSHIP).
     pub fn leave(&self, groups: Groups) -> Result<(), ConntrackError> {
-        self.each(groups, libc::NETLINK_DROP_MEMBERSHIP, "leaving a conntrack event group")
+        self.each(
+            groups,
+            libc::NETLINK_DROP_MEMBERSHIP,
+            "leaving a conntrack event group",
+        )
     }
 
-    fn each(&self, groups: Groups, op: libc::c_int, what: &'static str) -> Result<(), ConntrackError> {
+    fn each(
+        &self,
+        groups: Groups,
+        op: libc::c_int,
+        what: &'static str,
+    ) -> Result<(), ConntrackError> {
         use std::os::fd::AsRawFd;
         for bit in 0..3u32 {
             if groups.0 & (1 << bit) == 0 {

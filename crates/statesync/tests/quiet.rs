@@ -90,7 +90,10 @@ fn scenario(seed: u64, forwarding: bool, midway: bool, cfg: fn(&mut Config)) -> 
     sim.run_for(40 * SEC);
     sim.check_converged("after the bulk");
     assert!(sim.nodes[1].ready, "seed {seed:#x}: node2 not ready");
-    assert!(sim.nodes[1].new_events, "seed {seed:#x}: NEW events left off");
+    assert!(
+        sim.nodes[1].new_events,
+        "seed {seed:#x}: NEW events left off"
+    );
     sim
 }
 
@@ -207,7 +210,11 @@ fn quiet_bulk_actions_come_in_order() {
         panic!("{kinds:?}")
     };
     assert!(l < fi && li < j, "{kinds:?}");
-    assert_eq!(kinds.get(j + 1).map(String::as_str), Some("dump"), "{kinds:?}");
+    assert_eq!(
+        kinds.get(j + 1).map(String::as_str),
+        Some("dump"),
+        "{kinds:?}"
+    );
     assert!(kinds[..j].iter().any(|k| k == "ready true"), "{kinds:?}");
     let installed: usize = b_actions
         .iter()

@@ -44,7 +44,10 @@ fn connections_created_during_a_quiet_bulk_reach_the_peer() {
     if !lab::require_netns() {
         return;
     }
-    let mut c = cluster("connections_created_during_a_quiet_bulk_reach_the_peer", true);
+    let mut c = cluster(
+        "connections_created_during_a_quiet_bulk_reach_the_peer",
+        true,
+    );
     let batch = c.lab.dir().join("bulk.batch");
     std::fs::write(&batch, bulk_batch(BULK)).expect("write batch");
     c.fw[0]
@@ -52,7 +55,11 @@ fn connections_created_during_a_quiet_bulk_reach_the_peer() {
         .run(&["conntrack", "-R", &batch.to_string_lossy()])
         .expect("conntrack -R on fw1");
     let synced = lab::wait_until(Duration::from_secs(60), || counts(&c.fw[1].host).0 >= BULK);
-    assert!(synced, "fw2 never held fw1's {BULK} entries\n{}", c.fw[1].log());
+    assert!(
+        synced,
+        "fw2 never held fw1's {BULK} entries\n{}",
+        c.fw[1].log()
+    );
 
     // fw2 restarts from an empty table (as after a reboot): a bulk sync of BULK entries.
     c.fw[1].kill();
@@ -71,7 +78,9 @@ fn connections_created_during_a_quiet_bulk_reach_the_peer() {
         ])
         .expect("spawn the creator");
     c.fw[1].restart();
-    let done = lab::wait_until(Duration::from_secs(60), || creator.stdout().contains("done"));
+    let done = lab::wait_until(Duration::from_secs(60), || {
+        creator.stdout().contains("done")
+    });
     assert!(done, "the creator never finished: {}", creator.stderr());
     let (_, made) = counts(&c.fw[1].host);
     assert_eq!(made, DURING, "fw2's kernel lacks some of its own entries");

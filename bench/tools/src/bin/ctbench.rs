@@ -313,7 +313,9 @@ fn timed_parallel_fill(ct: &mut Conntrack, conns: &[Conn], threads: usize) -> Re
     let t = Instant::now();
     let mut failed = 0;
     for h in handles {
-        failed += h.join().map_err(|_| anyhow::anyhow!("a writer thread panicked"))?;
+        failed += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a writer thread panicked"))?;
     }
     let dt = t.elapsed().as_secs_f64();
     if failed > 0 {
@@ -435,7 +437,9 @@ fn listen(first: usize, n: usize, idle: Duration) -> Result<()> {
         writeln!(out, "END {count}")?;
         out.flush()?;
         if overruns > 0 {
-            eprintln!("ctbench listen: {overruns} overruns (events lost: those entries count as unseen)");
+            eprintln!(
+                "ctbench listen: {overruns} overruns (events lost: those entries count as unseen)"
+            );
         }
         Ok(())
     })
@@ -447,7 +451,10 @@ fn lag(created: &str, listened: &str) -> Result<()> {
         .with_context(|| created.to_string())?
         .lines()
     {
-        let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         if let [t, first, count] = v[..] {
             for i in first..first + count {
                 at.insert(i as usize, t);
@@ -459,7 +466,10 @@ fn lag(created: &str, listened: &str) -> Result<()> {
         .with_context(|| listened.to_string())?
         .lines()
     {
-        let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
         if let [i, t] = v[..] {
             if let Some(c) = at.get(&(i as usize)) {
                 lags.push(t.saturating_sub(*c) as f64 / 1e6);

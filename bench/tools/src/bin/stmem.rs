@@ -19,7 +19,12 @@ use std::time::{Duration, Instant};
 fn entry(i: usize) -> Conn {
     // The benchmark's entries (ctbench.rs), widened past 250 × 55 000 by the destination.
     let src = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1 + (i % 250) as u8));
-    let dst = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10 + ((i / 250 / 50_000) % 200) as u8));
+    let dst = IpAddr::V4(Ipv4Addr::new(
+        192,
+        0,
+        2,
+        10 + ((i / 250 / 50_000) % 200) as u8,
+    ));
     let sport = 10_000 + ((i / 250) % 50_000) as u16;
     let udp = i % 5 == 4;
     let (proto, dport) = if udp {
@@ -98,7 +103,11 @@ fn main() -> Result<()> {
         .context("N")?;
     let mut now = Instant::now();
     let mk = |node: u32| {
-        let mut c = Config::new(NodeId(node), 0x1000 + u64::from(node), SealKey::from_bytes([7; 32]));
+        let mut c = Config::new(
+            NodeId(node),
+            0x1000 + u64::from(node),
+            SealKey::from_bytes([7; 32]),
+        );
         c.dump_interval = None;
         Replicator::new(now, c, u64::from(node)).map_err(|e| anyhow::anyhow!("{e}"))
     };

@@ -404,7 +404,12 @@ impl Sim {
                         "node{} left the NEW events while forwarding",
                         i + 1
                     );
-                    assert_ne!(self.nodes[i].new_events, on, "node{} NewEvents({on}) twice", i + 1);
+                    assert_ne!(
+                        self.nodes[i].new_events,
+                        on,
+                        "node{} NewEvents({on}) twice",
+                        i + 1
+                    );
                     self.note(format!("node{} new events {on}", i + 1));
                     self.nodes[i].new_events = on;
                     if on {

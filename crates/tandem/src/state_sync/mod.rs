@@ -268,6 +268,9 @@ pub async fn start(
     let key_id = key_id_text(&key);
     let mut cfg = statesync::Config::new(node_id(node), random.epoch, key);
     cfg.mtu = 1400;
+    // 64 datagrams per 1 ms tick (the engine default is 16): tokio wakes its timers late on a
+    // busy machine, and with quiet bulk installs the receiver takes more than 16 per tick.
+    cfg.burst = 64;
     let engine = Replicator::new(Instant::now(), cfg, random.seed)
         .map_err(|e| anyhow::anyhow!("statesync: {e}"))?;
     // Subscribe before the first dump, so no change falls between the two.
@@ -276,6 +279,10 @@ pub async fn start(
         .membership()
         .context("a handle on the conntrack event groups")?;
     let ct = tokio::task::spawn_blocking(Conntrack::open)
+        .await
+        .context("conntrack thread")?
+        .context("opening ctnetlink")?;
+    let dumper = tokio::task::spawn_blocking(Conntrack::open)
         .await
         .context("conntrack thread")?
         .context("opening ctnetlink")?;
@@ -303,6 +310,10 @@ pub async fn start(
         engine,
         sock,
         ct: Some(ct),
+        inflight: None,
+        dumper: Some(dumper),
+        dump_inflight: None,
+        dump_again: false,
         membership,
         forwarding: Some(fwd_rx),
         peers,
