@@ -61,7 +61,7 @@ fn scenario(seed: u64, forwarding: bool, midway: bool, cfg: fn(&mut Config)) -> 
     sim.run_for(10 * MS);
     sim.restart(1);
     if forwarding && !midway {
-        sim.set_forwarding(1, true);
+        set_forwarding(&mut sim, 1, true);
     }
     let mut told = false;
     for _ in 0..20_000 {
@@ -77,7 +77,7 @@ fn scenario(seed: u64, forwarding: bool, midway: bool, cfg: fn(&mut Config)) -> 
             }
             if forwarding && midway && !told {
                 told = true;
-                sim.set_forwarding(1, true);
+                set_forwarding(&mut sim, 1, true);
                 assert!(
                     !sim.nodes[1].engine.quiet() && sim.nodes[1].new_events,
                     "seed {seed:#x}: still quiet after Forwarding(true)\n{}",
@@ -95,6 +95,15 @@ fn scenario(seed: u64, forwarding: bool, midway: bool, cfg: fn(&mut Config)) -> 
         "seed {seed:#x}: NEW events left off"
     );
     sim
+}
+
+/// The daemon tells `node`'s engine whether it forwards (master of a VIP).
+fn set_forwarding(sim: &mut Sim, node: usize, on: bool) {
+    sim.note(format!("node{} forwarding {on}", node + 1));
+    sim.nodes[node].forwarding = on;
+    let now = sim.now;
+    sim.nodes[node].engine.handle(now, Input::Forwarding(on));
+    sim.drain(node);
 }
 
 fn quiet_bulks(sim: &Sim, i: usize) -> u64 {

@@ -399,11 +399,8 @@ impl Sim {
                     self.nodes[i].handovers.push((from, to));
                 }
                 Action::NewEvents(on) => {
-                    assert!(
-                        !(self.nodes[i].forwarding && !on),
-                        "node{} left the NEW events while forwarding",
-                        i + 1
-                    );
+                    let left_forwarding = self.nodes[i].forwarding && !on;
+                    assert!(!left_forwarding, "node{} left NEW events forwarding", i + 1);
                     assert_ne!(
                         self.nodes[i].new_events,
                         on,
@@ -579,15 +576,6 @@ impl Sim {
                 .handle(now, Input::Local(LocalEvent::New(c)));
             self.drain(node);
         }
-    }
-
-    /// The daemon tells `node`'s engine whether it forwards (master of a VIP).
-    pub fn set_forwarding(&mut self, node: usize, on: bool) {
-        self.note(format!("node{} forwarding {on}", node + 1));
-        self.nodes[node].forwarding = on;
-        let now = self.now;
-        self.nodes[node].engine.handle(now, Input::Forwarding(on));
-        self.drain(node);
     }
 
     /// A change to a live connection on the node that handles it. The event carries only
