@@ -34,7 +34,7 @@ fn no_quiet(cfg: &mut Config) {
 }
 
 /// Node 1 holds `conns` conns; node 2 restarts with an empty kernel and bulk-syncs while both
-/// carry traffic. Node 2 opens a conn every 50 µs while it does not listen to NEW events.
+/// carry traffic. Node 2 opens a conn the moment it leaves them, and every 50 µs while it does not listen to NEW events.
 /// `forwarding`: node 2 says it forwards right after its restart (then it must never leave),
 /// or, with `midway`, as soon as it has left (then it must join again at once).
 fn scenario(seed: u64, forwarding: bool, midway: bool, cfg: fn(&mut Config)) -> Sim {
@@ -60,6 +60,7 @@ fn scenario(seed: u64, forwarding: bool, midway: bool, cfg: fn(&mut Config)) -> 
     sim.crash(1, true);
     sim.run_for(10 * MS);
     sim.restart(1);
+    sim.nodes[1].open_on_leave = true;
     if forwarding && !midway {
         set_forwarding(&mut sim, 1, true);
     }
@@ -235,4 +236,11 @@ fn quiet_bulk_actions_come_in_order() {
     let want: std::collections::BTreeSet<ConnKey> = conns.iter().map(|c| c.key()).collect();
     assert_eq!(installed, want.len());
     assert!(!b.quiet());
+}
+
+#[test]
+fn regression_seeds() {
+    // A quiet window shorter than a step of the loop (lossy network).
+    let sim = scenario(0x4373_00ed_76c0_bd74, false, false, defaults);
+    assert!(sim.nodes[1].opened_quiet > 0, "{}", sim.recent());
 }

@@ -97,13 +97,13 @@ pub struct Node {
     pub barriers: Vec<(u64, Vec<NodeId>, usize)>,
     /// Hand-over notices heard: (from, to).
     pub handovers: Vec<(NodeId, NodeId)>,
-    /// Whether the daemon listens to the kernel's NEW events ([`Action::NewEvents`]): while
-    /// it does not, the kernel builds no NEW event (for our installs or for traffic).
+    /// Listening to NEW events ([`Action::NewEvents`]; if not, the kernel builds none), told
+    /// it forwards ([`Input::Forwarding`]), conns opened while not listening (with
+    /// `open_on_leave`, one the moment it stops).
     pub new_events: bool,
-    /// What the daemon told the engine last ([`Input::Forwarding`]).
     pub forwarding: bool,
-    /// Conns opened through this node while it did not listen to NEW events.
     pub opened_quiet: u64,
+    pub open_on_leave: bool,
 }
 
 #[derive(Debug)]
@@ -204,6 +204,7 @@ impl Sim {
                 new_events: true,
                 forwarding: false,
                 opened_quiet: 0,
+                open_on_leave: false,
             });
         }
         for &i in absent {
@@ -301,8 +302,7 @@ impl Sim {
     /// The kernel's event for a change the daemon made; events reach the daemon in order.
     fn echo(&mut self, node: usize, ev: LocalEvent) {
         if matches!(ev, LocalEvent::New(_)) && !self.nodes[node].new_events {
-            // Nobody listens to NEW: the kernel builds no event.
-            return;
+            return; // Nobody listens to NEW: the kernel builds no event.
         }
         let d = self.rng.duration(Duration::from_micros(50), 2 * MS);
         let at = (self.now + d).max(self.nodes[node].last_echo);
@@ -409,6 +409,12 @@ impl Sim {
                     );
                     self.note(format!("node{} new events {on}", i + 1));
                     self.nodes[i].new_events = on;
+                    let c = random_conn(&mut self.rng);
+                    if !on && self.nodes[i].open_on_leave && !self.live.contains_key(&c.key()) {
+                        // Traffic the moment the node stops listening: only its kernel knows.
+                        self.preload(i, c);
+                        self.nodes[i].opened_quiet += 1;
+                    }
                     if on {
                         // A dump must follow at once (see Action::NewEvents).
                         let next = self.nodes[i].engine.poll_action();
@@ -568,8 +574,7 @@ impl Sim {
         let now = self.now;
         self.created.insert(k, now);
         if self.nodes[node].alive && !self.nodes[node].new_events {
-            // Nobody listens to NEW: the conn is only in the kernel.
-            self.nodes[node].opened_quiet += 1;
+            self.nodes[node].opened_quiet += 1; // No NEW event: only the kernel knows.
         } else if self.nodes[node].alive {
             self.nodes[node]
                 .engine
@@ -692,8 +697,7 @@ impl Sim {
         n.ready_log.clear();
         n.alarms.clear();
         n.restarts += 1;
-        // A new daemon subscribes to every group; its engine starts not forwarding.
-        n.new_events = true;
+        n.new_events = true; // A new daemon subscribes to every group.
         n.forwarding = false;
         self.note(format!("node{} restart", i + 1));
         self.drain(i);
