@@ -21,6 +21,16 @@
 #         again. Time = from fw2's daemon start until fw2's kernel holds N.
 #   live: both daemons run and are in sync with empty tables; N entries are written into fw1's
 #         kernel in one burst. Time = from the start of that write until fw2's kernel holds N.
+#   sustained: both daemons run and are in sync with empty tables; `ctbench sustained` creates
+#         RATE entries per second (default 50 000) in fw1's kernel for SECS seconds (default 3),
+#         one batch per millisecond; `ctbench listen` in fw2 stamps each entry's NEW event there.
+#         Lag = from the end of the batch that created an entry on fw1 to its NEW event on fw2
+#         (CLOCK_MONOTONIC is one clock for both namespaces): p50, p99, max, and how many came.
+#         Not for conntrackd's external cache mode (nothing reaches fw2's kernel before a commit).
+# Memory: fw2's daemon's VmRSS once it holds N (bulk, live), and before the burst (live), so the
+# growth per entry; and `stmem` (bench/tools/src/bin/stmem.rs) for 100k and 1M states: the
+# engine's table in-process (the host's nf_conntrack_max, 262 144 and host-wide, is left alone,
+# so 1M entries cannot be in a kernel table here).
 # Tools:
 #   tandem               `tandem run` on both nodes ([statesync] over sync0, one VIP on lan0):
 #                        bulk sync on start, peer states installed straight into the kernel.
@@ -36,7 +46,10 @@
 #   -n RUNS      runs per tool and scenario (default 3)
 #   -N ENTRIES   conntrack entries (default 100000)
 #   --only LIST  comma-separated subset of tandem,conntrackd-cache,conntrackd-direct
-#   --scenarios  comma-separated subset of bulk,live
+#   --scenarios  comma-separated subset of bulk,live,sustained
+#   --rate R     sustained: new entries per second on fw1 (default 50000)
+#   --secs S     sustained: seconds (default 3)
+#   --no-stmem   skip the in-process memory measurement (1M states take minutes)
 #   --write      replace the marked statesync section of bench/README.md with the results
 #   --keep       keep the temp dir (configs, daemon logs)
 #   --no-build   use the binaries in target/release as they are
@@ -48,7 +61,10 @@ ROOT=$(cd "$HERE/.." && pwd)
 RUNS=3
 N=100000
 ONLY="tandem,conntrackd-cache,conntrackd-direct"
-SCENARIOS="bulk,live"
+SCENARIOS="bulk,live,sustained"
+RATE=50000
+SECS=3
+STMEM=1
 WRITE=0
 KEEP=0
 BUILD=1
@@ -58,10 +74,13 @@ while [ $# -gt 0 ]; do
         -N|--entries) N=$2; shift 2 ;;
         --only) ONLY=$2; shift 2 ;;
         --scenarios) SCENARIOS=$2; shift 2 ;;
+        --rate) RATE=$2; shift 2 ;;
+        --secs) SECS=$2; shift 2 ;;
+        --no-stmem) STMEM=0; shift ;;
         --write) WRITE=1; shift ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
-        -h|--help) sed -n '2,43p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,56p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -74,9 +93,10 @@ done
 
 TANDEM="$ROOT/target/release/tandem"
 CTBENCH="$ROOT/target/release/ctbench"
+STMEM_BIN="$ROOT/target/release/stmem"
 if [ "$BUILD" = 1 ]; then
-    echo "[statesync.sh] building tandem and ctbench (release)" >&2
-    (cd "$ROOT" && cargo build --release -q -p tandem --bin tandem -p bench-tools --bin ctbench)
+    echo "[statesync.sh] building tandem, ctbench and stmem (release)" >&2
+    (cd "$ROOT" && cargo build --release -q -p tandem --bin tandem -p bench-tools --bin ctbench --bin stmem)
 fi
 
 P="ssb$$"                     # namespace prefix, unique per run of this script
@@ -295,7 +315,7 @@ ctd_cache_has() { [ "$(ctd_cache "$1" "$2")" -ge "$3" ]; }
 
 # The waiter: polls fw2's table until it holds N; the time it saw them goes to FILE.
 start_waiter() {
-    ip netns exec "$NS_2" "$CTBENCH" wait "$N" --timeout 120 --poll-ms 10 >"$1" 2>>"$TMP/waiter.err" &
+    ip netns exec "$NS_2" "$CTBENCH" wait "$N" --timeout 120 --poll-ms 10 --trace >"$1" 2>>"$TMP/waiter.err" &
     WAITER=$!
     sleep 0.05
 }
@@ -388,9 +408,10 @@ run_bulk() {
     save_rss
 }
 
-# fw2's daemon's resident memory (VmRSS, KiB) now that it holds the N entries.
+# fw2's daemon's resident memory (VmRSS, KiB) now that it holds the N entries (to FILE,
+# default $TMP/rss).
 save_rss() {
-    awk '/^VmRSS:/ { print $2 }' "/proc/$FW2_PID/status" >"$TMP/rss" 2>/dev/null || true
+    awk '/^VmRSS:/ { print $2 }' "/proc/$FW2_PID/status" >"${1:-$TMP/rss}" 2>/dev/null || true
 }
 
 # Live: both daemons running and in sync on empty tables; N entries written into fw1's kernel
@@ -400,6 +421,7 @@ run_live() {
     setup
     start_pair "$tool" || return 1
     sleep 1
+    save_rss "$TMP/rss0"
     start_waiter "$TMP/t1"
     fill=$(fill_fw1)
     t0=${fill% *}
@@ -419,6 +441,25 @@ run_live() {
     save_rss
 }
 
+# Sustained: both daemons running and in sync on empty tables; RATE new entries per second on
+# fw1 for SECS seconds; the lag of each from its create on fw1 to its NEW event on fw2.
+# Writes "P50_MS P99_MS MAX_MS SEEN TOTAL" to $TMP/result.
+run_sustained() {
+    local tool=$1 total
+    total=$((RATE * SECS))
+    setup
+    start_pair "$tool" || return 1
+    sleep 1
+    ip netns exec "$NS_2" "$CTBENCH" listen "$total" --timeout 10 >"$TMP/listened" 2>"$TMP/listen.err" &
+    local listener=$!
+    wait_for 10 grep -q ready "$TMP/listen.err" || { log "ctbench listen never ready"; return 1; }
+    in_ns "$NS_1" "$CTBENCH" sustained "$RATE" "$SECS" >"$TMP/created" 2>>"$TMP/sustained.err" || { log "ctbench sustained failed: $(tail -1 "$TMP/sustained.err")"; return 1; }
+    wait "$listener" || true
+    [ "$tool" = tandem ] && save_tandem_status
+    in_ns "$NS_1" "$CTBENCH" lag "$TMP/created" "$TMP/listened" >"$TMP/result"
+    log "sustained $tool: fw1 $(tail -1 "$TMP/sustained.err")"
+}
+
 # ---- main ----
 
 TOOLS=()
@@ -426,22 +467,47 @@ for t in tandem conntrackd-cache conntrackd-direct; do
     case ",$ONLY," in *",$t,"*) TOOLS+=("$t") ;; esac
 done
 SCENS=()
-for s in bulk live; do
+for s in bulk live sustained; do
     case ",$SCENARIOS," in *",$s,"*) SCENS+=("$s") ;; esac
 done
-declare -A RES EXTRA FILLMS RSS
+declare -A RES EXTRA FILLMS RSS RSS0 SUST
 # The kernel's own ceiling, in a namespace of its own: batched creates without and with an
 # event listener (every node running a sync daemon has one).
 setup
-KERNEL=$(in_ns "$NS_1" "$CTBENCH" kernel "$N" --runs 3) || KERNEL=""
+KERNEL=$(in_ns "$NS_1" "$CTBENCH" kernel "$N" --runs 3 --threads 2) || KERNEL=""
 teardown
-log "kernel: batched creates of $N entries: ${KERNEL% *}/s without an event listener, ${KERNEL#* }/s with one"
+read -r K_NONE K_ALL K_NONEW K_PAR <<<"${KERNEL:-- - - -}"
+log "kernel: batched creates of $N entries: $K_NONE/s without an event listener, $K_ALL/s with one, $K_NONEW/s with one to UPDATE and DESTROY only, $K_PAR/s from 2 sockets on 2 threads"
+# The engine's table in-process, for 100k and 1M states (fw2's growth, KiB).
+declare -A STM
+if [ "$STMEM" = 1 ]; then
+    for n in 100000 1000000; do
+        if out=$("$STMEM_BIN" "$n" 2>>"$TMP/stmem.err"); then
+            read -r a b c <<<"$out"
+            STM[$n]=$((c - b))
+            log "stmem $n: fw2's engine grew $((c - b)) KiB"
+        fi
+    done
+fi
 for scen in "${SCENS[@]}"; do
     for run in $(seq 1 "$RUNS"); do
         for tool in "${TOOLS[@]}"; do
             # tools interleaved run by run, so slow drifts of the machine hit all alike
-            rm -f "$TMP/result" "$TMP/rss"
+            rm -f "$TMP/result" "$TMP/rss" "$TMP/rss0"
+            if [ "$scen" = sustained ]; then
+                [ "$tool" = conntrackd-cache ] && continue
+                if run_sustained "$tool" && [ -s "$TMP/result" ]; then
+                    SUST[$tool]="${SUST[$tool]:-}$(cat "$TMP/result");"
+                    log "sustained $tool run $run/$RUNS: p50 p99 max (ms), seen of total: $(cat "$TMP/result")"
+                else
+                    log "sustained $tool run $run/$RUNS: failed (logs in $TMP)"
+                fi
+                teardown
+                for f in "$TMP"/*.log "$TMP"/*.out; do [ -e "$f" ] && mv "$f" "$f.$scen.$tool.$run"; done
+                continue
+            fi
             if "run_$scen" "$tool" && [ -s "$TMP/result" ]; then
+                [ -s "$TMP/rss0" ] && RSS0[$scen,$tool]="${RSS0[$scen,$tool]:-} $(cat "$TMP/rss0")"
                 [ -s "$TMP/rss" ] && RSS[$scen,$tool]="${RSS[$scen,$tool]:-} $(cat "$TMP/rss")"
                 set -- $(cat "$TMP/result")
                 log "$scen $tool run $run/$RUNS: $1 ms${2:+ (extra: ${*:2})}"
@@ -491,6 +557,58 @@ table() {
     done
 }
 
+# The sustained table: per tool, medians over the runs of p50 and p99, the largest max, and
+# the entries seen on fw2 of those created (summed over the runs).
+sustained_table() {
+    local tool runs p50 p99 mx seen total
+    echo "| tool | runs | lag p50 (ms, median of runs) | lag p99 (ms, median of runs) | max (ms, worst run) | entries seen on fw2 / created | tandem p99 ÷ this p99 |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    local tp99=""
+    [ -n "${SUST[tandem]:-}" ] && tp99=$(tr ';' '\n' <<<"${SUST[tandem]}" | awk 'NF { print $2 }' | median)
+    for tool in "${TOOLS[@]}"; do
+        if [ "$tool" = conntrackd-cache ]; then
+            echo "| $(label "$tool") | — | — | — | — | — (no entry reaches fw2's kernel before a commit) | |"
+            continue
+        fi
+        local v=${SUST[$tool]:-}
+        if [ -z "$v" ]; then echo "| $(label "$tool") | 0 | failed | | | | |"; continue; fi
+        runs=$(tr ';' '\n' <<<"$v" | grep -c .)
+        p50=$(tr ';' '\n' <<<"$v" | awk 'NF { print $1 }' | median)
+        p99=$(tr ';' '\n' <<<"$v" | awk 'NF { print $2 }' | median)
+        mx=$(tr ';' '\n' <<<"$v" | awk 'NF { print $3 }' | sort -g | tail -1)
+        seen=$(tr ';' '\n' <<<"$v" | awk 'NF { s += $4 } END { print s + 0 }')
+        total=$(tr ';' '\n' <<<"$v" | awk 'NF { s += $5 } END { print s + 0 }')
+        local ratio="n/a"
+        [ -n "$tp99" ] && ratio=$(awk -v a="$p99" -v b="$tp99" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+        echo "| $(label "$tool") | $runs | $p50 | $p99 | $mx | $seen / $total | $ratio |"
+    done
+    echo
+    echo "Raw (p50 p99 max ms, seen total; per run):"
+    for tool in "${TOOLS[@]}"; do
+        [ "$tool" = conntrackd-cache ] && continue
+        echo "- $(label "$tool"): $(echo "${SUST[$tool]:-failed}" | sed 's/;$//; s/;/; /g')"
+    done
+}
+
+# The memory table: fw2's daemon at N (median of the live runs), its growth per entry from
+# the empty table, and the engine in-process at 100k and 1M (stmem).
+memory_table() {
+    local tool r r0 per
+    echo "| what | resident memory (MiB) | per entry (bytes) |"
+    echo "|---|---:|---:|"
+    for tool in "${TOOLS[@]}"; do
+        r=${RSS[live,$tool]:-}; r0=${RSS0[live,$tool]:-}
+        [ -n "$r" ] && [ -n "$r0" ] || continue
+        r=$(median <<<"$r"); r0=$(median <<<"$r0")
+        per=$(awk -v a="$r" -v b="$r0" -v n="$N" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
+        echo "| $(label "$tool") daemon on fw2 holding $N (live; growth from its empty table per entry) | $(awk -v k="$r" 'BEGIN { printf "%.1f", k / 1024 }') | $per |"
+    done
+    for n in 100000 1000000; do
+        [ -n "${STM[$n]:-}" ] || continue
+        echo "| tandem's state sync engine, in-process (\`stmem $n\`): fw2's growth for $n states | $(awk -v k="${STM[$n]}" 'BEGIN { printf "%.1f", k / 1024 }') | $(awk -v k="${STM[$n]}" -v n="$n" 'BEGIN { printf "%.0f", k * 1024 / n }') |"
+    done
+}
+
 versions() {
     echo -n "conntrackd $(conntrackd -v 2>&1 | grep -o 'v[0-9][0-9.]*[0-9]' | head -1), "
     "$TANDEM" --version 2>/dev/null | head -1
@@ -500,11 +618,16 @@ REPORT=$(
     echo "Measured $(date -u +%Y-%m-%d) on Linux $(uname -r), $(nproc) CPUs; $N entries; $RUNS runs each; $(versions)."
     if [ -n "$KERNEL" ]; then
         echo
-        echo "Kernel ceiling (\`ctbench kernel\`): one batched ctnetlink write of $N creates into an empty table runs at ${KERNEL% *}/s with no conntrack event listener and ${KERNEL#* }/s with one listener reading the events (median of 3). Both daemons listen on both nodes, so every install on fw2 pays for an event too."
+        echo "Kernel ceiling (\`ctbench kernel\`, median of 3): one batched ctnetlink write of $N creates into an empty table runs at $K_NONE/s with no conntrack event listener, $K_ALL/s with one listener reading every event, $K_NONEW/s with a listener to UPDATE and DESTROY only (what tandem's fw2 keeps while it installs a bulk sync), and $K_PAR/s from 2 sockets writing half each on 2 threads (no listener). conntrackd listens to every event on both nodes, so each of its installs on fw2 pays for a NEW event; tandem's live installs do too."
     fi
     for scen in "${SCENS[@]}"; do
         echo
-        if [ "$scen" = bulk ]; then
+        if [ "$scen" = sustained ]; then
+            echo "**Sustained new flows**: both daemons running, tables empty; fw1's kernel gets $RATE new entries per second for $SECS s (\`ctbench sustained\`, one batch per ms); lag from the end of the batch that created an entry on fw1 to its NEW event read on fw2 (\`ctbench listen\`, CLOCK_MONOTONIC, one clock for both namespaces)."
+            echo
+            sustained_table
+            continue
+        elif [ "$scen" = bulk ]; then
             echo "**Bulk sync into the peer's kernel** (fw2 restarts): fw1 holds $N entries; time from starting fw2's daemon until fw2's kernel holds all of them."
         else
             echo "**Live replication of new flows**: both daemons running, tables empty; $N entries written into fw1's kernel in one burst; time from the start of that write until fw2's kernel holds all of them."
@@ -520,6 +643,10 @@ REPORT=$(
             echo "$line"
         done
     done
+    echo
+    echo "**Memory**: fw2's daemon's VmRSS in the live runs (median), and tandem's engine alone for 100k and 1M states (\`stmem\`: two engines in one process, fw2's growth while it takes a bulk sync of that many; no kernel table, which the host's nf_conntrack_max of 262 144 would not allow)."
+    echo
+    memory_table
 )
 echo "$REPORT"
 

@@ -183,6 +183,19 @@ pub fn required_sysctls() -> &'static [RequiredSysctl] {
     ]
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every network namespace of the machine, so
+/// a create in one namespace and its replica's event in another can be compared (the state
+/// sync benchmark's lag).
+pub fn clock_monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
 /// Which events to subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Groups(u32);
@@ -692,6 +705,65 @@ fn replicate(e: &ConntrackError) -> ConntrackError {
     }
 }
 
+/// Joins and leaves event groups of an [`Events`] subscription ([`Events::membership`]).
+///
+/// ctnetlink builds an event only while its group has a listener (unless the request asked
+/// for an echo): leaving [`Groups::NEW`] makes every create cheaper for the whole namespace
+/// (about 2x for batched creates), while UPDATE and DESTROY keep coming.
+pub struct Membership {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Membership {
+    /// Joins every group in `groups` (NETLINK_ADD_MEMBERSHIP).
+    pub fn join(&self, groups: Groups) -> Result<(), ConntrackError> {
+        self.each(
+            groups,
+            libc::NETLINK_ADD_MEMBERSHIP,
+            "joining a conntrack event group",
+        )
+    }
+
+    /// Leaves every group in `groups` (NETLINK_DROP_MEMBERSHIP).
+    pub fn leave(&self, groups: Groups) -> Result<(), ConntrackError> {
+        self.each(
+            groups,
+            libc::NETLINK_DROP_MEMBERSHIP,
+            "leaving a conntrack event group",
+        )
+    }
+
+    fn each(
+        &self,
+        groups: Groups,
+        op: libc::c_int,
+        what: &'static str,
+    ) -> Result<(), ConntrackError> {
+        use std::os::fd::AsRawFd;
+        for bit in 0..3u32 {
+            if groups.0 & (1 << bit) == 0 {
+                continue;
+            }
+            // Group numbers start at 1: bit 0 of the bind mask is group 1 (NFNLGRP_CONNTRACK_NEW).
+            let group: libc::c_int = (bit + 1) as libc::c_int;
+            // SAFETY: a valid descriptor we own, a pointer to a c_int and its exact size.
+            let r = unsafe {
+                libc::setsockopt(
+                    self.fd.as_raw_fd(),
+                    libc::SOL_NETLINK,
+                    op,
+                    (&group as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if r != 0 {
+                return Err(ConntrackError::io(what, io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Event subscription (async, tokio).
 pub struct Events {
     fd: AsyncFd<Socket>,
@@ -731,6 +803,19 @@ impl Events {
             rx: Vec::with_capacity(RECV_BUF),
             queue: VecDeque::new(),
         })
+    }
+
+    /// A handle that joins and leaves this subscription's groups from another task or thread
+    /// (it holds a duplicate of the socket's descriptor: the same socket). Events already
+    /// queued stay queued when a group is left.
+    pub fn membership(&self) -> Result<Membership, ConntrackError> {
+        let fd = self
+            .fd
+            .get_ref()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| ConntrackError::io("duplicating the event socket", e))?;
+        Ok(Membership { fd })
     }
 
     /// The receive buffer the kernel granted (bytes, as SO_RCVBUF reports it).

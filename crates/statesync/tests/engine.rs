@@ -56,6 +56,7 @@ struct Node {
     removed: Vec<ConnKey>,
     ready: Vec<bool>,
     dumps: usize,
+    new_events: Vec<bool>,
 }
 
 impl Node {
@@ -70,6 +71,7 @@ impl Node {
             removed: Vec::new(),
             ready: Vec::new(),
             dumps: 0,
+            new_events: Vec::new(),
         };
         n.drain();
         n
@@ -88,6 +90,7 @@ impl Node {
                 | Action::BarrierDone { .. }
                 | Action::HandoverRequested { .. } => {}
                 Action::RequestDump => self.dumps += 1,
+                Action::NewEvents(on) => self.new_events.push(on),
             }
         }
     }

@@ -13,10 +13,22 @@
 //!   entries K..K+N (by original tuple) with their protocol state and a timeout left; prints a
 //!   one-line summary, exit status 1 if anything is missing or wrong.
 //! - `flush`: empties the table.
-//! - `kernel N [--runs R]`: the kernel's own ceiling: N creates in one batched write into an
-//!   empty table, with no conntrack event listener and then with one listener reading every
-//!   event on another thread (as a sync daemon does: the kernel then builds and queues an
-//!   event per create); prints `RATE_WITHOUT RATE_WITH` (creates/s, median of R runs, default 3).
+//! - `kernel N [--runs R] [--threads T]`: the kernel's own ceiling: N creates in one batched
+//!   write into an empty table, with no conntrack event listener, then with one listener
+//!   reading every event on another thread (as a sync daemon does: the kernel then builds and
+//!   queues an event per create), then with a listener to UPDATE and DESTROY only (what a
+//!   quiet bulk install leaves), then with no listener from T sockets on T threads at once
+//!   (each a shard of the N; default 2); prints `RATE_WITHOUT RATE_WITH RATE_NO_NEW
+//!   RATE_PARALLEL` (creates/s, median of R runs, default 3).
+//! - `sustained RATE SECS [--first K]`: creates the entries K.. at RATE per second for SECS
+//!   seconds, one batch per millisecond on a fixed schedule (late batches catch up); prints
+//!   one line per batch, `MONO_NS FIRST COUNT` (CLOCK_MONOTONIC when the batch's write
+//!   returned: all its entries exist), and the achieved rate on stderr.
+//! - `listen N [--first K] [--timeout S]`: subscribes to NEW events and prints `INDEX MONO_NS`
+//!   for each of the benchmark entries K..K+N when its NEW event is read (first time only),
+//!   until all N were seen or S seconds (default 60) passed without one; then `END SEEN`.
+//! - `lag CREATED LISTENED`: joins the two outputs above (CLOCK_MONOTONIC is one clock for
+//!   every network namespace) and prints `P50_MS P99_MS MAX_MS SEEN TOTAL`.
 //!
 //! The entries: every fifth one UDP 198.51.100.a:p → 192.0.2.b:53 (SEEN_REPLY|ASSURED), the
 //! others established TCP 198.51.100.a:p → 192.0.2.b:{443,80,22,8080} (window scaling and
@@ -27,7 +39,8 @@
 use anyhow::{bail, Context, Result};
 use conntrack::model::{status, tcp_flags, Conn, ConnKey, PortProto, TcpInfo, TcpState, Tuple, L4};
 use linux::conntrack::{Conntrack, EventItem, Events, Groups, Op};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -38,6 +51,21 @@ fn epoch_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
+}
+
+use linux::conntrack::clock_monotonic_ns as mono_ns;
+
+/// The index of a benchmark entry from its original tuple (the inverse of [`orig`]).
+fn index_of(t: &Tuple) -> Option<usize> {
+    let (IpAddr::V4(src), L4::Ports { src: sport, .. }) = (t.src, t.l4) else {
+        return None;
+    };
+    let o = src.octets();
+    if o[..3] != [198, 51, 100] || o[3] == 0 || o[3] > 250 || sport < 10_000 {
+        return None;
+    }
+    let i = usize::from(sport - 10_000) * 250 + usize::from(o[3] - 1);
+    (orig(i) == *t).then_some(i)
 }
 
 fn is_udp(i: usize) -> bool {
@@ -216,19 +244,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn kernel(n: usize, runs: usize) -> Result<()> {
-    let conns: Vec<Conn> = (0..n).map(entry).collect();
-    let ops: Vec<Op<'_>> = conns.iter().map(Op::Create).collect();
-    let mut ct = Conntrack::open().context("opening ctnetlink")?;
-    let mut without = Vec::new();
-    for _ in 0..runs {
-        without.push(timed_fill(&mut ct, &ops)?);
-    }
-    // A listener on its own thread, reading (and decoding) every event as fast as it can.
+/// A listener to `groups` on its own thread, reading (and decoding) every event as fast as it
+/// can, until `stop` is set.
+fn listener(groups: Groups, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_current_thread()
             .enable_io()
+            .enable_time()
             .build()
         {
             Ok(rt) => rt,
@@ -238,7 +261,7 @@ fn kernel(n: usize, runs: usize) -> Result<()> {
             }
         };
         rt.block_on(async move {
-            let mut ev = match Events::subscribe(Groups::ALL) {
+            let mut ev = match Events::subscribe(groups) {
                 Ok(ev) => ev,
                 Err(e) => {
                     let _ = ready_tx.send(Err(anyhow::anyhow!("subscribing to events: {e}")));
@@ -247,31 +270,232 @@ fn kernel(n: usize, runs: usize) -> Result<()> {
             };
             let _ = ready_tx.send(Ok(()));
             let mut overruns = 0u64;
-            loop {
-                match ev.next().await {
-                    Ok(EventItem::Overrun) => {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(100), ev.next()).await {
+                    Ok(Ok(EventItem::Overrun)) => {
                         overruns += 1;
                         eprintln!("ctbench kernel: the listener overran ({overruns})");
                     }
-                    Ok(EventItem::Event(_)) => {}
-                    Err(e) => eprintln!("ctbench kernel: event: {e}"),
+                    Ok(Ok(EventItem::Event(_))) | Err(_) => {}
+                    Ok(Err(e)) => eprintln!("ctbench kernel: event: {e}"),
                 }
             }
         });
     });
-    ready_rx.recv().context("listener thread")??;
-    let mut with = Vec::new();
-    for _ in 0..runs {
-        with.push(timed_fill(&mut ct, &ops)?);
-        std::thread::sleep(Duration::from_millis(300)); // let the listener catch up
+    ready_rx.recv().context("listener thread")?
+}
+
+/// Creates of `ops` split into `threads` shards, each written by its own socket on its own
+/// thread at the same time, into an empty table.
+fn timed_parallel_fill(ct: &mut Conntrack, conns: &[Conn], threads: usize) -> Result<f64> {
+    ct.flush().context("flushing the table")?;
+    let shards: Vec<Vec<Conn>> = (0..threads)
+        .map(|t| conns.iter().skip(t).step_by(threads).cloned().collect())
+        .collect();
+    let mut sockets = Vec::new();
+    for _ in 0..threads {
+        sockets.push(Conntrack::open().context("opening ctnetlink")?);
     }
-    println!("{:.0} {:.0}", median(without), median(with));
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads + 1));
+    let handles: Vec<_> = shards
+        .into_iter()
+        .zip(sockets)
+        .map(|(shard, mut sock)| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let ops: Vec<Op<'_>> = shard.iter().map(Op::Create).collect();
+                barrier.wait();
+                sock.apply(&ops).iter().filter(|r| r.is_err()).count()
+            })
+        })
+        .collect();
+    barrier.wait();
+    let t = Instant::now();
+    let mut failed = 0;
+    for h in handles {
+        failed += h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a writer thread panicked"))?;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    if failed > 0 {
+        bail!("{failed} parallel creates failed");
+    }
+    ct.flush().context("flushing the table")?;
+    Ok(conns.len() as f64 / dt)
+}
+
+fn kernel(n: usize, runs: usize, threads: usize) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let conns: Vec<Conn> = (0..n).map(entry).collect();
+    let ops: Vec<Op<'_>> = conns.iter().map(Op::Create).collect();
+    let mut ct = Conntrack::open().context("opening ctnetlink")?;
+    let mut without = Vec::new();
+    for _ in 0..runs {
+        without.push(timed_fill(&mut ct, &ops)?);
+    }
+    let mut parallel = Vec::new();
+    for _ in 0..runs {
+        parallel.push(timed_parallel_fill(&mut ct, &conns, threads.max(1))?);
+    }
+    let mut rates = Vec::new();
+    for groups in [Groups::ALL, Groups::UPDATE | Groups::DESTROY] {
+        let stop = Arc::new(AtomicBool::new(false));
+        listener(groups, stop.clone())?;
+        let mut with = Vec::new();
+        for _ in 0..runs {
+            with.push(timed_fill(&mut ct, &ops)?);
+            std::thread::sleep(Duration::from_millis(300)); // let the listener catch up
+        }
+        stop.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(200)); // the listener leaves
+        rates.push(median(with));
+    }
+    println!(
+        "{:.0} {:.0} {:.0} {:.0}",
+        median(without),
+        rates[0],
+        rates[1],
+        median(parallel)
+    );
+    Ok(())
+}
+
+fn sustained(first: usize, rate: u64, secs: u64) -> Result<()> {
+    let total = (rate * secs) as usize;
+    if first + total > MAX_ENTRIES {
+        bail!("at most {MAX_ENTRIES} distinct entries");
+    }
+    let mut ct = Conntrack::open().context("opening ctnetlink")?;
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let start = Instant::now();
+    let mut done = 0usize;
+    let mut failed = 0usize;
+    let mut tick = 0u64;
+    while done < total {
+        tick += 1;
+        // Entries due by the end of this millisecond.
+        let due = ((rate * tick) / 1000).min(total as u64) as usize;
+        if due > done {
+            let conns: Vec<Conn> = (first + done..first + due).map(entry).collect();
+            let ops: Vec<Op<'_>> = conns.iter().map(Op::Create).collect();
+            failed += ct.apply(&ops).iter().filter(|r| r.is_err()).count();
+            writeln!(out, "{} {} {}", mono_ns(), first + done, due - done)?;
+            done = due;
+        }
+        let next = start + Duration::from_millis(tick);
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    out.flush()?;
+    let dt = start.elapsed().as_secs_f64();
+    eprintln!(
+        "ctbench sustained: {total} entries in {:.0} ms = {:.0}/s (asked {rate}/s), {failed} failed",
+        dt * 1e3,
+        total as f64 / dt
+    );
+    if failed > 0 {
+        bail!("{failed} creates failed");
+    }
+    Ok(())
+}
+
+fn listen(first: usize, n: usize, idle: Duration) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async move {
+        let mut ev = Events::subscribe(Groups::NEW).context("subscribing to NEW events")?;
+        eprintln!("ctbench listen: ready");
+        let out = std::io::stdout();
+        let mut out = std::io::BufWriter::new(out.lock());
+        let mut seen = vec![false; n];
+        let mut count = 0usize;
+        let mut overruns = 0u64;
+        while count < n {
+            match tokio::time::timeout(idle, ev.next()).await {
+                Err(_) => break,
+                Ok(Ok(EventItem::Event(e))) => {
+                    let t = mono_ns();
+                    if let Some(i) = index_of(&e.conn.orig) {
+                        if i >= first && i < first + n && !seen[i - first] {
+                            seen[i - first] = true;
+                            count += 1;
+                            writeln!(out, "{i} {t}")?;
+                        }
+                    }
+                }
+                Ok(Ok(EventItem::Overrun)) => overruns += 1,
+                Ok(Err(e)) => eprintln!("ctbench listen: {e}"),
+            }
+        }
+        writeln!(out, "END {count}")?;
+        out.flush()?;
+        if overruns > 0 {
+            eprintln!(
+                "ctbench listen: {overruns} overruns (events lost: those entries count as unseen)"
+            );
+        }
+        Ok(())
+    })
+}
+
+fn lag(created: &str, listened: &str) -> Result<()> {
+    let mut at: HashMap<usize, u64> = HashMap::new();
+    for line in std::fs::read_to_string(created)
+        .with_context(|| created.to_string())?
+        .lines()
+    {
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [t, first, count] = v[..] {
+            for i in first..first + count {
+                at.insert(i as usize, t);
+            }
+        }
+    }
+    let mut lags = Vec::new();
+    for line in std::fs::read_to_string(listened)
+        .with_context(|| listened.to_string())?
+        .lines()
+    {
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if let [i, t] = v[..] {
+            if let Some(c) = at.get(&(i as usize)) {
+                lags.push(t.saturating_sub(*c) as f64 / 1e6);
+            }
+        }
+    }
+    let total = at.len();
+    let seen = lags.len();
+    if lags.is_empty() {
+        println!("- - - 0 {total}");
+        return Ok(());
+    }
+    lags.sort_by(f64::total_cmp);
+    let pct = |p: f64| lags[((p * (seen - 1) as f64).round() as usize).min(seen - 1)];
+    println!(
+        "{:.2} {:.2} {:.2} {seen} {total}",
+        pct(0.50),
+        pct(0.99),
+        lags[seen - 1]
+    );
     Ok(())
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: ctbench fill N [--first K] | wait N [--timeout S] [--poll-ms MS] [--trace] | count | verify N [--first K] | flush | kernel N [--runs R]";
+    let usage = "usage: ctbench fill N [--first K] | wait N [--timeout S] [--poll-ms MS] [--trace] | count | verify N [--first K] | flush | kernel N [--runs R] [--threads T] | sustained RATE SECS [--first K] | listen N [--first K] [--timeout S] | lag CREATED LISTENED";
     let Some(cmd) = args.first() else {
         bail!("{usage}");
     };
@@ -300,7 +524,21 @@ fn main() -> Result<()> {
             Ok(())
         }
         "verify" => verify(opt("--first", 0)? as usize, num(1)? as usize),
-        "kernel" => kernel(num(1)? as usize, opt("--runs", 3)?.max(1) as usize),
+        "kernel" => kernel(
+            num(1)? as usize,
+            opt("--runs", 3)?.max(1) as usize,
+            opt("--threads", 2)? as usize,
+        ),
+        "sustained" => sustained(opt("--first", 0)? as usize, num(1)?, num(2)?),
+        "listen" => listen(
+            opt("--first", 0)? as usize,
+            num(1)? as usize,
+            Duration::from_secs(opt("--timeout", 60)?),
+        ),
+        "lag" => match (args.get(1), args.get(2)) {
+            (Some(a), Some(b)) => lag(a, b),
+            _ => bail!("{usage}"),
+        },
         "flush" => Conntrack::open()
             .context("opening ctnetlink")?
             .flush()

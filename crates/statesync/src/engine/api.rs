@@ -50,6 +50,11 @@ pub enum Input {
         nonce: u64,
         handover_to: NodeId,
     },
+    /// Whether this node forwards new connections (master of a VIP, or about to become one):
+    /// the daemon says so before it adds a VIP and whenever that changes. A replicator starts
+    /// with `false` (a starting node is demoted until its bulk sync completes). A node that
+    /// forwards never leaves the NEW events ([`Action::NewEvents`]).
+    Forwarding(bool),
 }
 
 /// Where a datagram goes.
@@ -133,6 +138,15 @@ pub enum Action {
         from: NodeId,
         to: NodeId,
     },
+    /// Leave (`false`) or join again (`true`) the kernel's NEW conntrack events (keep UPDATE
+    /// and DESTROY). The kernel builds a NEW event for every create only while someone listens
+    /// to that group, our own installs included: that halves the rate of a bulk install. So a
+    /// node that does not forward ([`Input::Forwarding`]) leaves the group while a bulk sync is
+    /// received ([`Config::quiet_bulk`](super::Config::quiet_bulk)). `NewEvents(true)` is
+    /// always followed at once by [`Action::RequestDump`]: the conns this node's kernel created
+    /// meanwhile (a backup forwards few, if any) are learned from that dump, so nothing is lost,
+    /// only announced up to one bulk's duration later. Carry it out before the actions after it.
+    NewEvents(bool),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -298,6 +298,8 @@ impl Replicator {
                     start_gen: self.gen,
                     deadline,
                 };
+                // Before the installs this datagram brings.
+                self.update_quiet();
             }
             BulkRx::Receiving {
                 from: f,

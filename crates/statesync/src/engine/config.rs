@@ -71,6 +71,10 @@ pub struct Config {
     pub max_held: usize,
     /// How long the kernel's echo of a superseded install is still recognised. Default 5 s.
     pub echo_window: Duration,
+    /// Leave the kernel's NEW events while a bulk sync is installed on a node that does not
+    /// forward ([`Action::NewEvents`](super::Action::NewEvents)), and dump once back. Default
+    /// on.
+    pub quiet_bulk: bool,
 }
 
 impl Config {
@@ -102,6 +106,7 @@ impl Config {
             max_peers: 32,
             max_held: 256,
             echo_window: Duration::from_secs(5),
+            quiet_bulk: true,
         }
     }
 

@@ -62,7 +62,8 @@
 //! - `rx`: datagram checks before and after decryption, control records;
 //! - `repair`: a peer's stream in order, gaps, NACK / GONE, retransmission;
 //! - `apply`: a peer's records into the table and the kernel's Install / Remove batches;
-//! - `barrier`: planned hand-overs (the sync barrier, the hand-over notice).
+//! - `barrier`: planned hand-overs (the sync barrier, the hand-over notice);
+//! - `quiet`: NEW events left while a non-forwarding node installs a bulk sync.
 
 mod api;
 mod apply;
@@ -70,6 +71,7 @@ mod barrier;
 mod bulk;
 mod config;
 mod peers;
+mod quiet;
 mod repair;
 mod rx;
 mod serve;
@@ -183,6 +185,10 @@ pub struct Replicator {
 
     // barrier (barrier.rs): our own barrier while it is under way.
     barrier: Option<barrier::OwnBarrier>,
+
+    // quiet (quiet.rs): whether this node forwards, and whether NEW events are off.
+    forwarding: bool,
+    quiet: bool,
 }
 
 impl fmt::Debug for Replicator {
@@ -231,6 +237,8 @@ impl Replicator {
             removed: BTreeMap::new(),
             removed_order: VecDeque::new(),
             barrier: None,
+            forwarding: false,
+            quiet: false,
             ready: false,
             next_heartbeat: now + cfg.heartbeat_interval,
             tail_heartbeat: None,
@@ -275,7 +283,9 @@ impl Replicator {
             Input::PeerDown(addr) => self.on_peer_down(now, addr),
             Input::Resync => self.on_resync(now),
             Input::Barrier { nonce, handover_to } => self.start_barrier(now, nonce, handover_to),
+            Input::Forwarding(f) => self.on_forwarding(f),
         }
+        self.update_quiet();
     }
 
     /// [`Input::Local`] without the enum.
@@ -316,6 +326,7 @@ impl Replicator {
                 self.next_dump = Some(now + d);
             }
         }
+        self.update_quiet();
     }
 
     /// The earliest deadline; the daemon sleeps until then.

@@ -55,6 +55,7 @@ impl Replicator {
         }
         self.rx = buf;
         self.flush_batches();
+        self.update_quiet();
     }
 
     pub(super) fn dispatch(

@@ -137,6 +137,10 @@ pub struct Counters {
     pub bulk_states_ignored: u64,
     /// Entries forgotten after their timeout ran out.
     pub expired: u64,
+    /// Bulk syncs installed without listening for the kernel's NEW events (see
+    /// [`Action::NewEvents`](super::Action::NewEvents)).
+    #[serde(default)]
+    pub quiet_bulks: u64,
     pub rejected: BTreeMap<RejectReason, u64>,
 }
 

@@ -97,6 +97,13 @@ pub struct Node {
     pub barriers: Vec<(u64, Vec<NodeId>, usize)>,
     /// Hand-over notices heard: (from, to).
     pub handovers: Vec<(NodeId, NodeId)>,
+    /// Listening to NEW events ([`Action::NewEvents`]; if not, the kernel builds none), told
+    /// it forwards ([`Input::Forwarding`]), conns opened while not listening (with
+    /// `open_on_leave`, one the moment it stops).
+    pub new_events: bool,
+    pub forwarding: bool,
+    pub opened_quiet: u64,
+    pub open_on_leave: bool,
 }
 
 #[derive(Debug)]
@@ -194,6 +201,10 @@ impl Sim {
                 last_echo: start,
                 barriers: Vec::new(),
                 handovers: Vec::new(),
+                new_events: true,
+                forwarding: false,
+                opened_quiet: 0,
+                open_on_leave: false,
             });
         }
         for &i in absent {
@@ -290,6 +301,9 @@ impl Sim {
 
     /// The kernel's event for a change the daemon made; events reach the daemon in order.
     fn echo(&mut self, node: usize, ev: LocalEvent) {
+        if matches!(ev, LocalEvent::New(_)) && !self.nodes[node].new_events {
+            return; // Nobody listens to NEW: the kernel builds no event.
+        }
         let d = self.rng.duration(Duration::from_micros(50), 2 * MS);
         let at = (self.now + d).max(self.nodes[node].last_echo);
         self.nodes[node].last_echo = at;
@@ -383,6 +397,37 @@ impl Sim {
                 }
                 Action::HandoverRequested { from, to } => {
                     self.nodes[i].handovers.push((from, to));
+                }
+                Action::NewEvents(on) => {
+                    let left_forwarding = self.nodes[i].forwarding && !on;
+                    assert!(!left_forwarding, "node{} left NEW events forwarding", i + 1);
+                    assert_ne!(
+                        self.nodes[i].new_events,
+                        on,
+                        "node{} NewEvents({on}) twice",
+                        i + 1
+                    );
+                    self.note(format!("node{} new events {on}", i + 1));
+                    self.nodes[i].new_events = on;
+                    let c = random_conn(&mut self.rng);
+                    if !on && self.nodes[i].open_on_leave && !self.live.contains_key(&c.key()) {
+                        // Traffic the moment the node stops listening: only its kernel knows.
+                        self.preload(i, c);
+                        self.nodes[i].opened_quiet += 1;
+                    }
+                    if on {
+                        // A dump must follow at once (see Action::NewEvents).
+                        let next = self.nodes[i].engine.poll_action();
+                        assert!(
+                            matches!(next, Some(Action::RequestDump)),
+                            "node{}: NewEvents(true) followed by {next:?}",
+                            i + 1
+                        );
+                        let d = self.rng.duration(MS, 5 * MS);
+                        let at = self.now + d;
+                        let epoch = self.nodes[i].epoch;
+                        self.push(at, Ev::Dump { node: i, epoch });
+                    }
                 }
                 Action::RequestDump => {
                     let d = self.rng.duration(MS, 5 * MS);
@@ -528,7 +573,9 @@ impl Sim {
         self.live.insert(k, (node, c.clone()));
         let now = self.now;
         self.created.insert(k, now);
-        if self.nodes[node].alive {
+        if self.nodes[node].alive && !self.nodes[node].new_events {
+            self.nodes[node].opened_quiet += 1; // No NEW event: only the kernel knows.
+        } else if self.nodes[node].alive {
             self.nodes[node]
                 .engine
                 .handle(now, Input::Local(LocalEvent::New(c)));
@@ -650,6 +697,8 @@ impl Sim {
         n.ready_log.clear();
         n.alarms.clear();
         n.restarts += 1;
+        n.new_events = true; // A new daemon subscribes to every group.
+        n.forwarding = false;
         self.note(format!("node{} restart", i + 1));
         self.drain(i);
     }

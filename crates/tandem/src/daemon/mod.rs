@@ -219,6 +219,10 @@ impl Daemon {
                 } else {
                     self.masters.remove(&(interface.clone(), vhid));
                 }
+                if let Some(h) = &self.states {
+                    // A node master of nothing may install a bulk sync quietly.
+                    h.forwarding.send_replace(!self.masters.is_empty());
+                }
                 let vip = self
                     .cfg
                     .vips

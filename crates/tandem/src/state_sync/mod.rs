@@ -15,7 +15,7 @@ use statesync::{Replicator, SealKey};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 /// What the daemon can ask of the state sync task.
@@ -86,6 +86,11 @@ const EVENT_QUEUE: usize = 65_536;
 pub struct Handle {
     pub commands: mpsc::Sender<Command>,
     pub notices: mpsc::Receiver<Notice>,
+    /// Whether this node forwards new connections (master of at least one VIP): the daemon
+    /// sets it on every transition. A node that does not forward installs a bulk sync without
+    /// listening to the kernel's NEW events (see `statesync::Action::NewEvents`); one that
+    /// does never stops listening. (A flush before a VIP is added counts as forwarding too.)
+    pub forwarding: watch::Sender<bool>,
 }
 
 /// Why the state sync task gave no answer.
@@ -263,11 +268,21 @@ pub async fn start(
     let key_id = key_id_text(&key);
     let mut cfg = statesync::Config::new(node_id(node), random.epoch, key);
     cfg.mtu = 1400;
+    // 64 datagrams per 1 ms tick (the engine default is 16): tokio wakes its timers late on a
+    // busy machine, and with quiet bulk installs the receiver takes more than 16 per tick.
+    cfg.burst = 64;
     let engine = Replicator::new(Instant::now(), cfg, random.seed)
         .map_err(|e| anyhow::anyhow!("statesync: {e}"))?;
     // Subscribe before the first dump, so no change falls between the two.
     let events = Events::subscribe(Groups::ALL).context("subscribing to conntrack events")?;
+    let membership = events
+        .membership()
+        .context("a handle on the conntrack event groups")?;
     let ct = tokio::task::spawn_blocking(Conntrack::open)
+        .await
+        .context("conntrack thread")?
+        .context("opening ctnetlink")?;
+    let dumper = tokio::task::spawn_blocking(Conntrack::open)
         .await
         .context("conntrack thread")?
         .context("opening ctnetlink")?;
@@ -281,6 +296,7 @@ pub async fn start(
         .collect();
     let (ctl_tx, ctl_rx) = mpsc::channel(16);
     let (note_tx, note_rx) = mpsc::channel(16);
+    let (fwd_tx, fwd_rx) = watch::channel(false);
     info!(
         "state sync on {} ({}) {}:{} with {} peer(s), node id {}, key id {key_id}",
         settings.interface,
@@ -294,6 +310,12 @@ pub async fn start(
         engine,
         sock,
         ct: Some(ct),
+        inflight: None,
+        dumper: Some(dumper),
+        dump_inflight: None,
+        dump_again: false,
+        membership,
+        forwarding: Some(fwd_rx),
         peers,
         status: StateSyncStatus {
             enabled: true,
@@ -319,6 +341,7 @@ pub async fn start(
     Ok(Handle {
         commands: ctl_tx,
         notices: note_rx,
+        forwarding: fwd_tx,
     })
 }
 

@@ -3,12 +3,12 @@
 //! batched on the blocking pool).
 
 use super::{Command, Notice, StateSyncStatus, MAX_DRAIN};
-use linux::conntrack::{Conntrack, ConntrackError, EventItem, EventKind, Op};
+use linux::conntrack::{Conntrack, ConntrackError, EventItem, EventKind, Groups, Membership, Op};
 use statesync::{Action, Alarm, Dest, Input, LocalEvent, Replicator};
 use std::net::SocketAddr;
 use std::time::Instant;
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 pub(super) struct Task {
@@ -16,6 +16,21 @@ pub(super) struct Task {
     pub(super) sock: UdpSocket,
     /// Taken while a blocking kernel call runs on the blocking pool.
     pub(super) ct: Option<Conntrack>,
+    /// The kernel write under way (installs or removes), if any: it runs on the blocking pool
+    /// while this task goes on decoding datagrams (on another core), and gives the request
+    /// socket back when done. One at a time, so writes reach the kernel in the engine's order.
+    pub(super) inflight: Option<tokio::task::JoinHandle<(Conntrack, Written)>>,
+    /// A request socket of its own for dumps, so a dump (the kernel walks the conntrack hash
+    /// of every namespace: tens of ms, more with big tables next door) runs beside the
+    /// installs instead of holding them up; taken while one runs.
+    pub(super) dumper: Option<Conntrack>,
+    pub(super) dump_inflight: Option<tokio::task::JoinHandle<(Conntrack, Dumped)>>,
+    /// Another dump was asked for while one ran: it starts when that one lands.
+    pub(super) dump_again: bool,
+    /// Joins and leaves the event socket's NEW group (quiet bulk installs).
+    pub(super) membership: Membership,
+    /// Whether the node forwards (the daemon's word); `None` once the daemon dropped it.
+    pub(super) forwarding: Option<watch::Receiver<bool>>,
     pub(super) peers: Vec<SocketAddr>,
     pub(super) status: StateSyncStatus,
     pub(super) notices: mpsc::Sender<Notice>,
@@ -28,6 +43,15 @@ pub(super) struct Task {
     pub(super) endpoints_fresh: Vec<std::net::IpAddr>,
     pub(super) endpoints_told: Instant,
 }
+
+/// What a kernel write did: installs or removes, how many, and the errors.
+pub(super) struct Written {
+    install: bool,
+    n: u64,
+    failed: Vec<String>,
+}
+
+type Dumped = Result<Vec<statesync::model::Conn>, ConntrackError>;
 
 /// Most endpoints remembered as seen (beyond it, the daemon's periodic round covers them).
 const MAX_ENDPOINTS_SEEN: usize = 65_536;
@@ -66,6 +90,12 @@ impl Task {
                     None => return,
                 },
                 _ = sleep => self.engine.handle_timeout(Instant::now()),
+                w = landed(&mut self.inflight) => self.written(w),
+                d = landed(&mut self.dump_inflight) => self.dumped(d),
+                f = forwarding_changed(&mut self.forwarding) => match f {
+                    Some(f) => self.engine.handle(Instant::now(), Input::Forwarding(f)),
+                    None => self.forwarding = None,
+                },
                 cmd = ctl.recv() => match cmd {
                     Some(Command::Status(reply)) => {
                         let mut s = self.status.clone();
@@ -73,8 +103,12 @@ impl Task {
                         let _ = reply.send(s);
                     }
                     Some(Command::Flush(reply)) => {
+                        // A VIP is about to be added: from now on this node forwards, so it
+                        // listens to NEW events again before it answers (see quiet.rs).
+                        self.engine.handle(Instant::now(), Input::Forwarding(true));
                         self.drain_socket(&mut buf, usize::MAX);
                         self.execute().await;
+                        self.settle().await;
                         let _ = reply.send(());
                     }
                     Some(Command::Resync) => self.engine.handle(Instant::now(), Input::Resync),
@@ -156,7 +190,7 @@ impl Task {
             Ok(EventItem::Overrun) => {
                 self.status.overruns += 1;
                 warn!("conntrack events overran the receive buffer; dumping the table again");
-                self.dump().await;
+                self.dump();
             }
             Err(e) => {
                 self.status.last_error = Some(format!("conntrack events: {e}"));
@@ -183,40 +217,83 @@ impl Task {
         }
     }
 
-    /// Runs a blocking conntrack call on the blocking pool.
-    async fn kernel<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut Conntrack) -> T + Send + 'static,
-    ) -> Option<T> {
-        let mut ct = self.ct.take()?;
-        match tokio::task::spawn_blocking(move || {
-            let r = f(&mut ct);
-            (ct, r)
-        })
-        .await
-        {
-            Ok((ct, r)) => {
+    /// Waits for the kernel write under way, if any.
+    async fn settle(&mut self) {
+        if self.inflight.is_some() {
+            let w = landed(&mut self.inflight).await;
+            self.written(w);
+        }
+    }
+
+    /// A kernel write is done: the request socket is back, its outcome counted.
+    fn written(&mut self, w: Result<(Conntrack, Written), tokio::task::JoinError>) {
+        match w {
+            Ok((ct, w)) => {
                 self.ct = Some(ct);
-                Some(r)
+                let failed = w.failed.len() as u64;
+                if w.install {
+                    self.status.installed += w.n.saturating_sub(failed);
+                    self.note_errors("install", w.failed);
+                } else {
+                    self.status.removed += w.n.saturating_sub(failed);
+                    self.note_errors("remove", w.failed);
+                }
             }
             Err(e) => {
-                error!("conntrack thread died: {e}; state sync stops writing to the kernel");
-                None
+                error!("conntrack thread died: {e}; state sync stops writing to the kernel")
             }
         }
     }
 
-    async fn dump(&mut self) {
+    /// Starts a kernel write on the blocking pool once the one before it is done; returns at
+    /// once ([`Task::settle`] waits for it).
+    async fn write(&mut self, f: impl FnOnce(&mut Conntrack) -> Written + Send + 'static) {
+        self.settle().await;
+        let Some(mut ct) = self.ct.take() else {
+            return;
+        };
+        self.inflight = Some(tokio::task::spawn_blocking(move || {
+            let w = f(&mut ct);
+            (ct, w)
+        }));
+    }
+
+    /// Starts a dump on the blocking pool (or, if one runs, another once it lands); the
+    /// engine hears [`Input::DumpStarted`] now and the snapshot when it lands, and handles the
+    /// events and datagrams in between as usual (what they touch is newer than the dump).
+    fn dump(&mut self) {
+        if self.dump_inflight.is_some() {
+            self.dump_again = true;
+            return;
+        }
+        let Some(mut ct) = self.dumper.take() else {
+            return;
+        };
         self.engine.handle(Instant::now(), Input::DumpStarted);
-        match self.kernel(|ct| ct.dump()).await {
-            Some(Ok(conns)) => self
-                .engine
-                .handle(Instant::now(), Input::LocalSnapshot(conns)),
-            Some(Err(e)) => {
-                self.status.last_error = Some(format!("conntrack dump: {e}"));
-                error!("conntrack dump: {e}");
+        self.dump_inflight = Some(tokio::task::spawn_blocking(move || {
+            let r = ct.dump();
+            (ct, r)
+        }));
+    }
+
+    fn dumped(&mut self, d: Result<(Conntrack, Dumped), tokio::task::JoinError>) {
+        match d {
+            Ok((ct, r)) => {
+                self.dumper = Some(ct);
+                match r {
+                    Ok(conns) => self
+                        .engine
+                        .handle(Instant::now(), Input::LocalSnapshot(conns)),
+                    Err(e) => {
+                        self.status.last_error = Some(format!("conntrack dump: {e}"));
+                        error!("conntrack dump: {e}");
+                    }
+                }
             }
-            None => {}
+            Err(e) => error!("conntrack dump thread died: {e}; no more dumps"),
+        }
+        if std::mem::take(&mut self.dump_again) {
+            self.dump();
         }
     }
 
@@ -253,7 +330,9 @@ impl Task {
                 return;
             };
             match action {
-                Action::Send { to, bytes } | Action::SendAfterKernel { to, bytes } => {
+                Action::Send { to, bytes } => self.send(to, &bytes).await,
+                Action::SendAfterKernel { to, bytes } => {
+                    self.settle().await;
                     self.send(to, &bytes).await
                 }
                 Action::BarrierDone { nonce, confirmed } => {
@@ -271,46 +350,48 @@ impl Task {
                         conns.append(more);
                         actions.pop_front();
                     }
-                    let n = conns.len() as u64;
                     self.note_endpoints(&conns);
-                    let failed = self
-                        .kernel(move |ct| {
-                            let ops: Vec<Op<'_>> = conns.iter().map(Op::Create).collect();
-                            let res = ct.apply(&ops);
-                            let errs: Vec<String> = res
-                                .iter()
-                                .filter_map(|r| r.as_ref().err().map(ToString::to_string))
-                                .collect();
-                            errs
-                        })
-                        .await
-                        .unwrap_or_default();
-                    self.status.installed += n - failed.len() as u64;
-                    self.note_errors("install", failed);
+                    self.write(move |ct| {
+                        let ops: Vec<Op<'_>> = conns.iter().map(Op::Create).collect();
+                        let failed = ct
+                            .apply(&ops)
+                            .iter()
+                            .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+                            .collect();
+                        Written {
+                            install: true,
+                            n: ops.len() as u64,
+                            failed,
+                        }
+                    })
+                    .await;
                 }
                 Action::Remove(mut keys) => {
                     while let Some(Action::Remove(more)) = actions.front_mut() {
                         keys.append(more);
                         actions.pop_front();
                     }
-                    let n = keys.len() as u64;
-                    let failed = self
-                        .kernel(move |ct| {
-                            let ops: Vec<Op<'_>> = keys.iter().map(Op::Delete).collect();
-                            ct.apply(&ops)
-                                .iter()
-                                .filter_map(|r| match r {
-                                    Err(e) if !e.is_not_found() => Some(e.to_string()),
-                                    _ => None,
-                                })
-                                .collect::<Vec<_>>()
-                        })
-                        .await
-                        .unwrap_or_default();
-                    self.status.removed += n - failed.len() as u64;
-                    self.note_errors("remove", failed);
+                    self.write(move |ct| {
+                        let ops: Vec<Op<'_>> = keys.iter().map(Op::Delete).collect();
+                        let failed = ct
+                            .apply(&ops)
+                            .iter()
+                            .filter_map(|r| match r {
+                                Err(e) if !e.is_not_found() => Some(e.to_string()),
+                                _ => None,
+                            })
+                            .collect();
+                        Written {
+                            install: false,
+                            n: ops.len() as u64,
+                            failed,
+                        }
+                    })
+                    .await;
                 }
                 Action::ReadyChanged(ready) => {
+                    // Ready means the states are in the kernel, not on their way.
+                    self.settle().await;
                     info!(
                         "state sync {}",
                         if ready {
@@ -330,7 +411,27 @@ impl Task {
                         let _ = self.notices.send(Notice::Ready(true)).await;
                     }
                 }
-                Action::RequestDump => self.dump().await,
+                Action::RequestDump => self.dump(),
+                Action::NewEvents(on) => self.new_events(on),
+            }
+        }
+    }
+
+    /// Joins (`true`) or leaves the kernel's NEW events. A failed leave only costs speed; a
+    /// failed join is loud: the dump that follows and the periodic ones still find the conns
+    /// whose NEW event does not come.
+    fn new_events(&mut self, on: bool) {
+        let r = if on {
+            self.membership.join(Groups::NEW)
+        } else {
+            self.membership.leave(Groups::NEW)
+        };
+        match r {
+            Ok(()) if on => debug!("listening to NEW conntrack events again"),
+            Ok(()) => debug!("bulk sync: not listening to NEW conntrack events meanwhile"),
+            Err(e) => {
+                error!("conntrack events: {e}");
+                self.status.last_error = Some(format!("conntrack events: {e}"));
             }
         }
     }
@@ -342,4 +443,27 @@ impl Task {
             self.status.last_error = Some(format!("{what}: {first}"));
         }
     }
+}
+
+/// The daemon's next word on forwarding; `None` when it dropped the sender (then never again).
+async fn forwarding_changed(rx: &mut Option<watch::Receiver<bool>>) -> Option<bool> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(*rx.borrow_and_update()),
+            Err(_) => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// The kernel call under way, once done (never while there is none).
+async fn landed<T>(
+    h: &mut Option<tokio::task::JoinHandle<(Conntrack, T)>>,
+) -> Result<(Conntrack, T), tokio::task::JoinError> {
+    let r = match h.as_mut() {
+        Some(j) => j.await,
+        None => std::future::pending().await,
+    };
+    *h = None;
+    r
 }
