@@ -58,6 +58,16 @@ impl TKey {
         TKey { src, dst, rest }
     }
 
+    /// A key for tests of the engine's maps (no conn behind it).
+    #[cfg(test)]
+    pub(crate) fn for_test(i: u32) -> TKey {
+        TKey {
+            src: u128::from(i),
+            dst: 0,
+            rest: 0,
+        }
+    }
+
     pub(crate) fn of(c: &Conn) -> TKey {
         TKey::new(&c.orig, c.zone)
     }

@@ -697,3 +697,28 @@ fn peer_up_during_the_last_attempt_retries_at_once() {
         ]
     );
 }
+
+#[test]
+fn the_oldest_change_goes_out_first_whatever_its_key() {
+    let now = Instant::now();
+    let mut a = Node::new(now, cfg(1));
+    a.sent.clear();
+    // The first conn has the highest key; 200 newer ones with lower keys fill datagrams.
+    let first = conn(60_000);
+    a.local(now, LocalEvent::New(first.clone()));
+    for i in 0..200 {
+        a.local(now, LocalEvent::New(conn(i)));
+    }
+    // Full datagrams went out at once; the partial rest waits for the flush timer. The
+    // oldest change is in the first datagram, not left waiting behind newer ones.
+    let recs = a.stream_records();
+    assert!(
+        !recs.is_empty() && recs.len() < 201,
+        "{} records",
+        recs.len()
+    );
+    let Record::Insert(c) = &recs[0] else {
+        panic!("{:?}", recs[0])
+    };
+    assert_eq!(c.orig, first.orig, "the oldest change did not go first");
+}

@@ -71,6 +71,7 @@ mod barrier;
 mod bulk;
 mod config;
 mod peers;
+mod pending;
 mod quiet;
 mod repair;
 mod rx;
@@ -95,7 +96,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 use table::Entry;
-use tx::{Op, Tx};
+use tx::Tx;
 
 /// Tiny seeded generator (SplitMix64): request ids and probe nonces.
 struct SplitMix64(u64);
@@ -134,7 +135,7 @@ pub struct Replicator {
     tx: Tx,
     /// Records of the stream datagram being built.
     stage: Vec<u8>,
-    pending: BTreeMap<TKey, Op>,
+    pending: pending::Pending,
     pending_bytes: usize,
     flush_at: Option<Instant>,
     tokens: u32,
@@ -217,7 +218,7 @@ impl Replicator {
             table: BTreeMap::new(),
             gen: 0,
             dump_gen: None,
-            pending: BTreeMap::new(),
+            pending: pending::Pending::default(),
             pending_bytes: 0,
             flush_at: None,
             in_snapshot: false,

@@ -114,10 +114,9 @@ impl Tx {
 
 impl Replicator {
     pub(super) fn queue(&mut self, now: Instant, key: TKey, op: Op) {
-        use std::collections::btree_map::Entry as E;
-        match self.pending.entry(key) {
-            E::Vacant(v) => {
-                v.insert(op);
+        match self.pending.get(&key).copied() {
+            None => {
+                self.pending.push(key, op);
                 self.pending_bytes += match op {
                     Op::Delete => delete_record_len(&key.conn_key()),
                     _ => self
@@ -126,22 +125,17 @@ impl Replicator {
                         .map_or(0, |e| conn_record_len(&e.conn, true)),
                 };
             }
-            E::Occupied(mut o) => {
+            Some(waiting) => {
                 self.counters.collapsed += 1;
-                match (*o.get(), op) {
+                let collapsed = match (waiting, op) {
                     // Not announced live, but a bulk may have carried it: the delete goes
                     // out (a delete of an unknown conn costs the receiver nothing).
-                    (Op::Insert, Op::Delete) => {
-                        o.insert(Op::Delete);
-                    }
-                    (Op::Insert, _) => {}
-                    (Op::Delete, Op::Insert) => {
-                        o.insert(Op::Update);
-                    }
-                    (_, op) => {
-                        o.insert(op);
-                    }
-                }
+                    (Op::Insert, Op::Delete) => Op::Delete,
+                    (Op::Insert, _) => Op::Insert,
+                    (Op::Delete, Op::Insert) => Op::Update,
+                    (_, op) => op,
+                };
+                self.pending.set(&key, collapsed);
             }
         }
         if self.pending.is_empty() {
