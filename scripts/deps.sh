@@ -6,7 +6,7 @@
 # the package build and its test (scripts/package.sh, crates/tandem/tests/package.rs).
 set -euo pipefail
 pkgs=(iproute2 iputils-ping iputils-arping ucarp keepalived nftables conntrack conntrackd tcpdump python3
-    chromium systemd util-linux dpkg-dev)
+    chromium systemd util-linux dpkg-dev unbound dnsutils)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

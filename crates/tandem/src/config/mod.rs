@@ -3,12 +3,13 @@
 //! every problem reported as `FILE:LINE:COL: message` ([`error`]).
 //!
 //! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
-//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`) never sync; the synced areas are `vips`
-//! (here) and the firewall crate's areas. A
+//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`, `[dns_local]`) never sync; the synced areas
+//! are `vips` and `dns` (here) and the firewall crate's areas. A
 //! config sync peer composes its running config from its own file and the synced areas in its
 //! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
 
 pub mod checks;
+pub mod dns;
 pub mod document;
 pub mod error;
 pub mod hooks;
@@ -64,6 +65,10 @@ pub struct Config {
     pub checks: Vec<CheckSpec>,
     /// The synced firewall areas (aliases, rules, nat, gateways, routes).
     pub areas: firewall::Areas,
+    /// The synced area `dns` (None: absent, and unbound is left alone).
+    pub dns: Option<dns::Dns>,
+    /// `[dns_local]`: this node's unbound (None: the dns area is held but not applied).
+    pub dns_local: Option<dns::DnsLocal>,
     /// The running config as plain TOML (area texts and hashes, `config show`).
     pub plain: toml::Table,
     /// On a config sync peer: where each running area came from.
@@ -191,6 +196,11 @@ impl Config {
         let firewall = node::firewall(&mut errs, raw.firewall.as_ref(), &raw.areas);
         let hooks = hooks::hooks(&mut errs, raw.hooks.as_ref());
         let checks = checks::checks(&mut errs, &raw.checks, &interfaces);
+        let dns = raw.dns.as_ref().map(|d| dns::dns(&mut errs, d));
+        let dns_local = raw
+            .dns_local
+            .as_ref()
+            .map(|d| dns::dns_local(&mut errs, d, &interfaces));
         errs.finish()?;
         Ok(Config {
             sources,
@@ -206,6 +216,8 @@ impl Config {
             hooks,
             checks,
             areas: raw.areas,
+            dns,
+            dns_local,
             plain,
             provenance: None,
             area_notes: Vec::new(),

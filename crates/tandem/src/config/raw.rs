@@ -3,6 +3,7 @@
 //! some synced areas from another file, as data.
 
 use super::checks::RawCheck;
+use super::dns::{RawDns, RawDnsLocal};
 use super::document::{self, Sources, Tree};
 use super::error::{ConfigError, ConfigErrors};
 use super::hooks::RawHooks;
@@ -17,7 +18,7 @@ use std::path::Path;
 use toml::Spanned;
 
 /// The node-local tables: never synced.
-pub const NODE_TABLES: [&str; 9] = [
+pub const NODE_TABLES: [&str; 10] = [
     "node",
     "interfaces",
     "carp",
@@ -27,13 +28,17 @@ pub const NODE_TABLES: [&str; 9] = [
     "metrics",
     "hooks",
     "checks",
+    "dns_local",
 ];
 
-/// The synced areas the firewall crate owns (every area but `vips`).
+/// The synced areas owned elsewhere than in the firewall crate.
+const NOT_FIREWALL: [Area; 2] = [Area::Vips, Area::Dns];
+
+/// The synced areas the firewall crate owns.
 fn firewall_keys() -> Vec<&'static str> {
     Area::ALL
         .into_iter()
-        .filter(|a| *a != Area::Vips)
+        .filter(|a| !NOT_FIREWALL.contains(a))
         .map(Area::as_str)
         .collect()
 }
@@ -54,6 +59,9 @@ pub struct RawFile {
     pub vips: Vec<Spanned<RawVip>>,
     /// The synced areas of the firewall crate.
     pub areas: firewall::Areas,
+    /// The synced area `dns`, and the node-local `[dns_local]`.
+    pub dns: Option<Spanned<RawDns>>,
+    pub dns_local: Option<Spanned<RawDnsLocal>>,
 }
 
 impl RawFile {
@@ -66,6 +74,7 @@ impl RawFile {
             Area::Nat => self.areas.nat.clone_from(&from.areas.nat),
             Area::Gateways => self.areas.gateways.clone_from(&from.areas.gateways),
             Area::Routes => self.areas.routes.clone_from(&from.areas.routes),
+            Area::Dns => self.dns.clone_from(&from.dns),
         }
     }
 
@@ -110,6 +119,8 @@ impl RawFile {
             checks: ok(e, tree.take("checks")).unwrap_or_default(),
             vips: ok(e, tree.take("vips")).unwrap_or_default(),
             areas: ok(e, tree.take_table(&fw).map(Some)).unwrap_or_default(),
+            dns: ok(e, tree.take("dns")),
+            dns_local: ok(e, tree.take("dns_local")),
         };
         errors.append(&mut unknown);
         (raw, errors)
