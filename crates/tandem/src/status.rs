@@ -5,6 +5,7 @@
 pub use crate::carp_thread::{Demotion, VipStatus};
 pub use crate::checks::CheckStatus;
 pub use crate::config_sync::ConfigSyncStatus;
+pub use crate::dns_apply::DnsStatus;
 pub use crate::firewall_apply::FirewallStatus;
 pub use crate::hooks::HookStatus;
 pub use crate::state_sync::StateSyncStatus;
@@ -43,6 +44,9 @@ pub struct Status {
     /// When maintenance mode was entered (seconds since the Unix epoch), if known.
     #[serde(default)]
     pub maintenance_since: Option<u64>,
+    /// The synced `[dns]` area on this node's unbound (None without a `[dns]` area).
+    #[serde(default)]
+    pub dns: Option<DnsStatus>,
 }
 
 /// One line each for config sync and state sync ("not configured" without them).
@@ -173,6 +177,9 @@ pub fn render(s: &Status) -> String {
         }
     }
     let _ = writeln!(out, "state sync: {}", s.sync.state);
+    if let Some(d) = &s.dns {
+        let _ = writeln!(out, "{}", crate::dns_apply::line(d));
+    }
     for c in &s.checks {
         let _ = writeln!(
             out,

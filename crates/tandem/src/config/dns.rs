@@ -1,7 +1,7 @@
 //! The synced area `[dns]` (host overrides, domain overrides, forwarders for the local
 //! resolver) and the node-local `[dns_local]` (where this node's unbound is, what it listens
 //! on). Pure: the values are checked here, each problem at its FILE:LINE:COL; rendering is
-//! `crate::dns_apply::render`.
+//! in the dns_apply subsystem.
 
 use super::Errors;
 use serde::Deserialize;

@@ -50,6 +50,8 @@ pub struct Daemon {
     firewall_error: Option<String>,
     /// How the running ruleset went into the kernel.
     firewall_last: Option<crate::firewall_apply::LastApply>,
+    /// What this node's unbound runs of the `[dns]` area.
+    dns: crate::dns_apply::DnsState,
     sync: Option<ConfigSync>,
     sync_rx: Option<mpsc::Receiver<config_sync::Input>>,
     states: Option<state_sync::Handle>,

@@ -172,6 +172,7 @@ impl Daemon {
             hooks: self.hooks.status(),
             maintenance: self.maintenance.is_some(),
             maintenance_since: self.maintenance.flatten(),
+            dns: crate::dns_apply::status(&self.cfg, &self.dns),
         }
     }
 }
