@@ -334,6 +334,8 @@ fn scan_control_socket(text: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+mod dns_tests;
+#[cfg(test)]
 mod ops_tests;
 #[cfg(test)]
 mod peers_tests;
