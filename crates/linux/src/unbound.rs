@@ -185,9 +185,74 @@ impl UnboundControl {
     }
 }
 
+/// The local addresses with a UDP socket bound to `port` in this network namespace
+/// (/proc/net/udp and udp6): what a resolver really listens on. Unreadable files count as
+/// no sockets.
+pub fn udp_bound(port: u16) -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    for f in ["/proc/net/udp", "/proc/net/udp6"] {
+        if let Ok(text) = std::fs::read_to_string(f) {
+            out.extend(parse_proc_udp(&text, port));
+        }
+    }
+    out
+}
+
+/// The `local_address` column of /proc/net/udp{,6}: the address as the kernel's 32-bit words
+/// in host byte order, in hex, then `:PORT` in hex.
+fn parse_proc_udp(text: &str, port: u16) -> Vec<std::net::IpAddr> {
+    let mut out = Vec::new();
+    for line in text.lines().skip(1) {
+        let Some(local) = line.split_whitespace().nth(1) else {
+            continue;
+        };
+        let Some((addr, p)) = local.split_once(':') else {
+            continue;
+        };
+        if u16::from_str_radix(p, 16).ok() != Some(port) {
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(16);
+        for i in (0..addr.len()).step_by(8) {
+            match addr.get(i..i + 8).map(|w| u32::from_str_radix(w, 16)) {
+                Some(Ok(w)) => bytes.extend_from_slice(&w.to_ne_bytes()),
+                _ => break,
+            }
+        }
+        if let Ok(b4) = <[u8; 4]>::try_from(bytes.as_slice()) {
+            out.push(std::net::IpAddr::from(b4));
+        } else if let Ok(b16) = <[u8; 16]>::try_from(bytes.as_slice()) {
+            out.push(std::net::IpAddr::from(b16));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(target_endian = "little")]
+    fn proc_udp_lines_give_addresses_on_the_port() {
+        let v4 = "  sl  local_address rem_address   st\n\
+   0: 0100007F:0035 00000000:0000 07\n\
+   1: 010200C0:0035 00000000:0000 07\n\
+   2: 010200C0:14E9 00000000:0000 07\n";
+        assert_eq!(
+            parse_proc_udp(v4, 53),
+            vec![
+                "127.0.0.1".parse::<std::net::IpAddr>().expect("ip"),
+                "192.0.2.1".parse().expect("ip")
+            ]
+        );
+        let v6 = "  sl  local_address rem_address st\n\
+   0: B80D0120000000000000000060000000:0035 00000000000000000000000000000000:0000 07\n";
+        assert_eq!(
+            parse_proc_udp(v6, 53),
+            vec!["2001:db8::60".parse::<std::net::IpAddr>().expect("ip")]
+        );
+    }
 
     #[test]
     fn files_are_replaced_whole_and_put_back() {

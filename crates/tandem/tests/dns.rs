@@ -54,7 +54,10 @@ fn start_unbound(lab: &Lab, host: &Host, node: &str) -> Process {
     let dir = lab.dir().join(unbound_dir(node));
     std::fs::create_dir_all(&dir).expect("unbound dir");
     let d = dir.display();
-    std::fs::write(dir.join("tandem.conf"), "").expect("include");
+    // Empty at first; later starts keep what tandem wrote.
+    if !dir.join("tandem.conf").exists() {
+        std::fs::write(dir.join("tandem.conf"), "").expect("include");
+    }
     let conf = dir.join("unbound.conf");
     std::fs::write(
         &conf,
@@ -164,6 +167,26 @@ fn overrides_resolve_through_the_vip_across_a_failover_and_sync_to_the_peer() {
     c.fw1().expect_state(7, "MASTER", ELECTION);
     c.fw2.expect_state(7, "BACKUP", ELECTION);
     c.wait_in_sync();
+
+    // unbound binds its addresses only when it starts: both say so until it is restarted
+    // (as an admin does once after setting up [dns_local]).
+    for n in [c.fw1(), &c.fw2] {
+        c.wait("unbound applied, not yet listening on the VIP", || {
+            let d = &n.status()["dns"];
+            d["applied"] == true && d["not_listening"].to_string().contains("192.0.2.1")
+        });
+    }
+    {
+        let mut r = resolvers.borrow_mut();
+        r.clear();
+        r.push(start_unbound(&c.lab, &c.h1, "fw1"));
+        r.push(start_unbound(&c.lab, &c.fw2.host, "fw2"));
+    }
+    for n in [c.fw1(), &c.fw2] {
+        c.wait("unbound listens on every address", || {
+            n.status()["dns"]["not_listening"] == serde_json::json!([])
+        });
+    }
 
     // Through the VIP (fw1 answers), and fw2's own unbound has the pushed area too.
     wait_answer(

@@ -145,6 +145,13 @@ pub async fn apply(state: &mut DnsState, plan: Option<Plan>) -> anyhow::Result<O
                 "dns: unbound reloaded with {}",
                 plan.local.include.display()
             );
+            let missing = not_listening(&state.listen);
+            if !missing.is_empty() {
+                tracing::warn!(
+                    "dns: unbound does not listen on {}: it binds addresses only when it starts; restart unbound",
+                    missing.join(", ")
+                );
+            }
             Ok(Some(Undo {
                 local: plan.local,
                 file,
@@ -194,6 +201,9 @@ pub struct DnsStatus {
     pub forwarders: usize,
     /// The addresses unbound was told to listen on.
     pub listen: Vec<String>,
+    /// Those of them with no UDP socket on port 53 right now: unbound binds its addresses
+    /// only when it starts (a reload does not), so a new one needs a restart of unbound.
+    pub not_listening: Vec<String>,
     /// unbound-control reloads since the daemon started.
     pub reloads: u64,
     pub last_error: Option<String>,
@@ -216,9 +226,26 @@ pub fn status(cfg: &Config, state: &DnsState) -> Option<DnsStatus> {
         domains: dns.domains.len(),
         forwarders: dns.forwarders.len(),
         listen: state.listen.clone(),
+        not_listening: not_listening(&state.listen),
         reloads: state.reloads,
         last_error: state.last_error.clone(),
     })
+}
+
+/// The addresses of `listen` unbound has no socket on (port 53, this namespace).
+fn not_listening(listen: &[String]) -> Vec<String> {
+    if listen.is_empty() {
+        return Vec::new();
+    }
+    let bound = linux::unbound::udp_bound(53);
+    listen
+        .iter()
+        .filter(|a| {
+            a.parse::<std::net::IpAddr>()
+                .map_or(true, |ip| !bound.contains(&ip))
+        })
+        .cloned()
+        .collect()
 }
 
 /// One line for `tandem status`.
@@ -237,6 +264,12 @@ pub fn line(s: &DnsStatus) -> String {
         "NOT applied".to_string()
     };
     let mut out = format!("dns: {what}; {state}");
+    if !s.not_listening.is_empty() {
+        out.push_str(&format!(
+            "; NOT listening on {} (restart unbound: it binds addresses only when it starts)",
+            s.not_listening.join(",")
+        ));
+    }
     if let Some(e) = &s.last_error {
         out.push_str(&format!("; last error: {e}"));
     }
