@@ -20,6 +20,9 @@ pub struct Cluster {
     pub client: Host,
 }
 
+/// See [`Opts::before_nodes`].
+pub type BeforeNodes<'a> = dyn Fn(&Lab, &Host, &Host) + 'a;
+
 pub struct Opts<'a> {
     /// The areas fw1 pushes (`None`: the default, all).
     pub areas: Option<&'a [&'a str]>,
@@ -36,7 +39,7 @@ pub struct Opts<'a> {
     /// fw2 runs with at most this many open files (soft and hard limit).
     pub fw2_open_files: Option<u32>,
     /// Runs once the hosts are wired, before either daemon starts: (lab, fw1's host, fw2's).
-    pub before_nodes: Option<&'a dyn Fn(&Lab, &Host, &Host)>,
+    pub before_nodes: Option<&'a BeforeNodes<'a>>,
 }
 
 pub const BASE_RULES: &str = r#"
