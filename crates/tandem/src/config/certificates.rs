@@ -25,6 +25,11 @@ pub struct RawCertificate {
 pub struct KeyPem(String);
 
 impl KeyPem {
+    #[cfg(test)]
+    pub fn new(pem: String) -> KeyPem {
+        KeyPem(pem)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -230,7 +235,10 @@ mod tests {
     fn a_matching_pair_is_inspected() {
         let (c, k) = pair("fw.example.org");
         let info = inspect(&c, &k).expect("valid");
-        assert!(info.subject.contains("CN=rcgen self signed cert"), "{info:?}");
+        assert!(
+            info.subject.contains("CN=rcgen self signed cert"),
+            "{info:?}"
+        );
         assert!(info.not_after > info.not_before);
         assert_eq!(info.sha256.len(), 64);
         assert_eq!(info.chain, 0);
@@ -273,6 +281,64 @@ mod tests {
         for bad in ["", ".hidden", "a/b", "..", "a b", &"x".repeat(65), "é"] {
             assert!(!valid_name(bad), "{bad}");
         }
+    }
+
+    const NODE: &str = "[node]\nname = \"fw1\"\ncontrol_socket = \"/run/t.sock\"\n[interfaces]\nlan = \"eth0\"\n[carp]\npassphrase = \"s3cret\"\n";
+
+    fn entry(name: &str, c: &str, k: &str) -> String {
+        format!("\n[[certificates]]\nname = {name:?}\ncert = '''\n{c}'''\nkey = '''\n{k}'''\n")
+    }
+
+    fn build(text: &str) -> Result<crate::config::Config, Vec<String>> {
+        let file = std::path::Path::new("t.toml");
+        crate::config::ParsedFile::parse(file, text.to_string())
+            .and_then(|p| crate::config::Config::build(p, file))
+            .map_err(|e| e.0.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn errors_are_located_and_name_the_certificate() {
+        let (c, k) = pair("a.example.org");
+        let (_, other) = pair("b.example.org");
+        let good = format!("{NODE}{}", entry("web", &c, &k));
+        let cfg = build(&good).expect("valid");
+        assert_eq!(cfg.certificates.len(), 1);
+        assert_eq!(cfg.certificates[0].key_pem.expose(), k);
+        // The key of another certificate: the error points at `key`, line and column.
+        let bad = format!("{NODE}{}", entry("web", &c, &other));
+        let e = build(&bad).expect_err("mismatch");
+        let key_line = bad
+            .lines()
+            .position(|l| l.starts_with("key = "))
+            .expect("key")
+            + 1;
+        assert!(
+            e[0].starts_with(&format!(
+                "t.toml:{key_line}:7: certificate \"web\": key: the key does not match"
+            )),
+            "{e:?}"
+        );
+        assert!(!e[0].contains(k.lines().nth(1).unwrap_or("-")));
+        // Names are unique; the second is the one at fault.
+        let twice = format!("{good}{}", entry("web", &c, &k));
+        let e = build(&twice).expect_err("twice");
+        let second = twice
+            .match_indices("name = \"web\"")
+            .nth(1)
+            .expect("second")
+            .0;
+        let line = twice[..second].matches('\n').count() + 1;
+        assert_eq!(
+            e,
+            vec![format!(
+                "t.toml:{line}:8: certificate name \"web\" is used twice"
+            )]
+        );
+        let e = build(&format!("{NODE}{}", entry("../x", &c, &k))).expect_err("name");
+        assert!(e[0].contains("certificate name \"../x\" must be"), "{e:?}");
+        let e =
+            build(&format!("{NODE}{}key_file = \"/x\"\n", entry("w", &c, &k))).expect_err("field");
+        assert!(e[0].contains("key_file"), "{e:?}");
     }
 
     #[test]
