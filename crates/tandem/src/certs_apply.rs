@@ -251,7 +251,7 @@ mod tests {
         );
         // Someone else's file in the directory stays.
         std::fs::write(dir.join("other.crt"), "x").expect("other");
-        let st = stage(&dir, &[b.clone()]).expect("stage");
+        let st = stage(&dir, std::slice::from_ref(&b)).expect("stage");
         assert!(st.changes());
         st.commit().expect("commit");
         assert!(!dir.join("a.crt").exists() && !dir.join("a.key").exists());
