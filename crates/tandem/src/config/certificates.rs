@@ -183,6 +183,7 @@ pub fn inspect(cert_pem: &str, key_pem: &str) -> Result<CertInfo, (bool, String)
 pub fn certificates(errs: &mut Errors<'_>, raw: &[Spanned<RawCertificate>]) -> Vec<Certificate> {
     let mut out = Vec::new();
     let mut seen: BTreeMap<String, ()> = BTreeMap::new();
+    let mut warned = std::collections::BTreeSet::new();
     for r in raw.iter().map(Spanned::get_ref) {
         let name = r.name.get_ref();
         if !valid_name(name) {
@@ -201,6 +202,11 @@ pub fn certificates(errs: &mut Errors<'_>, raw: &[Spanned<RawCertificate>]) -> V
                 format!("certificate name {name:?} is used twice"),
             );
             continue;
+        }
+        if let Some(file) = errs.sources.file_of(&r.key.span()) {
+            if warned.insert(file.to_path_buf()) {
+                super::secret::warn_if_shared(file, "the config file holding certificate keys");
+            }
         }
         match inspect(r.cert.get_ref(), r.key.get_ref()) {
             Ok(info) => out.push(Certificate {
