@@ -136,6 +136,16 @@ fn a_certificate_added_on_the_primary_is_written_on_the_peer() {
     ] {
         assert!(!text.contains(&secret), "the key is in {what}:\n{text}");
     }
+    // tandem.get_areas, which the shared credentials alone allow, hides it.
+    let r = python_client(&c, &c.lab.dir().join("fw2-state/cert.pem"));
+    let area = &r["get_areas_certificates"];
+    let text = area["text"].as_str().expect("certificates text");
+    assert!(
+        text.contains("name = \"web\"") && text.contains("<secret>"),
+        "{area}"
+    );
+    assert!(!text.contains(&secret), "{area}");
+    assert_eq!(area["hash"].as_str().map(str::len), Some(64), "{area}");
     // Config sync's files that hold it (synced.toml, pushed.toml, incoming.toml, history)
     // are the owner's only, and so is the state dir.
     let state2 = c.lab.dir().join("fw2-state");
