@@ -16,16 +16,18 @@ pub enum Area {
     Nat,
     Gateways,
     Routes,
+    Certificates,
 }
 
 impl Area {
-    pub const ALL: [Area; 6] = [
+    pub const ALL: [Area; 7] = [
         Area::Vips,
         Area::Aliases,
         Area::Rules,
         Area::Nat,
         Area::Gateways,
         Area::Routes,
+        Area::Certificates,
     ];
 
     /// The top-level key in the config file.
@@ -37,6 +39,7 @@ impl Area {
             Area::Nat => "nat",
             Area::Gateways => "gateways",
             Area::Routes => "routes",
+            Area::Certificates => "certificates",
         }
     }
 

@@ -4,10 +4,11 @@
 //!
 //! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
 //! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`) never sync; the synced areas are `vips`
-//! (here) and the firewall crate's areas. A
+//! and `certificates` (here) and the firewall crate's areas. A
 //! config sync peer composes its running config from its own file and the synced areas in its
 //! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
 
+pub mod certificates;
 pub mod checks;
 pub mod document;
 pub mod error;
@@ -20,6 +21,7 @@ pub mod statesync;
 pub mod sync;
 pub mod vips;
 
+pub use certificates::Certificate;
 pub use checks::{CheckKind, CheckSpec};
 pub use error::{ConfigError, ConfigErrors};
 pub use hooks::{Hook, HookSettings};
@@ -64,6 +66,8 @@ pub struct Config {
     pub checks: Vec<CheckSpec>,
     /// The synced firewall areas (aliases, rules, nat, gateways, routes).
     pub areas: firewall::Areas,
+    /// The synced area `certificates`, checked (in file order).
+    pub certificates: Vec<Certificate>,
     /// The running config as plain TOML (area texts and hashes, `config show`).
     pub plain: toml::Table,
     /// On a config sync peer: where each running area came from.
@@ -191,6 +195,7 @@ impl Config {
         let firewall = node::firewall(&mut errs, raw.firewall.as_ref(), &raw.areas);
         let hooks = hooks::hooks(&mut errs, raw.hooks.as_ref());
         let checks = checks::checks(&mut errs, &raw.checks, &interfaces);
+        let certificates = certificates::certificates(&mut errs, &raw.certificates);
         errs.finish()?;
         Ok(Config {
             sources,
@@ -206,6 +211,7 @@ impl Config {
             hooks,
             checks,
             areas: raw.areas,
+            certificates,
             plain,
             provenance: None,
             area_notes: Vec::new(),

@@ -2,6 +2,7 @@
 //! (spans kept), not yet checked. Composition works on these: a peer's running config takes
 //! some synced areas from another file, as data.
 
+use super::certificates::RawCertificate;
 use super::checks::RawCheck;
 use super::document::{self, Sources, Tree};
 use super::error::{ConfigError, ConfigErrors};
@@ -29,11 +30,11 @@ pub const NODE_TABLES: [&str; 9] = [
     "checks",
 ];
 
-/// The synced areas the firewall crate owns (every area but `vips`).
+/// The synced areas the firewall crate owns (every area but `vips` and `certificates`).
 fn firewall_keys() -> Vec<&'static str> {
     Area::ALL
         .into_iter()
-        .filter(|a| *a != Area::Vips)
+        .filter(|a| !matches!(a, Area::Vips | Area::Certificates))
         .map(Area::as_str)
         .collect()
 }
@@ -54,6 +55,8 @@ pub struct RawFile {
     pub vips: Vec<Spanned<RawVip>>,
     /// The synced areas of the firewall crate.
     pub areas: firewall::Areas,
+    /// The synced area `certificates`.
+    pub certificates: Vec<Spanned<RawCertificate>>,
 }
 
 impl RawFile {
@@ -66,6 +69,7 @@ impl RawFile {
             Area::Nat => self.areas.nat.clone_from(&from.areas.nat),
             Area::Gateways => self.areas.gateways.clone_from(&from.areas.gateways),
             Area::Routes => self.areas.routes.clone_from(&from.areas.routes),
+            Area::Certificates => self.certificates.clone_from(&from.certificates),
         }
     }
 
@@ -110,6 +114,7 @@ impl RawFile {
             checks: ok(e, tree.take("checks")).unwrap_or_default(),
             vips: ok(e, tree.take("vips")).unwrap_or_default(),
             areas: ok(e, tree.take_table(&fw).map(Some)).unwrap_or_default(),
+            certificates: ok(e, tree.take("certificates")).unwrap_or_default(),
         };
         errors.append(&mut unknown);
         (raw, errors)

@@ -71,6 +71,11 @@ impl Daemon {
             );
         }
 
+        // The certificates' files (`[[certificates]]`), before any service is answered for.
+        crate::certs_apply::commit(crate::certs_apply::stage_for(&cfg).await?)
+            .await
+            .map_err(anyhow::Error::msg)?;
+
         let states = match cfg.statesync.as_ref().filter(|s| s.enabled) {
             Some(ss) => {
                 Some(state_sync::start(&cfg.node.name, ss, &netlink, state_sync_random).await?)
