@@ -16,17 +16,19 @@ pub enum Area {
     Nat,
     Gateways,
     Routes,
+    Certificates,
     Dns,
 }
 
 impl Area {
-    pub const ALL: [Area; 7] = [
+    pub const ALL: [Area; 8] = [
         Area::Vips,
         Area::Aliases,
         Area::Rules,
         Area::Nat,
         Area::Gateways,
         Area::Routes,
+        Area::Certificates,
         Area::Dns,
     ];
 
@@ -39,6 +41,7 @@ impl Area {
             Area::Nat => "nat",
             Area::Gateways => "gateways",
             Area::Routes => "routes",
+            Area::Certificates => "certificates",
             Area::Dns => "dns",
         }
     }

@@ -2,13 +2,15 @@
 //!
 //! Modules, and how their arrows go (each imports only modules further right):
 //! `cli` → `daemon` → {`control`, `metrics`} → `status` → the subsystems {`carp_thread`,
-//! `config_sync`, `state_sync`, `firewall_apply`, `dns_apply`, `hooks`, `checks`} → the leaves {`config`,
-//! `lock`, `deadline`, `random`}. `status` only takes the subsystems' status types; `metrics`
+//! `config_sync`, `state_sync`, `firewall_apply`, `certs_apply`, `dns_apply`, `hooks`,
+//! `checks`} → the leaves {`config`, `lock`, `deadline`, `random`}. `status` only takes the
+//! subsystems' status types; `metrics`
 //! (the Prometheus and status page listener) only takes `status`; no subsystem imports
 //! `daemon`, `cli`, `control`, `metrics`, `status` or another subsystem. (README, "Layout",
 //! says the same.)
 
 mod carp_thread;
+mod certs_apply;
 mod checks;
 mod cli;
 mod config;

@@ -3,6 +3,7 @@
 //! reports.
 
 pub use crate::carp_thread::{Demotion, VipStatus};
+pub use crate::certs_apply::CertificateStatus;
 pub use crate::checks::CheckStatus;
 pub use crate::config_sync::ConfigSyncStatus;
 pub use crate::dns_apply::DnsStatus;
@@ -44,6 +45,9 @@ pub struct Status {
     /// When maintenance mode was entered (seconds since the Unix epoch), if known.
     #[serde(default)]
     pub maintenance_since: Option<u64>,
+    /// The certificates of the running config (`[[certificates]]`), in config order.
+    #[serde(default)]
+    pub certificates: Vec<CertificateStatus>,
     /// The synced `[dns]` area on this node's unbound (None without a `[dns]` area).
     #[serde(default)]
     pub dns: Option<DnsStatus>,
@@ -192,6 +196,25 @@ pub fn render(s: &Status) -> String {
             c.result,
             c.weight,
             if c.demoting { ", DEMOTING" } else { "" }
+        );
+    }
+    for c in &s.certificates {
+        let _ = writeln!(
+            out,
+            "certificate {}: {}, expires {} ({}){}",
+            c.name,
+            c.subject,
+            c.expires,
+            if c.days_left < 0 {
+                format!("EXPIRED {} days ago", -c.days_left)
+            } else {
+                format!("{} days left", c.days_left)
+            },
+            if c.chain > 0 {
+                format!(", chain of {}", c.chain)
+            } else {
+                String::new()
+            }
         );
     }
     for h in &s.hooks {

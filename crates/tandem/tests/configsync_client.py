@@ -31,6 +31,8 @@ def main():
     out["status_config_sync_role"] = status.get("config_sync", {}).get("role")
     out["status_sync_state"] = status.get("sync", {}).get("state")
     out["status_has_state_sync"] = "state_sync" in status
+    # The synced areas as they run; certificate keys hidden (the credentials alone allow this).
+    out["get_areas_certificates"] = authed.tandem.get_areas().get("areas", {}).get("certificates")
 
     # A bad call is a fault that names the problem, and changes nothing.
     try:

@@ -4,10 +4,11 @@
 //!
 //! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
 //! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`, `[dns_local]`) never sync; the synced areas
-//! are `vips` and `dns` (here) and the firewall crate's areas. A
+//! are `vips`, `certificates` and `dns` (here) and the firewall crate's areas. A
 //! config sync peer composes its running config from its own file and the synced areas in its
 //! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
 
+pub mod certificates;
 pub mod checks;
 pub mod dns;
 pub mod document;
@@ -21,6 +22,7 @@ pub mod statesync;
 pub mod sync;
 pub mod vips;
 
+pub use certificates::Certificate;
 pub use checks::{CheckKind, CheckSpec};
 pub use error::{ConfigError, ConfigErrors};
 pub use hooks::{Hook, HookSettings};
@@ -65,6 +67,8 @@ pub struct Config {
     pub checks: Vec<CheckSpec>,
     /// The synced firewall areas (aliases, rules, nat, gateways, routes).
     pub areas: firewall::Areas,
+    /// The synced area `certificates`, checked (in file order).
+    pub certificates: Vec<Certificate>,
     /// The synced area `dns` (None: absent, and unbound is left alone).
     pub dns: Option<dns::Dns>,
     /// `[dns_local]`: this node's unbound (None: the dns area is held but not applied).
@@ -196,6 +200,7 @@ impl Config {
         let firewall = node::firewall(&mut errs, raw.firewall.as_ref(), &raw.areas);
         let hooks = hooks::hooks(&mut errs, raw.hooks.as_ref());
         let checks = checks::checks(&mut errs, &raw.checks, &interfaces);
+        let certificates = certificates::certificates(&mut errs, &raw.certificates);
         let dns = raw.dns.as_ref().map(|d| dns::dns(&mut errs, d));
         let dns_local = raw
             .dns_local
@@ -216,6 +221,7 @@ impl Config {
             hooks,
             checks,
             areas: raw.areas,
+            certificates,
             dns,
             dns_local,
             plain,

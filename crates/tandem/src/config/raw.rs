@@ -2,6 +2,7 @@
 //! (spans kept), not yet checked. Composition works on these: a peer's running config takes
 //! some synced areas from another file, as data.
 
+use super::certificates::RawCertificate;
 use super::checks::RawCheck;
 use super::dns::{RawDns, RawDnsLocal};
 use super::document::{self, Sources, Tree};
@@ -32,7 +33,7 @@ pub const NODE_TABLES: [&str; 10] = [
 ];
 
 /// The synced areas owned elsewhere than in the firewall crate.
-const NOT_FIREWALL: [Area; 2] = [Area::Vips, Area::Dns];
+const NOT_FIREWALL: [Area; 3] = [Area::Vips, Area::Certificates, Area::Dns];
 
 /// The synced areas the firewall crate owns.
 fn firewall_keys() -> Vec<&'static str> {
@@ -59,6 +60,8 @@ pub struct RawFile {
     pub vips: Vec<Spanned<RawVip>>,
     /// The synced areas of the firewall crate.
     pub areas: firewall::Areas,
+    /// The synced area `certificates`.
+    pub certificates: Vec<Spanned<RawCertificate>>,
     /// The synced area `dns`, and the node-local `[dns_local]`.
     pub dns: Option<Spanned<RawDns>>,
     pub dns_local: Option<Spanned<RawDnsLocal>>,
@@ -74,6 +77,7 @@ impl RawFile {
             Area::Nat => self.areas.nat.clone_from(&from.areas.nat),
             Area::Gateways => self.areas.gateways.clone_from(&from.areas.gateways),
             Area::Routes => self.areas.routes.clone_from(&from.areas.routes),
+            Area::Certificates => self.certificates.clone_from(&from.certificates),
             Area::Dns => self.dns.clone_from(&from.dns),
         }
     }
@@ -119,6 +123,7 @@ impl RawFile {
             checks: ok(e, tree.take("checks")).unwrap_or_default(),
             vips: ok(e, tree.take("vips")).unwrap_or_default(),
             areas: ok(e, tree.take_table(&fw).map(Some)).unwrap_or_default(),
+            certificates: ok(e, tree.take("certificates")).unwrap_or_default(),
             dns: ok(e, tree.take("dns")),
             dns_local: ok(e, tree.take("dns_local")),
         };

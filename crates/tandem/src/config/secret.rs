@@ -73,7 +73,7 @@ pub fn secret(
 }
 
 /// A secret file others can read is the admin's to fix; say so (it still works).
-fn warn_if_shared(path: &std::path::Path, what: &str) {
+pub(super) fn warn_if_shared(path: &std::path::Path, what: &str) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(m) = std::fs::metadata(path) {
         let mode = m.permissions().mode();

@@ -437,10 +437,17 @@ impl ConfigSync {
             let origin = prov
                 .and_then(|p| p.areas.iter().find(|x| x.area == a))
                 .map_or("own file", |x| status::origin_word(&x.origin));
+            let hash = area::hash(&text);
+            // Keys go to peers in a push only (the primary's certificate pinned), never to a
+            // caller that has the shared credentials alone: the hash still says what runs.
+            let text = match a {
+                Area::Certificates => area::extract(&status::redacted(&cfg.plain), a),
+                _ => text,
+            };
             areas.insert(
                 a,
                 AreaText {
-                    hash: area::hash(&text),
+                    hash,
                     origin: origin.to_string(),
                     text,
                 },

@@ -113,6 +113,8 @@ impl Daemon {
                 )
             })?;
         }
+        // The certificates' files, under temporary names until everything else is in.
+        let certs = crate::certs_apply::stage_for(&new).await?;
         let applied = match &ruleset {
             Some(r) => firewall_apply::apply(&new, &self.netlink, r, self.ruleset.as_ref())
                 .await
@@ -148,6 +150,11 @@ impl Daemon {
         };
         self.firewall_error = None;
         self.firewall_last = last_apply;
+        match crate::certs_apply::commit(certs).await {
+            Ok(true) => info!("certificates written: {}", new.certificates.len()),
+            Ok(false) => {}
+            Err(e) => tracing::error!("{e}"),
+        }
         if let Some(r) = &ruleset {
             info!(
                 "firewall applied: {}, {}",

@@ -172,6 +172,13 @@ impl Daemon {
             hooks: self.hooks.status(),
             maintenance: self.maintenance.is_some(),
             maintenance_since: self.maintenance.flatten(),
+            certificates: crate::certs_apply::status(
+                &self.cfg,
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+                config_sync::status::rfc3339,
+            ),
             dns: crate::dns_apply::status(&self.cfg, &self.dns),
         }
     }

@@ -71,6 +71,10 @@ impl Daemon {
             );
         }
 
+        // The certificates' files (`[[certificates]]`), before any service is answered for.
+        crate::certs_apply::commit(crate::certs_apply::stage_for(&cfg).await?)
+            .await
+            .map_err(anyhow::Error::msg)?;
         // The dns area next; unbound may not run yet (it reads the file when it starts): a
         // failed reload is in status, not a reason to stay down.
         let mut dns = crate::dns_apply::DnsState::default();

@@ -117,6 +117,14 @@ pub fn render(s: &Status) -> String {
         );
     }
     checks(&mut o, s);
+    for c in &s.certificates {
+        o.gauge(
+            "tandem_certificate_expiry_timestamp_seconds",
+            "When the certificate ([[certificates]]) expires (its notAfter), in Unix time",
+            &[("certificate", c.name.as_str())],
+            c.not_after as f64,
+        );
+    }
     if let Some(ss) = &s.state_sync {
         state_sync(&mut o, ss);
     }

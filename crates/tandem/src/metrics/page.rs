@@ -115,6 +115,7 @@ master of <span id=\"masters\">{masters}</span> of {total} VIPs &middot; demotio
     vips(&mut h, &s.vips);
     peers(&mut h, s);
     checks(&mut h, s);
+    certificates(&mut h, s);
     state_sync(&mut h, &s.sync.state, s.state_sync.as_ref());
     config_sync(&mut h, &s.sync.config, s.config_sync.as_ref());
     firewall(&mut h, &s.firewall);
@@ -374,6 +375,33 @@ fn checks(h: &mut String, s: &Status) {
         h.push_str("</tbody></table>");
     }
     h.push_str("</section>");
+}
+
+/// The certificates of the running config (`[[certificates]]`) and when they expire.
+fn certificates(h: &mut String, s: &Status) {
+    if s.certificates.is_empty() {
+        return;
+    }
+    h.push_str(
+        "<section id=\"certificates\"><h2>Certificates</h2><table><thead><tr><th>Name</th>\
+<th>Subject</th><th>Expires</th><th>Days left</th></tr></thead><tbody>",
+    );
+    for c in &s.certificates {
+        let class = match c.days_left {
+            d if d < 0 => "bad",
+            d if d < 30 => "warn",
+            _ => "ok",
+        };
+        let _ = write!(
+            h,
+            "<tr class=\"certificate\"><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+            esc(&c.name),
+            esc(&c.subject),
+            esc(&c.expires),
+            badge(class, &c.days_left.to_string())
+        );
+    }
+    h.push_str("</tbody></table></section>");
 }
 
 fn state_sync(h: &mut String, line: &str, ss: Option<&StateSyncStatus>) {

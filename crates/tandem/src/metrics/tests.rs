@@ -253,3 +253,28 @@ fn checks_and_hooks_are_on_the_page_and_in_the_metrics() {
         assert!(text.contains(line), "{line} missing:\n{text}");
     }
 }
+
+#[test]
+fn certificates_are_on_the_page_and_in_the_metrics() {
+    let mut s = sample();
+    s.certificates = serde_json::from_value(json!([
+        {"name": "web", "subject": format!("CN={HOSTILE}"), "not_before": 1_700_000_000,
+         "not_after": 1_900_000_000, "expires": "2030-03-17T17:46:40Z", "days_left": 12,
+         "sha256": "ab", "chain": 0, "cert_file": "/var/lib/tandem/certificates/web.crt",
+         "key_file": "/var/lib/tandem/certificates/web.key"}
+    ]))
+    .expect("certificates");
+    let html = page::render(&s);
+    for needle in [
+        "id=\"certificates\"",
+        ">web<",
+        "2030-03-17T17:46:40Z",
+        ">12<",
+    ] {
+        assert!(html.contains(needle), "{needle} missing:\n{html}");
+    }
+    assert!(!html.contains("<script"), "{html}");
+    let text = export::render(&s);
+    let line = "tandem_certificate_expiry_timestamp_seconds{certificate=\"web\"} 1900000000.0";
+    assert!(text.contains(line), "{line} missing:\n{text}");
+}

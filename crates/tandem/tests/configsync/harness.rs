@@ -101,6 +101,7 @@ name = "fw2"
 advskew = 100
 preempt = true
 control_socket = "fw2.sock"
+state_dir = "node-state"
 
 [interfaces]
 lan = "ens5"
@@ -142,6 +143,7 @@ name = "fw2"
 advskew = 100
 preempt = true
 control_socket = "{sock}"
+state_dir = "{node_state}"
 
 [interfaces]
 lan = "ens5"
@@ -161,6 +163,7 @@ drift = "{drift}"
 primary_timeout = 6
 {own_areas}"#,
         sock = d.join("fw2.sock").display(),
+        node_state = d.join("fw2-node").display(),
         state = d.join("fw2-state").display(),
     )
 }
@@ -182,6 +185,7 @@ name = "fw1"
 advskew = 0
 preempt = true
 control_socket = "{sock}"
+state_dir = "{node_state}"
 
 [interfaces]
 lan = "eth0"
@@ -206,6 +210,7 @@ url = "https://203.0.113.2:8443"
 fingerprint = "{fingerprint}"
 {fw1_areas}"#,
         sock = d.join("fw1.sock").display(),
+        node_state = d.join("fw1-node").display(),
         state = d.join("fw1-state").display(),
         password = o.password,
         fw1_areas = o.fw1_areas,
