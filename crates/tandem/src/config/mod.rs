@@ -21,6 +21,7 @@ pub mod secret;
 pub mod statesync;
 pub mod sync;
 pub mod vips;
+pub mod wireguard;
 
 pub use certificates::Certificate;
 pub use checks::{CheckKind, CheckSpec};
@@ -73,6 +74,8 @@ pub struct Config {
     pub dns: Option<dns::Dns>,
     /// `[dns_local]`: this node's unbound (None: the dns area is held but not applied).
     pub dns_local: Option<dns::DnsLocal>,
+    /// The synced area `wireguard`, checked (in file order).
+    pub wireguard: Vec<wireguard::WgInterface>,
     /// The running config as plain TOML (area texts and hashes, `config show`).
     pub plain: toml::Table,
     /// On a config sync peer: where each running area came from.
@@ -176,12 +179,18 @@ impl Config {
         let ParsedFile {
             sources,
             raw,
-            plain,
+            mut plain,
             ..
         } = parsed;
         let mut errs = Errors::new(&sources, own_file);
         let node = node::node(&mut errs, raw.node.as_ref());
-        let interfaces = node::interfaces(&mut errs, &raw.interfaces);
+        let mut interfaces = node::interfaces(&mut errs, &raw.interfaces);
+        let wireguard = wireguard::wireguard(&mut errs, &raw.wireguard, &interfaces, own_file);
+        // A tunnel is a logical interface like the others (rules and NAT may name it).
+        for w in &wireguard {
+            interfaces.entry(w.name.clone()).or_insert(w.device.clone());
+        }
+        wireguard::inline_keys(&mut plain, &wireguard);
         let carp = node::carp(&mut errs, raw.carp.as_ref());
         let vips = vips::vips(&mut errs, &raw.vips, &interfaces, carp.advbase);
         let statesync = raw
@@ -224,6 +233,7 @@ impl Config {
             certificates,
             dns,
             dns_local,
+            wireguard,
             plain,
             provenance: None,
             area_notes: Vec::new(),

@@ -13,6 +13,7 @@ use super::node::{RawCarp, RawFirewall, RawNode};
 use super::statesync::RawStateSync;
 use super::sync::RawSync;
 use super::vips::RawVip;
+use super::wireguard::RawWgInterface;
 use configsync::Area;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,7 +34,7 @@ pub const NODE_TABLES: [&str; 10] = [
 ];
 
 /// The synced areas owned elsewhere than in the firewall crate.
-const NOT_FIREWALL: [Area; 3] = [Area::Vips, Area::Certificates, Area::Dns];
+const NOT_FIREWALL: [Area; 4] = [Area::Vips, Area::Certificates, Area::Dns, Area::Wireguard];
 
 /// The synced areas the firewall crate owns.
 fn firewall_keys() -> Vec<&'static str> {
@@ -65,6 +66,8 @@ pub struct RawFile {
     /// The synced area `dns`, and the node-local `[dns_local]`.
     pub dns: Option<Spanned<RawDns>>,
     pub dns_local: Option<Spanned<RawDnsLocal>>,
+    /// The synced area `wireguard`.
+    pub wireguard: Vec<Spanned<RawWgInterface>>,
 }
 
 impl RawFile {
@@ -79,6 +82,7 @@ impl RawFile {
             Area::Routes => self.areas.routes.clone_from(&from.areas.routes),
             Area::Certificates => self.certificates.clone_from(&from.certificates),
             Area::Dns => self.dns.clone_from(&from.dns),
+            Area::Wireguard => self.wireguard.clone_from(&from.wireguard),
         }
     }
 
@@ -126,6 +130,7 @@ impl RawFile {
             certificates: ok(e, tree.take("certificates")).unwrap_or_default(),
             dns: ok(e, tree.take("dns")),
             dns_local: ok(e, tree.take("dns_local")),
+            wireguard: ok(e, tree.take("wireguard")).unwrap_or_default(),
         };
         errors.append(&mut unknown);
         (raw, errors)

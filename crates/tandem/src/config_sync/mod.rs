@@ -441,7 +441,9 @@ impl ConfigSync {
             // Keys go to peers in a push only (the primary's certificate pinned), never to a
             // caller that has the shared credentials alone: the hash still says what runs.
             let text = match a {
-                Area::Certificates => area::extract(&status::redacted(&cfg.plain), a),
+                Area::Certificates | Area::Wireguard => {
+                    area::extract(&status::redacted(&cfg.plain), a)
+                }
                 _ => text,
             };
             areas.insert(

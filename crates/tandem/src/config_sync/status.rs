@@ -125,7 +125,7 @@ pub struct ConfigSyncStatus {
 }
 
 /// The secrets of a config (passphrases, passwords, tokens, keys), wherever they are.
-const SECRET_KEYS: [&str; 4] = ["passphrase", "password", "token", "key"];
+const SECRET_KEYS: [&str; 5] = ["passphrase", "password", "token", "key", "private_key"];
 
 /// A config's plain values with every secret replaced by `"<secret>"`.
 pub fn redacted(plain: &toml::Table) -> toml::Table {
