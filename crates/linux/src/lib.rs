@@ -10,6 +10,7 @@
 //! - [`sysctl`]: /proc/sys by dotted name.
 //! - [`ping`]: ICMP echo over a raw socket (health checks).
 //! - [`unbound`]: the local resolver's include file (replaced atomically) and `unbound-control`.
+//! - [`wireguard`]: WireGuard devices over their UAPI socket (`set=1` / `get=1`).
 //! - [`process`]: a program run bounded in time in its own process group (hooks, exec checks).
 //!
 //! Errors are one [`LinuxError`]; each says what failed on which interface or address and keeps
@@ -34,6 +35,7 @@ pub mod sysctl;
 pub mod systemd;
 pub mod unbound;
 pub mod vmac;
+pub mod wireguard;
 
 pub use addrs::{AddressInfo, TANDEM_ADDR_PROTO};
 pub use announce::{gratuitous_arp, unsolicited_na};
