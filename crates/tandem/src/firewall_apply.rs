@@ -50,6 +50,12 @@ pub fn context(cfg: &Config, own: &BTreeMap<String, Vec<IpNet>>) -> firewall::No
             own.get(logical).cloned().unwrap_or_default(),
         );
     }
+    // A tunnel's addresses are the config's (Tandem adds them, tagged, so they are not among
+    // the node's own).
+    for w in &cfg.wireguard {
+        ctx.interface_addrs
+            .insert(w.name.clone(), w.addresses.clone());
+    }
     for v in &cfg.vips {
         for a in &v.addresses {
             ctx.vips.push((v.interface.clone(), *a));

@@ -27,6 +27,7 @@ mod metrics;
 mod random;
 mod state_sync;
 mod status;
+mod wg_apply;
 mod words;
 
 use std::process::ExitCode;

@@ -51,6 +51,9 @@ pub struct Status {
     /// The synced `[dns]` area on this node's unbound (None without a `[dns]` area).
     #[serde(default)]
     pub dns: Option<DnsStatus>,
+    /// The tunnels of the `wireguard` area, in config order.
+    #[serde(default)]
+    pub wireguard: Vec<crate::wg_apply::WgStatus>,
 }
 
 /// One line each for config sync and state sync ("not configured" without them).
@@ -183,6 +186,9 @@ pub fn render(s: &Status) -> String {
     let _ = writeln!(out, "state sync: {}", s.sync.state);
     if let Some(d) = &s.dns {
         let _ = writeln!(out, "{}", crate::dns_apply::line(d));
+    }
+    for w in &s.wireguard {
+        let _ = writeln!(out, "{}", crate::wg_apply::line(w));
     }
     for c in &s.checks {
         let _ = writeln!(

@@ -113,6 +113,7 @@ impl Daemon {
                 )
             })?;
         }
+        crate::wg_apply::check(&new)?;
         // The certificates' files, under temporary names until everything else is in.
         let certs = crate::certs_apply::stage_for(&new).await?;
         let applied = match &ruleset {
@@ -138,12 +139,26 @@ impl Daemon {
                 return Err(e.context(note));
             }
         };
+        let wg_undo = match crate::wg_apply::apply(&mut self.wg, &new, &self.netlink).await {
+            Ok(u) => u,
+            Err(e) => {
+                let mut note = self.put_back_firewall().await;
+                if let Some(u) = dns_undo {
+                    note = format!("{note}; {}", crate::dns_apply::undo(&mut self.dns, u).await);
+                }
+                return Err(e.context(note));
+            }
+        };
         let vips = match self.carp.converge(self.routers(&new)).await {
             Ok(v) => v,
             Err(e) => {
                 let mut note = self.put_back_firewall().await;
                 if let Some(u) = dns_undo {
                     note = format!("{note}; {}", crate::dns_apply::undo(&mut self.dns, u).await);
+                }
+                if let Some(u) = wg_undo {
+                    let back = crate::wg_apply::undo(&mut self.wg, &self.netlink, u).await;
+                    note = format!("{note}; {back}");
                 }
                 return Err(anyhow::anyhow!("{e} ({note})"));
             }

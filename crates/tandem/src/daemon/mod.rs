@@ -52,6 +52,8 @@ pub struct Daemon {
     firewall_last: Option<crate::firewall_apply::LastApply>,
     /// What this node's unbound runs of the `[dns]` area.
     dns: crate::dns_apply::DnsState,
+    /// What the tunnels of the `wireguard` area run.
+    wg: crate::wg_apply::WgState,
     sync: Option<ConfigSync>,
     sync_rx: Option<mpsc::Receiver<config_sync::Input>>,
     states: Option<state_sync::Handle>,

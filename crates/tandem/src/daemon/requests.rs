@@ -180,6 +180,7 @@ impl Daemon {
                 config_sync::status::rfc3339,
             ),
             dns: crate::dns_apply::status(&self.cfg, &self.dns),
+            wireguard: crate::wg_apply::status(&self.cfg, &self.wg).await,
         }
     }
 }

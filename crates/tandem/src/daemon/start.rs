@@ -86,6 +86,12 @@ impl Daemon {
             }
         }
 
+        // The tunnels (their userspace implementation is the admin's to start first).
+        let mut wg = crate::wg_apply::WgState::default();
+        if let Err(e) = crate::wg_apply::apply(&mut wg, &cfg, &netlink).await {
+            tracing::error!("{e:#}");
+        }
+
         let states = match cfg.statesync.as_ref().filter(|s| s.enabled) {
             Some(ss) => {
                 Some(state_sync::start(&cfg.node.name, ss, &netlink, state_sync_random).await?)
@@ -127,6 +133,7 @@ impl Daemon {
             firewall_error: None,
             firewall_last,
             dns,
+            wg,
             sync: None,
             sync_rx: None,
             states,
