@@ -65,7 +65,7 @@ fn applied(w: &WgInterface) -> Applied {
 
 /// Before anything changes: every tunnel of `cfg` has its device's UAPI socket.
 pub fn check(cfg: &Config) -> anyhow::Result<()> {
-    let dir = &cfg.node.wireguard_socket_dir;
+    let dir = &cfg.wireguard_socket_dir;
     for w in &cfg.wireguard {
         if !linux::wireguard::has_socket(dir, &w.device) {
             anyhow::bail!(
@@ -176,7 +176,7 @@ pub async fn apply(
     cfg: &Config,
     netlink: &Netlink,
 ) -> anyhow::Result<Option<Undo>> {
-    let dir = cfg.node.wireguard_socket_dir.clone();
+    let dir = cfg.wireguard_socket_dir.clone();
     state.dir.clone_from(&dir);
     let before = state.applied.clone();
     let want = target(cfg);
@@ -272,7 +272,7 @@ pub async fn status(cfg: &Config, state: &WgState) -> Vec<WgStatus> {
     let mut out = Vec::new();
     for w in &cfg.wireguard {
         let applied = state.applied.get(&w.device);
-        let (d, dv) = (cfg.node.wireguard_socket_dir.clone(), w.device.clone());
+        let (d, dv) = (cfg.wireguard_socket_dir.clone(), w.device.clone());
         let got = uapi(move || linux::wireguard::get(&d, &dv)).await;
         let key = crate::config::wireguard::encode_key;
         let mut s = WgStatus {

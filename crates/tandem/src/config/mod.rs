@@ -3,7 +3,8 @@
 //! every problem reported as `FILE:LINE:COL: message` ([`error`]).
 //!
 //! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
-//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`, `[dns_local]`) never sync; the synced areas
+//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`, `[dns_local]`,
+//! `[wireguard_local]`) never sync; the synced areas
 //! are `vips`, `certificates` and `dns` (here) and the firewall crate's areas. A
 //! config sync peer composes its running config from its own file and the synced areas in its
 //! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
@@ -76,6 +77,8 @@ pub struct Config {
     pub dns_local: Option<dns::DnsLocal>,
     /// The synced area `wireguard`, checked (in file order).
     pub wireguard: Vec<wireguard::WgInterface>,
+    /// `[wireguard_local] socket_dir`: where the tunnels' UAPI sockets are.
+    pub wireguard_socket_dir: PathBuf,
     /// The running config as plain TOML (area texts and hashes, `config show`).
     pub plain: toml::Table,
     /// On a config sync peer: where each running area came from.
@@ -191,6 +194,7 @@ impl Config {
             interfaces.entry(w.name.clone()).or_insert(w.device.clone());
         }
         wireguard::inline_keys(&mut plain, &wireguard);
+        let wireguard_socket_dir = wireguard::socket_dir(&mut errs, raw.wireguard_local.as_ref());
         let carp = node::carp(&mut errs, raw.carp.as_ref());
         let vips = vips::vips(&mut errs, &raw.vips, &interfaces, carp.advbase);
         let statesync = raw
@@ -234,6 +238,7 @@ impl Config {
             dns,
             dns_local,
             wireguard,
+            wireguard_socket_dir,
             plain,
             provenance: None,
             area_notes: Vec::new(),

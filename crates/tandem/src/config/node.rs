@@ -26,8 +26,6 @@ pub struct RawNode {
     status_group: Option<Spanned<String>>,
     #[serde(default)]
     state_dir: Option<Spanned<String>>,
-    #[serde(default)]
-    wireguard_socket_dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,12 +71,7 @@ pub struct Node {
     pub status_group: Option<(String, u32)>,
     /// Where the node keeps what must outlive a restart or a reboot (maintenance mode).
     pub state_dir: PathBuf,
-    /// Where userspace WireGuard implementations put their UAPI sockets (`DEVICE.sock`).
-    pub wireguard_socket_dir: PathBuf,
 }
-
-/// `[node] wireguard_socket_dir` when not set: where boringtun and wireguard-go put them.
-pub const DEFAULT_WG_SOCKET_DIR: &str = "/var/run/wireguard";
 
 /// `[node] state_dir` when not set (the package creates it, mode 0700).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/tandem";
@@ -141,7 +134,6 @@ pub fn node(errs: &mut Errors<'_>, raw: Option<&Spanned<RawNode>>) -> Node {
             control_socket: PathBuf::new(),
             status_group: None,
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
-            wireguard_socket_dir: PathBuf::from(DEFAULT_WG_SOCKET_DIR),
         };
     };
     let n = raw.get_ref();
@@ -204,10 +196,6 @@ pub fn node(errs: &mut Errors<'_>, raw: Option<&Spanned<RawNode>>) -> Node {
         control_socket: errs.resolve(&n.control_socket),
         status_group,
         state_dir,
-        wireguard_socket_dir: n
-            .wireguard_socket_dir
-            .as_ref()
-            .map_or_else(|| PathBuf::from(DEFAULT_WG_SOCKET_DIR), |d| errs.resolve(d)),
     }
 }
 

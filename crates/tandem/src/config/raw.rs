@@ -13,14 +13,14 @@ use super::node::{RawCarp, RawFirewall, RawNode};
 use super::statesync::RawStateSync;
 use super::sync::RawSync;
 use super::vips::RawVip;
-use super::wireguard::RawWgInterface;
+use super::wireguard::{RawWgInterface, RawWgLocal};
 use configsync::Area;
 use std::collections::BTreeMap;
 use std::path::Path;
 use toml::Spanned;
 
 /// The node-local tables: never synced.
-pub const NODE_TABLES: [&str; 10] = [
+pub const NODE_TABLES: [&str; 11] = [
     "node",
     "interfaces",
     "carp",
@@ -31,6 +31,7 @@ pub const NODE_TABLES: [&str; 10] = [
     "hooks",
     "checks",
     "dns_local",
+    "wireguard_local",
 ];
 
 /// The synced areas owned elsewhere than in the firewall crate.
@@ -68,6 +69,7 @@ pub struct RawFile {
     pub dns_local: Option<Spanned<RawDnsLocal>>,
     /// The synced area `wireguard`.
     pub wireguard: Vec<Spanned<RawWgInterface>>,
+    pub wireguard_local: Option<Spanned<RawWgLocal>>,
 }
 
 impl RawFile {
@@ -131,6 +133,7 @@ impl RawFile {
             dns: ok(e, tree.take("dns")),
             dns_local: ok(e, tree.take("dns_local")),
             wireguard: ok(e, tree.take("wireguard")).unwrap_or_default(),
+            wireguard_local: ok(e, tree.take("wireguard_local")),
         };
         errors.append(&mut unknown);
         (raw, errors)

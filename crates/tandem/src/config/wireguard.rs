@@ -53,6 +53,29 @@ pub struct RawWgPeer {
     _description: Option<String>,
 }
 
+/// `[wireguard_local]`: node-local, never synced.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWgLocal {
+    /// Where the userspace implementation puts the UAPI sockets (`DEVICE.sock`).
+    #[serde(default)]
+    socket_dir: Option<Spanned<String>>,
+}
+
+/// Where boringtun and wireguard-go put their UAPI sockets.
+pub const DEFAULT_SOCKET_DIR: &str = "/var/run/wireguard";
+
+pub fn socket_dir(errs: &mut Errors<'_>, raw: Option<&Spanned<RawWgLocal>>) -> std::path::PathBuf {
+    match raw.and_then(|r| r.get_ref().socket_dir.as_ref()) {
+        Some(d) if d.get_ref().is_empty() => {
+            errs.at(d.span(), "wireguard_local.socket_dir must name a directory");
+            DEFAULT_SOCKET_DIR.into()
+        }
+        Some(d) => errs.resolve(d),
+        None => DEFAULT_SOCKET_DIR.into(),
+    }
+}
+
 /// A WireGuard private key: its `Debug` shows nothing of it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PrivateKey([u8; 32]);

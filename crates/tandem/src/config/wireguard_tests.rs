@@ -70,6 +70,14 @@ fn interfaces_maps_the_device() {
     let cfg = build(&text).expect("valid");
     assert_eq!(cfg.wireguard[0].device, "tun-fw1");
     assert_eq!(cfg.interfaces["wg0"], "tun-fw1");
+    assert_eq!(cfg.wireguard_socket_dir, Path::new(DEFAULT_SOCKET_DIR));
+    // [wireguard_local] socket_dir: node-local, relative to the file.
+    let cfg = build_in(
+        Path::new("/etc/tandem/fw1.toml"),
+        &format!("{text}\n[wireguard_local]\nsocket_dir = \"run/wg\"\n"),
+    )
+    .expect("valid");
+    assert_eq!(cfg.wireguard_socket_dir, Path::new("/etc/tandem/run/wg"));
 }
 
 #[test]
