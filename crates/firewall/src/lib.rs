@@ -57,6 +57,10 @@ pub struct NodeContext {
     pub interface_addrs: BTreeMap<String, Vec<IpNet>>,
     /// The cluster's VIPs: (logical interface, address with prefix length).
     pub vips: Vec<(String, IpNet)>,
+    /// Tunnels remote peers reach on a VIP (WireGuard): (VIP, UDP port). Their packets to it
+    /// go untracked, and what this node sends from the port leaves from the VIP, whichever
+    /// address the implementation answers from.
+    pub tunnel_endpoints: Vec<(IpAddr, u16)>,
 }
 
 /// The rendered result: what the daemon applies.
@@ -100,7 +104,8 @@ pub fn validate(areas: &Areas, ctx: &NodeContext) -> Result<(), Vec<ConfigError>
 /// Validate and render the nftables script and the routes.
 pub fn render(areas: &Areas, ctx: &NodeContext) -> Result<Ruleset, Vec<ConfigError>> {
     let compiled = compile::compile(areas, ctx)?;
-    let table = render::table(&compiled);
+    let mut table = render::table(&compiled);
+    render::tunnel_endpoints(&mut table, &ctx.tunnel_endpoints);
     Ok(Ruleset {
         nft: table.script(),
         table,

@@ -155,6 +155,42 @@ pub(crate) fn table(c: &Compiled) -> Table {
     t
 }
 
+/// Tunnel endpoints on VIPs (see `NodeContext::tunnel_endpoints`): their incoming packets skip
+/// conntrack, so the reply's translation to the VIP never clashes with the incoming flow; what
+/// the node itself sends from the port is translated to the VIP (priority 99: before any
+/// outbound NAT). A userspace WireGuard (boringtun) answers from the node's own address, and
+/// a remote peer would follow it there and lose the tunnel at a failover.
+pub(crate) fn tunnel_endpoints(t: &mut Table, eps: &[(IpAddr, u16)]) {
+    if eps.is_empty() {
+        return;
+    }
+    let mut raw = Vec::new();
+    let mut nat = Vec::new();
+    for (vip, port) in eps {
+        let fam = if vip.is_ipv4() { "ip" } else { "ip6" };
+        raw.push(format!("{fam} daddr {vip} udp dport {port} notrack"));
+        nat.push(format!(
+            "fib saddr type local udp sport {port} snat {fam} to {vip}"
+        ));
+    }
+    place(
+        t,
+        "tunnel_notrack",
+        Some("type filter hook prerouting priority raw; policy accept;"),
+        vec![],
+        raw,
+        vec![],
+    );
+    place(
+        t,
+        "tunnel_snat",
+        Some("type nat hook postrouting priority 99; policy accept;"),
+        vec![],
+        nat,
+        vec![],
+    );
+}
+
 const DEFAULT_BLOCK: &str = "counter drop comment \"default block\"";
 
 /// The lines the writers below produce (each `\t\t…\n`), without their indentation.

@@ -55,6 +55,9 @@ pub fn context(cfg: &Config, own: &BTreeMap<String, Vec<IpNet>>) -> firewall::No
     for w in &cfg.wireguard {
         ctx.interface_addrs
             .insert(w.name.clone(), w.addresses.clone());
+        if let (Some(vip), Some(port)) = (w.vip, w.listen_port) {
+            ctx.tunnel_endpoints.push((vip, port));
+        }
     }
     for v in &cfg.vips {
         for a in &v.addresses {

@@ -33,6 +33,7 @@ def main():
     out["status_has_state_sync"] = "state_sync" in status
     # The synced areas as they run; certificate keys hidden (the credentials alone allow this).
     out["get_areas_certificates"] = authed.tandem.get_areas().get("areas", {}).get("certificates")
+    out["get_areas_wireguard"] = authed.tandem.get_areas().get("areas", {}).get("wireguard")
 
     # A bad call is a fault that names the problem, and changes nothing.
     try:

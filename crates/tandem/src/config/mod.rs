@@ -188,19 +188,24 @@ impl Config {
         let mut errs = Errors::new(&sources, own_file);
         let node = node::node(&mut errs, raw.node.as_ref());
         let mut interfaces = node::interfaces(&mut errs, &raw.interfaces);
-        let wireguard = wireguard::wireguard(&mut errs, &raw.wireguard, &interfaces, own_file);
-        // A tunnel is a logical interface like the others (rules and NAT may name it).
-        for w in &wireguard {
-            interfaces.entry(w.name.clone()).or_insert(w.device.clone());
-        }
-        wireguard::inline_keys(&mut plain, &wireguard);
-        let wireguard_socket_dir = wireguard::socket_dir(&mut errs, raw.wireguard_local.as_ref());
         let carp = node::carp(&mut errs, raw.carp.as_ref());
         let vips = vips::vips(&mut errs, &raw.vips, &interfaces, carp.advbase);
         let statesync = raw
             .statesync
             .as_ref()
             .map(|s| statesync::statesync(&mut errs, &interfaces, s));
+        let wg_vips: Vec<std::net::IpAddr> = vips
+            .iter()
+            .flat_map(|v| v.addresses.iter().map(|a| a.addr()))
+            .collect();
+        let wireguard =
+            wireguard::wireguard(&mut errs, &raw.wireguard, &interfaces, &wg_vips, own_file);
+        // A tunnel is a logical interface like the others (rules and NAT may name it).
+        for w in &wireguard {
+            interfaces.entry(w.name.clone()).or_insert(w.device.clone());
+        }
+        wireguard::inline_keys(&mut plain, &wireguard);
+        let wireguard_socket_dir = wireguard::socket_dir(&mut errs, raw.wireguard_local.as_ref());
         let vip_addrs: Vec<(std::net::IpAddr, u8)> = vips
             .iter()
             .flat_map(|v| v.addresses.iter().map(|a| (a.addr(), v.vhid.get())))

@@ -25,6 +25,9 @@ pub struct RawWgInterface {
     name: Spanned<String>,
     #[serde(default)]
     listen_port: Option<Spanned<i64>>,
+    /// The VIP remote peers use as this tunnel's endpoint.
+    #[serde(default)]
+    vip: Option<Spanned<String>>,
     #[serde(default)]
     addresses: Vec<Spanned<String>>,
     #[serde(default)]
@@ -100,6 +103,8 @@ pub struct WgInterface {
     /// The device on this node: `[interfaces]` maps the logical name, else the name itself.
     pub device: String,
     pub listen_port: Option<u16>,
+    /// The VIP remote peers reach the tunnel on (checked against the VIPs).
+    pub vip: Option<std::net::IpAddr>,
     pub addresses: Vec<IpNet>,
     pub private_key: PrivateKey,
     pub peers: Vec<WgPeer>,
@@ -168,6 +173,7 @@ pub fn wireguard(
     errs: &mut Errors<'_>,
     raw: &[Spanned<RawWgInterface>],
     interfaces: &BTreeMap<String, String>,
+    vips: &[std::net::IpAddr],
     own_file: &std::path::Path,
 ) -> Vec<WgInterface> {
     let mut out = Vec::new();
@@ -230,6 +236,24 @@ pub fn wireguard(
                 );
             }
         }
+        let vip = r.vip.as_ref().and_then(|v| {
+            let addr = v.get_ref().parse::<std::net::IpAddr>();
+            match (addr, listen_port) {
+                (Ok(a), Some(_)) if vips.contains(&a) => Some(a),
+                (Ok(a), Some(_)) => {
+                    errs.at(v.span(), format!("wireguard {name:?}: vip {a} is not an address of [[vips]]"));
+                    None
+                }
+                (Ok(_), None) => {
+                    errs.at(v.span(), format!("wireguard {name:?}: vip needs a listen_port (remote peers reach VIP:PORT)"));
+                    None
+                }
+                (Err(_), _) => {
+                    errs.at(v.span(), format!("wireguard {name:?}: vip {} is not an address", configsync::area::shown(v.get_ref())));
+                    None
+                }
+            }
+        });
         let mut addresses = Vec::new();
         for a in &r.addresses {
             match a.get_ref().parse::<IpNet>() {
@@ -315,6 +339,7 @@ pub fn wireguard(
                 name,
                 device,
                 listen_port,
+                vip,
                 addresses,
                 private_key,
                 peers,

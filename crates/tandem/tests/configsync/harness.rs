@@ -18,6 +18,8 @@ pub struct Cluster {
     pub h1: Host,
     /// On the lan, 192.0.2.10.
     pub client: Host,
+    /// On the wan, 198.51.100.10.
+    pub server: Host,
 }
 
 /// See [`Opts::before_nodes`].
@@ -225,6 +227,7 @@ pub fn cluster(name: &str, o: &Opts<'_>) -> Cluster {
         fw1: h1,
         fw2: h2,
         client,
+        server,
         ..
     } = standard(&mut lab, true);
     if let Some(f) = o.before_nodes {
@@ -282,6 +285,7 @@ pub fn cluster(name: &str, o: &Opts<'_>) -> Cluster {
         fw2,
         h1,
         client,
+        server,
     }
 }
 
