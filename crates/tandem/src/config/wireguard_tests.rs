@@ -242,3 +242,27 @@ fn a_synced_area_cannot_name_a_key_file() {
         e.0[0]
     );
 }
+
+#[test]
+fn the_vip_is_one_of_the_vips_and_needs_a_port() {
+    let vips = "\n[[vips]]\nvhid = 8\ninterface = \"lan\"\naddresses = [\"192.0.2.1/24\"]\n";
+    let ok = format!(
+        "{}{vips}",
+        wg(&format!(
+            "listen_port = 51820\nvip = \"192.0.2.1\"\nprivate_key = \"{KEY}\"\n"
+        ))
+    );
+    let cfg = build(&ok).expect("valid");
+    assert_eq!(cfg.wireguard[0].vip, Some("192.0.2.1".parse().expect("ip")));
+    let bad = ok.replace("vip = \"192.0.2.1\"", "vip = \"192.0.2.9\"");
+    let e = build(&bad).expect_err("not a vip");
+    assert_eq!(
+        e,
+        vec![format!(
+            "{}: wireguard \"wg0\": vip 192.0.2.9 is not an address of [[vips]]",
+            at(&bad, "\"192.0.2.9", 0)
+        )]
+    );
+    let e = build(&ok.replace("listen_port = 51820\n", "")).expect_err("no port");
+    assert!(e[0].contains("vip needs a listen_port"), "{e:?}");
+}
