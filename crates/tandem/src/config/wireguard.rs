@@ -365,6 +365,13 @@ fn private_key(
             return None;
         }
     }
+    if let Some(file) = r
+        .private_key
+        .as_ref()
+        .and_then(|k| errs.sources.file_of(&k.span()))
+    {
+        super::secret::warn_if_shared(file, "the config file holding a wireguard private key");
+    }
     let inline = format!("wireguard {name:?}: private_key");
     let file = format!("wireguard {name:?}: private_key_file");
     let bytes = super::secret::secret(
