@@ -10,7 +10,8 @@
 //! - [`sysctl`]: /proc/sys by dotted name.
 //! - [`ping`]: ICMP echo over a raw socket (health checks).
 //! - [`unbound`]: the local resolver's include file (replaced atomically) and `unbound-control`.
-//! - [`wireguard`]: WireGuard devices over their UAPI socket (`set=1` / `get=1`).
+//! - [`wireguard`]: WireGuard devices over their UAPI socket (`set=1` / `get=1`);
+//!   [`wireguard_kernel`]: kernel WireGuard devices over generic netlink.
 //! - [`process`]: a program run bounded in time in its own process group (hooks, exec checks).
 //!
 //! Errors are one [`LinuxError`]; each says what failed on which interface or address and keeps
@@ -36,6 +37,7 @@ pub mod systemd;
 pub mod unbound;
 pub mod vmac;
 pub mod wireguard;
+pub mod wireguard_kernel;
 
 pub use addrs::{AddressInfo, TANDEM_ADDR_PROTO};
 pub use announce::{gratuitous_arp, unsolicited_na};

@@ -1,9 +1,10 @@
-//! The `wireguard` area as this node runs it: each tunnel device set over its UAPI socket (key,
-//! port, exactly the configured peers), brought up, and given the configured addresses
-//! (tagged as Tandem's, so only those are ever removed). The devices themselves are the
-//! admin's: a userspace implementation (boringtun, wireguard-go) runs for each before Tandem
-//! configures it. All or nothing with the rest of an activation: [`check`] before anything
-//! changes, and a failed step puts back what ran before.
+//! The `wireguard` area as this node runs it: each tunnel device set (key, port, exactly the
+//! configured peers), brought up, and given the configured addresses (tagged as Tandem's, so
+//! only those are ever removed). A device with a UAPI socket (a userspace implementation the
+//! admin runs: boringtun, wireguard-go) is set over it; else a kernel WireGuard link of that
+//! name is set over generic netlink, and where there is none Tandem creates one (and deletes
+//! only those it created). All or nothing with the rest of an activation: [`check`] before
+//! anything changes, and a failed step puts back what ran before.
 
 use crate::config::wireguard::WgInterface;
 use crate::config::Config;
@@ -23,10 +24,20 @@ pub struct Applied {
     pub addresses: Vec<IpNet>,
 }
 
+/// How a device is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Its UAPI socket.
+    Uapi,
+    /// Kernel WireGuard over generic netlink (the family's id); `created`: Tandem made the link.
+    Kernel { family: u16, created: bool },
+}
+
 /// What runs, per device, as far as Tandem knows.
 #[derive(Debug, Clone, Default)]
 pub struct WgState {
     pub applied: BTreeMap<String, Applied>,
+    pub backends: BTreeMap<String, Backend>,
     pub dir: PathBuf,
     pub last_error: Option<String>,
 }
@@ -63,13 +74,23 @@ fn applied(w: &WgInterface) -> Applied {
     }
 }
 
-/// Before anything changes: every tunnel of `cfg` has its device's UAPI socket.
-pub fn check(cfg: &Config) -> anyhow::Result<()> {
+/// The kernel's WireGuard family id, None when it has no WireGuard.
+async fn kernel_family(device: &str) -> anyhow::Result<Option<u16>> {
+    let d = device.to_string();
+    uapi(move || linux::wireguard_kernel::family(&d)).await
+}
+
+/// Before anything changes: every tunnel of `cfg` has a device Tandem can set (its UAPI
+/// socket, or kernel WireGuard).
+pub async fn check(cfg: &Config) -> anyhow::Result<()> {
     let dir = &cfg.wireguard_socket_dir;
     for w in &cfg.wireguard {
-        if !linux::wireguard::has_socket(dir, &w.device) {
+        if linux::wireguard::has_socket(dir, &w.device) {
+            continue;
+        }
+        if kernel_family(&w.device).await?.is_none() {
             anyhow::bail!(
-                "wireguard {:?}: no UAPI socket {} for device {}: start the userspace implementation for it (boringtun, wireguard-go) before Tandem configures it",
+                "wireguard {:?}: no UAPI socket {} for device {}, and the kernel has no WireGuard: start the userspace implementation for it (boringtun, wireguard-go) before Tandem configures it",
                 w.name,
                 linux::wireguard::socket_path(dir, &w.device).display(),
                 w.device
@@ -77,6 +98,62 @@ pub fn check(cfg: &Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How `dev` is set: its UAPI socket, else its kernel link (made now if there is none).
+async fn backend(dir: &Path, dev: &str, netlink: &Netlink) -> anyhow::Result<Backend> {
+    if linux::wireguard::has_socket(dir, dev) {
+        return Ok(Backend::Uapi);
+    }
+    let family = kernel_family(dev).await?.with_context(|| {
+        format!(
+            "wireguard device {dev}: no UAPI socket in {} and no kernel WireGuard",
+            dir.display()
+        )
+    })?;
+    match netlink.wireguard_link(dev).await? {
+        Some(l) => Ok(Backend::Kernel {
+            family,
+            created: l.tandems,
+        }),
+        None => {
+            netlink.create_wireguard_link(dev).await?;
+            Ok(Backend::Kernel {
+                family,
+                created: true,
+            })
+        }
+    }
+}
+
+async fn set_device(b: Backend, dir: &Path, dev: &str, c: &DeviceConfig) -> anyhow::Result<()> {
+    let (d, dv, c) = (dir.to_path_buf(), dev.to_string(), c.clone());
+    match b {
+        Backend::Uapi => uapi(move || linux::wireguard::set(&d, &dv, &c)).await,
+        Backend::Kernel { family, .. } => {
+            uapi(move || linux::wireguard_kernel::set(family, &dv, &c)).await
+        }
+    }
+}
+
+/// Takes the device out of Tandem's hands: peers off, and a link Tandem made deleted.
+async fn release_device(
+    b: Backend,
+    dir: &Path,
+    dev: &str,
+    netlink: &Netlink,
+) -> anyhow::Result<()> {
+    let (d, dv) = (dir.to_path_buf(), dev.to_string());
+    match b {
+        Backend::Uapi if linux::wireguard::has_socket(dir, dev) => {
+            uapi(move || linux::wireguard::clear(&d, &dv)).await
+        }
+        Backend::Uapi => Ok(()),
+        Backend::Kernel { created: true, .. } => Ok(netlink.delete_wireguard_link(dev).await?),
+        Backend::Kernel { family, .. } => {
+            uapi(move || linux::wireguard_kernel::clear(family, &dv)).await
+        }
+    }
 }
 
 async fn uapi<T: Send + 'static>(
@@ -97,21 +174,23 @@ async fn converge(
 ) -> anyhow::Result<usize> {
     let mut changed = 0;
     // Devices that leave: no peers any more, Tandem's addresses off.
-    let leaving: Vec<String> = state
+    // (A device set up but not applied, a failed step, counts too: a link Tandem made goes.)
+    let leaving: std::collections::BTreeSet<String> = state
         .applied
         .keys()
+        .chain(state.backends.keys())
         .filter(|d| !want.contains_key(*d))
         .cloned()
         .collect();
     for dev in leaving {
-        let (d, dv) = (dir.to_path_buf(), dev.clone());
-        if linux::wireguard::has_socket(dir, &dev) {
-            uapi(move || linux::wireguard::clear(&d, &dv)).await?;
-        }
         if let Some(old) = state.applied.get(&dev) {
             release(netlink, &dev, &old.addresses, &[]).await?;
         }
+        if let Some(b) = state.backends.get(&dev).copied() {
+            release_device(b, dir, &dev, netlink).await?;
+        }
         state.applied.remove(&dev);
+        state.backends.remove(&dev);
         changed += 1;
     }
     for (dev, a) in want {
@@ -119,9 +198,16 @@ async fn converge(
         if before.as_ref() == Some(a) {
             continue;
         }
+        let b = match state.backends.get(dev).copied() {
+            Some(b) => b,
+            None => {
+                let b = backend(dir, dev, netlink).await?;
+                state.backends.insert(dev.clone(), b);
+                b
+            }
+        };
         if before.as_ref().map(|b| &b.config) != Some(&a.config) {
-            let (d, dv, c) = (dir.to_path_buf(), dev.clone(), a.config.clone());
-            uapi(move || linux::wireguard::set(&d, &dv, &c)).await?;
+            set_device(b, dir, dev, &a.config).await?;
         }
         let link = netlink
             .link(dev)
@@ -273,7 +359,13 @@ pub async fn status(cfg: &Config, state: &WgState) -> Vec<WgStatus> {
     for w in &cfg.wireguard {
         let applied = state.applied.get(&w.device);
         let (d, dv) = (cfg.wireguard_socket_dir.clone(), w.device.clone());
-        let got = uapi(move || linux::wireguard::get(&d, &dv)).await;
+        let got = match state.backends.get(&w.device) {
+            Some(Backend::Kernel { family, .. }) => {
+                let f = *family;
+                uapi(move || linux::wireguard_kernel::get(f, &dv)).await
+            }
+            _ => uapi(move || linux::wireguard::get(&d, &dv)).await,
+        };
         let key = crate::config::wireguard::encode_key;
         let mut s = WgStatus {
             name: w.name.clone(),

@@ -113,7 +113,7 @@ impl Daemon {
                 )
             })?;
         }
-        crate::wg_apply::check(&new)?;
+        crate::wg_apply::check(&new).await?;
         // The certificates' files, under temporary names until everything else is in.
         let certs = crate::certs_apply::stage_for(&new).await?;
         let applied = match &ruleset {
