@@ -17,10 +17,11 @@ pub enum Area {
     Gateways,
     Routes,
     Certificates,
+    Dhcp,
 }
 
 impl Area {
-    pub const ALL: [Area; 7] = [
+    pub const ALL: [Area; 8] = [
         Area::Vips,
         Area::Aliases,
         Area::Rules,
@@ -28,6 +29,7 @@ impl Area {
         Area::Gateways,
         Area::Routes,
         Area::Certificates,
+        Area::Dhcp,
     ];
 
     /// The top-level key in the config file.
@@ -40,6 +42,7 @@ impl Area {
             Area::Gateways => "gateways",
             Area::Routes => "routes",
             Area::Certificates => "certificates",
+            Area::Dhcp => "dhcp",
         }
     }
 

@@ -3,13 +3,14 @@
 //! every problem reported as `FILE:LINE:COL: message` ([`error`]).
 //!
 //! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
-//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`) never sync; the synced areas are `vips`
-//! and `certificates` (here) and the firewall crate's areas. A
+//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`, `[dhcp_local]`) never sync; the synced areas are `vips`,
+//! `certificates` and `dhcp` (here) and the firewall crate's areas. A
 //! config sync peer composes its running config from its own file and the synced areas in its
 //! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
 
 pub mod certificates;
 pub mod checks;
+pub mod dhcp;
 pub mod document;
 pub mod error;
 pub mod hooks;
@@ -68,6 +69,10 @@ pub struct Config {
     pub areas: firewall::Areas,
     /// The synced area `certificates`, checked (in file order).
     pub certificates: Vec<Certificate>,
+    /// The synced area `dhcp`, checked; None when absent.
+    pub dhcp: Option<dhcp::Dhcp>,
+    /// This node's Kea (`[dhcp_local]`); None: tandem does not manage DHCP here.
+    pub dhcp_local: Option<dhcp::DhcpLocal>,
     /// The running config as plain TOML (area texts and hashes, `config show`).
     pub plain: toml::Table,
     /// On a config sync peer: where each running area came from.
@@ -196,6 +201,8 @@ impl Config {
         let hooks = hooks::hooks(&mut errs, raw.hooks.as_ref());
         let checks = checks::checks(&mut errs, &raw.checks, &interfaces);
         let certificates = certificates::certificates(&mut errs, &raw.certificates);
+        let dhcp = dhcp::dhcp(&mut errs, raw.dhcp.as_ref(), &interfaces);
+        let dhcp_local = dhcp::dhcp_local(&mut errs, raw.dhcp_local.as_ref());
         errs.finish()?;
         Ok(Config {
             sources,
@@ -212,6 +219,8 @@ impl Config {
             checks,
             areas: raw.areas,
             certificates,
+            dhcp,
+            dhcp_local,
             plain,
             provenance: None,
             area_notes: Vec::new(),

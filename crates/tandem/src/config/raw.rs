@@ -4,6 +4,7 @@
 
 use super::certificates::RawCertificate;
 use super::checks::RawCheck;
+use super::dhcp::{RawDhcp, RawDhcpLocal};
 use super::document::{self, Sources, Tree};
 use super::error::{ConfigError, ConfigErrors};
 use super::hooks::RawHooks;
@@ -18,7 +19,7 @@ use std::path::Path;
 use toml::Spanned;
 
 /// The node-local tables: never synced.
-pub const NODE_TABLES: [&str; 9] = [
+pub const NODE_TABLES: [&str; 10] = [
     "node",
     "interfaces",
     "carp",
@@ -28,13 +29,14 @@ pub const NODE_TABLES: [&str; 9] = [
     "metrics",
     "hooks",
     "checks",
+    "dhcp_local",
 ];
 
-/// The synced areas the firewall crate owns (every area but `vips` and `certificates`).
+/// The synced areas the firewall crate owns (every area but `vips`, `certificates` and `dhcp`).
 fn firewall_keys() -> Vec<&'static str> {
     Area::ALL
         .into_iter()
-        .filter(|a| !matches!(a, Area::Vips | Area::Certificates))
+        .filter(|a| !matches!(a, Area::Vips | Area::Certificates | Area::Dhcp))
         .map(Area::as_str)
         .collect()
 }
@@ -57,6 +59,10 @@ pub struct RawFile {
     pub areas: firewall::Areas,
     /// The synced area `certificates`.
     pub certificates: Vec<Spanned<RawCertificate>>,
+    /// The synced area `dhcp`.
+    pub dhcp: Option<Spanned<RawDhcp>>,
+    /// The node-local `[dhcp_local]`.
+    pub dhcp_local: Option<Spanned<RawDhcpLocal>>,
 }
 
 impl RawFile {
@@ -70,6 +76,7 @@ impl RawFile {
             Area::Gateways => self.areas.gateways.clone_from(&from.areas.gateways),
             Area::Routes => self.areas.routes.clone_from(&from.areas.routes),
             Area::Certificates => self.certificates.clone_from(&from.certificates),
+            Area::Dhcp => self.dhcp.clone_from(&from.dhcp),
         }
     }
 
@@ -115,6 +122,8 @@ impl RawFile {
             vips: ok(e, tree.take("vips")).unwrap_or_default(),
             areas: ok(e, tree.take_table(&fw).map(Some)).unwrap_or_default(),
             certificates: ok(e, tree.take("certificates")).unwrap_or_default(),
+            dhcp: ok(e, tree.take("dhcp")),
+            dhcp_local: ok(e, tree.take("dhcp_local")),
         };
         errors.append(&mut unknown);
         (raw, errors)
