@@ -10,6 +10,7 @@
 //! - [`sysctl`]: /proc/sys by dotted name.
 //! - [`ping`]: ICMP echo over a raw socket (health checks).
 //! - [`process`]: a program run bounded in time in its own process group (hooks, exec checks).
+//! - [`kea`]: a command to Kea (the DHCP server) over its unix control socket.
 //!
 //! Errors are one [`LinuxError`]; each says what failed on which interface or address and keeps
 //! the kernel's errno. Nothing here panics on input from the kernel or the network.
@@ -22,6 +23,7 @@ pub mod announce;
 pub mod carp_socket;
 pub mod conntrack;
 mod error;
+pub mod kea;
 pub mod neighbours;
 pub mod netlink;
 pub mod nft;

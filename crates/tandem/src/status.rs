@@ -6,6 +6,7 @@ pub use crate::carp_thread::{Demotion, VipStatus};
 pub use crate::certs_apply::CertificateStatus;
 pub use crate::checks::CheckStatus;
 pub use crate::config_sync::ConfigSyncStatus;
+pub use crate::dhcp_apply::DhcpStatus;
 pub use crate::firewall_apply::FirewallStatus;
 pub use crate::hooks::HookStatus;
 pub use crate::state_sync::StateSyncStatus;
@@ -47,6 +48,9 @@ pub struct Status {
     /// The certificates of the running config (`[[certificates]]`), in config order.
     #[serde(default)]
     pub certificates: Vec<CertificateStatus>,
+    /// The `dhcp` area and this node's Kea (`[dhcp_local]`); absent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpStatus>,
 }
 
 /// One line each for config sync and state sync ("not configured" without them).
@@ -208,6 +212,20 @@ pub fn render(s: &Status) -> String {
             } else {
                 String::new()
             }
+        );
+    }
+    if let Some(d) = &s.dhcp {
+        let _ = writeln!(
+            out,
+            "dhcp: {}, {} (Kea config {}): {}{}",
+            crate::words::count(d.subnets, "subnet"),
+            crate::words::count(d.reservations, "reservation"),
+            d.config_file,
+            d.last_apply,
+            d.error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
         );
     }
     for h in &s.hooks {

@@ -113,6 +113,8 @@ impl Daemon {
         }
         // The certificates' files, under temporary names until everything else is in.
         let certs = crate::certs_apply::stage_for(&new).await?;
+        // The dhcp area, tested by the running Kea (nothing changes there yet).
+        let (dhcp, _) = crate::dhcp_apply::check_for(crate::dhcp_apply::prepare(&new)).await?;
         let applied = match &ruleset {
             Some(r) => firewall_apply::apply(&new, &self.netlink, r, self.ruleset.as_ref())
                 .await
@@ -143,6 +145,7 @@ impl Daemon {
             Ok(false) => {}
             Err(e) => tracing::error!("{e}"),
         }
+        self.dhcp = crate::dhcp_apply::commit_for(dhcp).await;
         if let Some(r) = &ruleset {
             info!(
                 "firewall applied: {}, {}",

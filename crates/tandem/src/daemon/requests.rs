@@ -179,6 +179,7 @@ impl Daemon {
                     .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
                 config_sync::status::rfc3339,
             ),
+            dhcp: self.dhcp.clone(),
         }
     }
 }

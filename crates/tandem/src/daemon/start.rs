@@ -75,6 +75,12 @@ impl Daemon {
         crate::certs_apply::commit(crate::certs_apply::stage_for(&cfg).await?)
             .await
             .map_err(anyhow::Error::msg)?;
+        // The dhcp area to this node's Kea (`[dhcp_local]`), checked by Kea first.
+        let (dhcp, note) = crate::dhcp_apply::check_for(crate::dhcp_apply::prepare(&cfg)).await?;
+        if let Some(n) = note {
+            tracing::info!("dhcp: {n}");
+        }
+        let dhcp = crate::dhcp_apply::commit_for(dhcp).await;
 
         let states = match cfg.statesync.as_ref().filter(|s| s.enabled) {
             Some(ss) => {
@@ -116,6 +122,7 @@ impl Daemon {
             ruleset,
             firewall_error: None,
             firewall_last,
+            dhcp,
             sync: None,
             sync_rx: None,
             states,

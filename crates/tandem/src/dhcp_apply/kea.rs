@@ -1,0 +1,198 @@
+//! The `dhcp` area rendered as Kea's DHCPv4 config (JSON, `{"Dhcp4": {...}}`). Pure.
+//!
+//! Subnet ids are the subnet's network address as a number: the same on every node whatever
+//! the order of the subnets (Kea keys its leases by subnet id), and distinct because subnets
+//! never overlap.
+
+use crate::config::dhcp::{Dhcp, DhcpLocal, Subnet};
+use serde_json::{json, Value};
+
+fn mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn join<T: ToString>(v: &[T]) -> String {
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Kea's subnet id for a subnet.
+pub fn subnet_id(s: &Subnet) -> u32 {
+    u32::from(s.subnet.network())
+}
+
+fn subnet(s: &Subnet) -> Value {
+    let mut options = Vec::new();
+    if !s.routers.is_empty() {
+        options.push(json!({"name": "routers", "data": join(&s.routers)}));
+    }
+    if !s.dns_servers.is_empty() {
+        options.push(json!({"name": "domain-name-servers", "data": join(&s.dns_servers)}));
+    }
+    if let Some(d) = &s.domain_name {
+        options.push(json!({"name": "domain-name", "data": d}));
+    }
+    let reservations: Vec<Value> = s
+        .reservations
+        .iter()
+        .map(|r| {
+            let mut v = json!({"hw-address": mac(&r.mac), "ip-address": r.address.to_string()});
+            if let (Some(h), Some(o)) = (&r.hostname, v.as_object_mut()) {
+                o.insert("hostname".into(), json!(h));
+            }
+            v
+        })
+        .collect();
+    json!({
+        "id": subnet_id(s),
+        "subnet": s.subnet.to_string(),
+        "interface": s.device,
+        "pools": s.pools.iter().map(|(a, b)| json!({"pool": format!("{a} - {b}")})).collect::<Vec<_>>(),
+        "option-data": options,
+        "valid-lifetime": s.lease_time,
+        "reservations": reservations,
+    })
+}
+
+/// The whole Kea config for this node: the area's subnets on this node's devices, and the
+/// node-local paths.
+pub fn render(dhcp: Option<&Dhcp>, local: &DhcpLocal) -> Value {
+    let subnets: Vec<&Subnet> = dhcp.map(|d| d.subnets.iter().collect()).unwrap_or_default();
+    let mut devices: Vec<&str> = subnets.iter().map(|s| s.device.as_str()).collect();
+    devices.sort_unstable();
+    devices.dedup();
+    json!({
+        "Dhcp4": {
+            "interfaces-config": {"interfaces": devices},
+            "control-socket": {
+                "socket-type": "unix",
+                "socket-name": local.control_socket.display().to_string(),
+            },
+            "lease-database": {
+                "type": "memfile",
+                "persist": true,
+                "name": local.lease_file.display().to_string(),
+                "lfc-interval": 3600,
+            },
+            "subnet4": subnets.iter().map(|s| subnet(s)).collect::<Vec<_>>(),
+            "loggers": [{
+                "name": "kea-dhcp4",
+                "output_options": [{"output": "stdout"}],
+                "severity": "INFO",
+            }],
+        }
+    })
+}
+
+/// The text tandem writes (pretty, with a trailing newline; the same config gives the same
+/// bytes, so an unchanged config is not written or reloaded again).
+pub fn text(config: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(config).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Kea's answer to a command: `[{"result": 0, "text": ...}]` (a list when it went through
+/// the control agent) or the object alone. Ok(text) for result 0, else Err(text).
+pub fn answer(raw: &str) -> Result<(String, Value), String> {
+    let v: Value =
+        serde_json::from_str(raw).map_err(|e| format!("Kea's answer is not JSON: {e}"))?;
+    let one = match &v {
+        Value::Array(a) => a.first().cloned().unwrap_or(Value::Null),
+        other => other.clone(),
+    };
+    let text = one["text"]
+        .as_str()
+        .unwrap_or("")
+        .chars()
+        .take(500)
+        .collect::<String>();
+    match one["result"].as_i64() {
+        Some(0) => Ok((text, one["arguments"].clone())),
+        Some(n) => Err(format!("Kea refused it (result {n}): {text}")),
+        None => Err("Kea's answer has no result".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::dhcp::Reservation;
+    use std::path::PathBuf;
+
+    fn local() -> DhcpLocal {
+        DhcpLocal {
+            config_file: PathBuf::from("/etc/kea/kea-dhcp4.conf"),
+            control_socket: PathBuf::from("/run/kea/s"),
+            lease_file: PathBuf::from("/var/lib/kea/l.csv"),
+        }
+    }
+
+    #[test]
+    fn a_subnet_renders_as_kea_wants_it() {
+        let s = Subnet {
+            interface: "lan".into(),
+            device: "eth0".into(),
+            subnet: "192.0.2.0/24".parse().expect("net"),
+            pools: vec![(
+                "192.0.2.100".parse().expect("ip"),
+                "192.0.2.199".parse().expect("ip"),
+            )],
+            routers: vec!["192.0.2.1".parse().expect("ip")],
+            dns_servers: vec![
+                "192.0.2.1".parse().expect("ip"),
+                "192.0.2.2".parse().expect("ip"),
+            ],
+            domain_name: Some("lan.example.org".into()),
+            lease_time: 600,
+            reservations: vec![Reservation {
+                mac: [2, 0, 0, 0, 0, 0x1f],
+                address: "192.0.2.20".parse().expect("ip"),
+                hostname: Some("printer".into()),
+            }],
+        };
+        let d = Dhcp { subnets: vec![s] };
+        let v = render(Some(&d), &local());
+        let d4 = &v["Dhcp4"];
+        assert_eq!(d4["interfaces-config"]["interfaces"], json!(["eth0"]));
+        assert_eq!(d4["control-socket"]["socket-name"], "/run/kea/s");
+        assert_eq!(d4["lease-database"]["name"], "/var/lib/kea/l.csv");
+        let s = &d4["subnet4"][0];
+        assert_eq!(s["id"], 0xc000_0200_u32);
+        assert_eq!(s["subnet"], "192.0.2.0/24");
+        assert_eq!(s["pools"][0]["pool"], "192.0.2.100 - 192.0.2.199");
+        assert_eq!(
+            s["option-data"][1],
+            json!({"name": "domain-name-servers", "data": "192.0.2.1, 192.0.2.2"})
+        );
+        assert_eq!(
+            s["reservations"][0],
+            json!({"hw-address": "02:00:00:00:00:1f", "ip-address": "192.0.2.20", "hostname": "printer"})
+        );
+        assert_eq!(text(&v), text(&render(Some(&d), &local())));
+        let empty = render(None, &local());
+        assert_eq!(empty["Dhcp4"]["subnet4"], json!([]));
+    }
+
+    #[test]
+    fn answers() {
+        assert_eq!(
+            answer(r#"{"result": 0, "text": "ok"}"#).expect("ok").0,
+            "ok"
+        );
+        assert_eq!(
+            answer(r#"[{"result": 0, "text": "ok", "arguments": {"a": 1}}]"#)
+                .expect("ok")
+                .1["a"],
+            1
+        );
+        let e = answer(r#"{"result": 1, "text": "bad pool"}"#).expect_err("refused");
+        assert!(e.contains("bad pool"), "{e}");
+        assert!(answer("garbage").is_err());
+    }
+}
