@@ -65,6 +65,10 @@ pub struct RawDhcpLocal {
     control_socket: Option<Spanned<String>>,
     #[serde(default)]
     lease_file: Option<Spanned<String>>,
+    #[serde(default)]
+    hooks_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    ha: Option<Spanned<super::dhcp_ha::RawHa>>,
 }
 
 /// One static reservation: this MAC always gets this address.
@@ -106,6 +110,15 @@ pub struct DhcpLocal {
     pub control_socket: PathBuf,
     /// Kea's lease file (memfile).
     pub lease_file: PathBuf,
+    /// Where Kea's hook libraries are (libdhcp_ha.so, libdhcp_lease_cmds.so).
+    pub hooks_dir: PathBuf,
+    /// High availability with the other node; None: this Kea serves alone.
+    pub ha: Option<super::dhcp_ha::Ha>,
+}
+
+/// Debian's directory of Kea's hooks on this architecture.
+pub fn default_hooks_dir() -> String {
+    format!("/usr/lib/{}-linux-gnu/kea/hooks", std::env::consts::ARCH)
 }
 
 /// `02:00:5e:10:00:01` (or with `-`) as bytes.
@@ -397,7 +410,11 @@ pub fn dhcp(
 }
 
 /// Checks `[dhcp_local]`; None when absent or `enabled = false`.
-pub fn dhcp_local(errs: &mut Errors<'_>, raw: Option<&Spanned<RawDhcpLocal>>) -> Option<DhcpLocal> {
+pub fn dhcp_local(
+    errs: &mut Errors<'_>,
+    raw: Option<&Spanned<RawDhcpLocal>>,
+    cluster: &super::dhcp_ha::Cluster<'_>,
+) -> Option<DhcpLocal> {
     let raw = raw?.get_ref();
     if raw.enabled == Some(false) {
         return None;
@@ -410,6 +427,11 @@ pub fn dhcp_local(errs: &mut Errors<'_>, raw: Option<&Spanned<RawDhcpLocal>>) ->
         config_file: path(errs, &raw.config_file, "/etc/kea/kea-dhcp4.conf"),
         control_socket: path(errs, &raw.control_socket, "/run/kea/kea4-ctrl-socket"),
         lease_file: path(errs, &raw.lease_file, "/var/lib/kea/kea-leases4.csv"),
+        hooks_dir: path(errs, &raw.hooks_dir, &default_hooks_dir()),
+        ha: raw
+            .ha
+            .as_ref()
+            .and_then(|h| super::dhcp_ha::ha(errs, h, cluster)),
     })
 }
 

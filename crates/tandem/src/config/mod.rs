@@ -11,6 +11,7 @@
 pub mod certificates;
 pub mod checks;
 pub mod dhcp;
+pub mod dhcp_ha;
 pub mod document;
 pub mod error;
 pub mod hooks;
@@ -202,7 +203,15 @@ impl Config {
         let checks = checks::checks(&mut errs, &raw.checks, &interfaces);
         let certificates = certificates::certificates(&mut errs, &raw.certificates);
         let dhcp = dhcp::dhcp(&mut errs, raw.dhcp.as_ref(), &interfaces);
-        let dhcp_local = dhcp::dhcp_local(&mut errs, raw.dhcp_local.as_ref());
+        let dhcp_local = dhcp::dhcp_local(
+            &mut errs,
+            raw.dhcp_local.as_ref(),
+            &dhcp_ha::Cluster {
+                node: &node.name,
+                sync: sync.as_ref(),
+                vips: &vip_addrs,
+            },
+        );
         errs.finish()?;
         Ok(Config {
             sources,

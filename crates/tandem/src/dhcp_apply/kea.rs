@@ -5,6 +5,7 @@
 //! never overlap.
 
 use crate::config::dhcp::{Dhcp, DhcpLocal, Subnet};
+use crate::config::dhcp_ha::Ha;
 use serde_json::{json, Value};
 
 fn mac(m: &[u8; 6]) -> String {
@@ -59,6 +60,44 @@ fn subnet(s: &Subnet) -> Value {
     })
 }
 
+/// Kea's HA hook in hot-standby with the partner, and the lease_cmds hook it needs. HTTP goes
+/// over the hook's own listener (multi-threading with `http-dedicated-listener`), so no
+/// kea-ctrl-agent is needed. A partner that stops answering for 3 s is taken as down
+/// (`max-unacked-clients` 0: the standby does not wait to see clients unanswered).
+fn hooks(ha: &Ha, dir: &std::path::Path) -> Value {
+    let url = |a: &std::net::SocketAddr| format!("http://{a}/");
+    let (this_role, partner_role) = if ha.primary {
+        ("primary", "standby")
+    } else {
+        ("standby", "primary")
+    };
+    json!([
+        {"library": dir.join("libdhcp_lease_cmds.so").display().to_string()},
+        {
+            "library": dir.join("libdhcp_ha.so").display().to_string(),
+            "parameters": {"high-availability": [{
+                "this-server-name": ha.this,
+                "mode": "hot-standby",
+                "heartbeat-delay": 1000,
+                "max-response-delay": 3000,
+                "max-ack-delay": 1000,
+                "max-unacked-clients": 0,
+                "sync-timeout": 10000,
+                "multi-threading": {
+                    "enable-multi-threading": true,
+                    "http-dedicated-listener": true,
+                    "http-listener-threads": 2,
+                    "http-client-threads": 2,
+                },
+                "peers": [
+                    {"name": ha.this, "url": url(&ha.listen), "role": this_role, "auto-failover": true},
+                    {"name": ha.partner, "url": url(&ha.partner_address), "role": partner_role, "auto-failover": true},
+                ],
+            }]},
+        },
+    ])
+}
+
 /// The whole Kea config for this node: the area's subnets on this node's devices, and the
 /// node-local paths.
 pub fn render(dhcp: Option<&Dhcp>, local: &DhcpLocal) -> Value {
@@ -66,7 +105,7 @@ pub fn render(dhcp: Option<&Dhcp>, local: &DhcpLocal) -> Value {
     let mut devices: Vec<&str> = subnets.iter().map(|s| s.device.as_str()).collect();
     devices.sort_unstable();
     devices.dedup();
-    json!({
+    let mut v = json!({
         "Dhcp4": {
             "interfaces-config": {"interfaces": devices},
             "control-socket": {
@@ -86,7 +125,15 @@ pub fn render(dhcp: Option<&Dhcp>, local: &DhcpLocal) -> Value {
                 "severity": "INFO",
             }],
         }
-    })
+    });
+    if let (Some(ha), Some(d4)) = (&local.ha, v["Dhcp4"].as_object_mut()) {
+        d4.insert("hooks-libraries".into(), hooks(ha, &local.hooks_dir));
+        d4.insert(
+            "multi-threading".into(),
+            json!({"enable-multi-threading": true, "thread-pool-size": 2, "packet-queue-size": 64}),
+        );
+    }
+    v
 }
 
 /// The text tandem writes (pretty, with a trailing newline; the same config gives the same
@@ -130,6 +177,8 @@ mod tests {
             config_file: PathBuf::from("/etc/kea/kea-dhcp4.conf"),
             control_socket: PathBuf::from("/run/kea/s"),
             lease_file: PathBuf::from("/var/lib/kea/l.csv"),
+            hooks_dir: PathBuf::from("/hooks"),
+            ha: None,
         }
     }
 
@@ -177,6 +226,34 @@ mod tests {
         assert_eq!(text(&v), text(&render(Some(&d), &local())));
         let empty = render(None, &local());
         assert_eq!(empty["Dhcp4"]["subnet4"], json!([]));
+        assert!(empty["Dhcp4"].get("hooks-libraries").is_none());
+    }
+
+    #[test]
+    fn ha_peers_and_roles() {
+        let mut l = local();
+        l.ha = Some(Ha {
+            this: "fw2".into(),
+            listen: "203.0.113.2:8001".parse().expect("addr"),
+            partner: "fw1".into(),
+            partner_address: "203.0.113.1:8001".parse().expect("addr"),
+            primary: false,
+        });
+        let v = render(None, &l);
+        let hooks = &v["Dhcp4"]["hooks-libraries"];
+        assert_eq!(hooks[0]["library"], "/hooks/libdhcp_lease_cmds.so");
+        let ha = &hooks[1]["parameters"]["high-availability"][0];
+        assert_eq!(ha["this-server-name"], "fw2");
+        assert_eq!(ha["mode"], "hot-standby");
+        assert_eq!(
+            ha["peers"][0],
+            json!({"name": "fw2", "url": "http://203.0.113.2:8001/", "role": "standby", "auto-failover": true})
+        );
+        assert_eq!(ha["peers"][1]["role"], "primary");
+        assert_eq!(
+            v["Dhcp4"]["multi-threading"]["enable-multi-threading"],
+            true
+        );
     }
 
     #[test]
