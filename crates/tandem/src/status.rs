@@ -87,6 +87,31 @@ fn interval(v: &VipStatus) -> String {
 }
 
 /// The human-readable status table.
+/// `dhcp HA: hot-standby (primary, serving fw1); partner fw2 at 203.0.113.2:8001: hot-standby`.
+fn dhcp_ha_line(h: &crate::dhcp_apply::HaStatus) -> String {
+    if let Some(e) = &h.error {
+        return format!("dhcp HA: {} ({}; {e})", h.state, h.role);
+    }
+    let serving = if h.serving.is_empty() {
+        "serving no clients".to_string()
+    } else {
+        format!("serving {}", h.serving.join(", "))
+    };
+    format!(
+        "dhcp HA: {} ({}, {serving}); partner {} at {}: {}{}",
+        h.state,
+        h.role,
+        h.partner,
+        h.partner_address,
+        h.partner_state.as_deref().unwrap_or("not heard yet"),
+        if h.communication_interrupted {
+            " (unreachable)"
+        } else {
+            ""
+        }
+    )
+}
+
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -227,6 +252,9 @@ pub fn render(s: &Status) -> String {
                 .map(|e| format!(" ({e})"))
                 .unwrap_or_default()
         );
+        if let Some(h) = &d.ha {
+            let _ = writeln!(out, "{}", dhcp_ha_line(h));
+        }
     }
     for h in &s.hooks {
         let _ = writeln!(

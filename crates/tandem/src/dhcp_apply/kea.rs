@@ -166,6 +166,51 @@ pub fn answer(raw: &str) -> Result<(String, Value), String> {
     }
 }
 
+/// A name or state from Kea's answer, kept only if it is a plain word (it reaches a terminal).
+fn word(v: &Value) -> Option<String> {
+    let s = v.as_str()?;
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+    .then(|| s.to_string())
+}
+
+/// What `status-get` says of Kea's HA: this server's role, state and the scopes it serves
+/// (whose clients it answers), and the partner's last known state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HaState {
+    pub role: String,
+    pub state: String,
+    pub scopes: Vec<String>,
+    pub partner_state: Option<String>,
+    pub partner_in_touch: bool,
+    pub communication_interrupted: bool,
+}
+
+/// Reads the `arguments` of Kea's answer to `status-get` (Kea 2.2: `high-availability[0]
+/// .ha-servers.local` and `.remote`).
+pub fn ha_state(args: &Value) -> Result<HaState, String> {
+    let ha = &args["high-availability"][0]["ha-servers"];
+    let local = &ha["local"];
+    let remote = &ha["remote"];
+    let state =
+        word(&local["state"]).ok_or("Kea's status-get has no HA state (is the HA hook loaded?)")?;
+    Ok(HaState {
+        role: word(&local["role"]).unwrap_or_default(),
+        state,
+        scopes: local["scopes"]
+            .as_array()
+            .map(|a| a.iter().filter_map(word).collect())
+            .unwrap_or_default(),
+        partner_state: word(&remote["last-state"]),
+        partner_in_touch: remote["in-touch"].as_bool().unwrap_or(false),
+        communication_interrupted: remote["communication-interrupted"]
+            .as_bool()
+            .unwrap_or(false),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +316,28 @@ mod tests {
         let e = answer(r#"{"result": 1, "text": "bad pool"}"#).expect_err("refused");
         assert!(e.contains("bad pool"), "{e}");
         assert!(answer("garbage").is_err());
+    }
+
+    #[test]
+    fn kea_ha_state_is_read() {
+        // Kea 2.2's answer to status-get, a primary whose partner is gone.
+        let raw = r#"{ "arguments": { "high-availability": [ { "ha-mode": "hot-standby", "ha-servers": { "local": { "role": "primary", "scopes": [ "fw1" ], "state": "partner-down" }, "remote": { "age": 3, "analyzed-packets": 0, "communication-interrupted": true, "connecting-clients": 0, "in-touch": true, "last-scopes": [  ], "last-state": "unavailable", "role": "standby", "unacked-clients": 0, "unacked-clients-left": 1 } } } ], "multi-threading-enabled": true, "pid": 9960, "reload": 3, "uptime": 3 }, "result": 0 }"#;
+        let (_, args) = answer(raw).expect("ok");
+        assert_eq!(
+            ha_state(&args).expect("ha"),
+            HaState {
+                role: "primary".into(),
+                state: "partner-down".into(),
+                scopes: vec!["fw1".into()],
+                partner_state: Some("unavailable".into()),
+                partner_in_touch: true,
+                communication_interrupted: true,
+            }
+        );
+        let e = ha_state(&json!({"pid": 1})).expect_err("no ha");
+        assert!(e.contains("no HA state"), "{e}");
+        let odd =
+            json!({"high-availability": [{"ha-servers": {"local": {"state": "x\u{1b}[2J"}}}]});
+        assert!(ha_state(&odd).is_err());
     }
 }

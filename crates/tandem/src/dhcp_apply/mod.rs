@@ -7,6 +7,7 @@
 
 pub mod kea;
 
+use crate::config::dhcp::DhcpLocal;
 use crate::config::Config;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -109,6 +110,83 @@ pub struct DhcpStatus {
     pub last_apply: String,
     /// Why the last apply failed, or a note (Kea not running).
     pub error: Option<String>,
+    /// Kea's high availability, asked at status time; None without `[dhcp_local.ha]`.
+    #[serde(default)]
+    pub ha: Option<HaStatus>,
+}
+
+/// Kea's HA as its `status-get` says it now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HaStatus {
+    /// `primary` or `standby` (this node's Kea).
+    pub role: String,
+    /// This server's HA state (`hot-standby`, `partner-down`, `waiting`, `syncing`, `ready`,
+    /// ...), or `unknown` when Kea does not answer.
+    pub state: String,
+    /// Whose clients this server answers now (HA scopes: a server name each).
+    pub serving: Vec<String>,
+    pub partner: String,
+    pub partner_address: String,
+    /// The partner's state as this server last heard it (`unavailable` when it is gone).
+    pub partner_state: Option<String>,
+    /// Whether heartbeats to the partner fail now.
+    pub communication_interrupted: bool,
+    /// Why the state is unknown (Kea not answering).
+    pub error: Option<String>,
+}
+
+/// How long a status waits for Kea's `status-get`.
+const HA_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks this node's Kea for its HA state (blocking).
+pub fn ha_status(local: &DhcpLocal) -> Option<HaStatus> {
+    let ha = local.ha.as_ref()?;
+    let mut st = HaStatus {
+        role: if ha.primary { "primary" } else { "standby" }.into(),
+        state: "unknown".into(),
+        partner: ha.partner.clone(),
+        partner_address: ha.partner_address.to_string(),
+        ..HaStatus::default()
+    };
+    let asked = linux::kea::command(
+        &local.control_socket,
+        &json!({"command": "status-get"}).to_string(),
+        HA_STATUS_TIMEOUT,
+    )
+    .map_err(|e| format!("Kea's control socket {e}"))
+    .and_then(|raw| kea::answer(&raw))
+    .and_then(|(_, args)| kea::ha_state(&args));
+    match asked {
+        Ok(k) => {
+            st.state = k.state;
+            st.serving = k.scopes;
+            st.partner_state = k.partner_state;
+            st.communication_interrupted = k.communication_interrupted;
+            if !k.role.is_empty() {
+                st.role = k.role;
+            }
+        }
+        Err(e) => st.error = Some(e),
+    }
+    Some(st)
+}
+
+/// The last apply's status with Kea's HA state now (off the async threads).
+pub async fn status_now(last: Option<DhcpStatus>, cfg: &Config) -> Option<DhcpStatus> {
+    let mut st = last?;
+    let Some(local) = cfg.dhcp_local.clone().filter(|l| l.ha.is_some()) else {
+        return Some(st);
+    };
+    st.ha = tokio::task::spawn_blocking(move || ha_status(&local))
+        .await
+        .unwrap_or_else(|e| {
+            Some(HaStatus {
+                state: "unknown".into(),
+                error: Some(format!("the dhcp thread died: {e}")),
+                ..HaStatus::default()
+            })
+        });
+    Some(st)
 }
 
 /// Puts the config in place and makes Kea load it. An unchanged file is not written again,
