@@ -310,7 +310,12 @@ impl Cluster {
     }
 
     pub fn wait(&self, what: &str, f: impl FnMut() -> bool) {
-        let ok = lab::wait_until(SYNC, f);
+        self.wait_long(what, SYNC, f);
+    }
+
+    /// As [`Cluster::wait`], for something that takes longer than a push.
+    pub fn wait_long(&self, what: &str, within: Duration, f: impl FnMut() -> bool) {
+        let ok = lab::wait_until(within, f);
         assert!(ok, "timed out waiting for: {what}\n{}", self.logs());
     }
 
