@@ -74,19 +74,29 @@ pub fn check(p: &Prepared) -> Result<Option<String>, String> {
     .map_err(|e| format!("the dhcp area: {e}"))
 }
 
-/// Writes `text` to `path` atomically (a temporary file beside it, synced, renamed).
+/// Writes `text` to `path` atomically (a temporary file beside it, synced, renamed). A file
+/// that is there already keeps its mode, owner and group (Debian's Kea runs as `_kea` and
+/// must read it); a new one is 0644 (Kea's config holds no secret: the HA hook talks over the
+/// sync link without credentials).
 fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let name = path
         .file_name()
         .map_or_else(|| "kea".into(), |n| n.to_string_lossy().into_owned());
     let tmp = path.with_file_name(format!(".{name}.tandem.tmp"));
+    let old = std::fs::metadata(path).ok();
     let r = (|| {
+        let _ = std::fs::remove_file(&tmp);
         let mut f = std::fs::OpenOptions::new()
-            .create(true)
+            .create_new(true)
             .write(true)
-            .truncate(true)
-            .mode(0o640)
+            .mode(0o600)
             .open(&tmp)?;
+        if let Some(m) = &old {
+            std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;
+        }
+        let mode = old.as_ref().map_or(0o644, |m| m.mode() & 0o7777);
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
@@ -284,6 +294,21 @@ mod tests {
             .as_deref()
             .is_some_and(|e| e.contains("not running")));
         assert_eq!(std::fs::read_to_string(&p.file).expect("read"), "{}\n");
+        let mode = |f: &Path| {
+            std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(f).expect("meta").permissions(),
+            ) & 0o777
+        };
+        assert_eq!(mode(&p.file), 0o644);
+        // A file there already keeps its mode.
+        std::fs::set_permissions(&p.file, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+            .expect("chmod");
+        commit(&Prepared {
+            text: "{ }\n".into(),
+            ..p.clone()
+        });
+        assert_eq!(std::fs::read_to_string(&p.file).expect("read"), "{ }\n");
+        assert_eq!(mode(&p.file), 0o640);
         assert_eq!(std::fs::read_dir(tmp.path()).expect("ls").count(), 1);
         assert!(check(&p).expect("no kea").is_some());
         let bad = Prepared {
