@@ -367,7 +367,7 @@ fn kea_ha_serves_across_a_failover_and_a_synced_reservation() {
         .run(&["ip", "link", "set", "eth0", "address", CLIENT_MAC])
         .expect("mac");
     let ev = tmp.join("client.events");
-    let mut dhcpc = udhcpc(&c.client, &tmp, &ev);
+    let mut dhcpc = udhcpc(&c.client, tmp, &ev);
     c.wait("the client's first lease", || {
         events(&ev).iter().any(|e| e.starts_with("bound "))
     });
@@ -435,7 +435,7 @@ fn kea_ha_serves_across_a_failover_and_a_synced_reservation() {
     c.client
         .run(&["ip", "link", "set", "eth0", "address", CLIENT2_MAC])
         .expect("mac");
-    let got = lease(&c.client, &tmp, 3).unwrap_or_else(|| panic!("no lease:\n{}", kea2.stdout()));
+    let got = lease(&c.client, tmp, 3).unwrap_or_else(|| panic!("no lease:\n{}", kea2.stdout()));
     assert!(got.starts_with("192.0.2.20 "), "not the reservation: {got}");
     kea2.kill().expect("kill fw2's Kea");
 }
