@@ -7,7 +7,7 @@
 # kea-dhcp4-server (with its HA and lease_cmds hooks) and udhcpc serve the dhcp area's test.
 set -euo pipefail
 pkgs=(iproute2 iputils-ping iputils-arping ucarp keepalived nftables conntrack conntrackd tcpdump python3
-    chromium systemd util-linux dpkg-dev kea-dhcp4-server udhcpc)
+    chromium systemd util-linux dpkg-dev unbound dnsutils kea-dhcp4-server udhcpc)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

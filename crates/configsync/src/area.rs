@@ -18,10 +18,11 @@ pub enum Area {
     Routes,
     Certificates,
     Dhcp,
+    Dns,
 }
 
 impl Area {
-    pub const ALL: [Area; 8] = [
+    pub const ALL: [Area; 9] = [
         Area::Vips,
         Area::Aliases,
         Area::Rules,
@@ -30,6 +31,7 @@ impl Area {
         Area::Routes,
         Area::Certificates,
         Area::Dhcp,
+        Area::Dns,
     ];
 
     /// The top-level key in the config file.
@@ -43,6 +45,7 @@ impl Area {
             Area::Routes => "routes",
             Area::Certificates => "certificates",
             Area::Dhcp => "dhcp",
+            Area::Dns => "dns",
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`vmac`]: macvlan links that carry a VIP on its virtual MAC (created, tagged, deleted).
 //! - [`sysctl`]: /proc/sys by dotted name.
 //! - [`ping`]: ICMP echo over a raw socket (health checks).
+//! - [`unbound`]: the local resolver's include file (replaced atomically) and `unbound-control`.
 //! - [`process`]: a program run bounded in time in its own process group (hooks, exec checks).
 //! - [`kea`]: a command to Kea (the DHCP server) over its unix control socket.
 //!
@@ -33,6 +34,7 @@ pub mod routes;
 pub mod sched;
 pub mod sysctl;
 pub mod systemd;
+pub mod unbound;
 pub mod vmac;
 
 pub use addrs::{AddressInfo, TANDEM_ADDR_PROTO};

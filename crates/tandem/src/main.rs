@@ -2,8 +2,9 @@
 //!
 //! Modules, and how their arrows go (each imports only modules further right):
 //! `cli` → `daemon` → {`control`, `metrics`} → `status` → the subsystems {`carp_thread`,
-//! `config_sync`, `state_sync`, `firewall_apply`, `certs_apply`, `dhcp_apply`, `hooks`, `checks`} → the
-//! leaves {`config`, `lock`, `deadline`, `random`}. `status` only takes the subsystems' status types; `metrics`
+//! `config_sync`, `state_sync`, `firewall_apply`, `certs_apply`, `dhcp_apply`, `dns_apply`, `hooks`,
+//! `checks`} → the leaves {`config`, `lock`, `deadline`, `random`}. `status` only takes the
+//! subsystems' status types; `metrics`
 //! (the Prometheus and status page listener) only takes `status`; no subsystem imports
 //! `daemon`, `cli`, `control`, `metrics`, `status` or another subsystem. (README, "Layout",
 //! says the same.)
@@ -18,6 +19,7 @@ mod control;
 mod daemon;
 mod deadline;
 mod dhcp_apply;
+mod dns_apply;
 mod firewall_apply;
 mod hooks;
 mod lock;

@@ -7,6 +7,7 @@ pub use crate::certs_apply::CertificateStatus;
 pub use crate::checks::CheckStatus;
 pub use crate::config_sync::ConfigSyncStatus;
 pub use crate::dhcp_apply::DhcpStatus;
+pub use crate::dns_apply::DnsStatus;
 pub use crate::firewall_apply::FirewallStatus;
 pub use crate::hooks::HookStatus;
 pub use crate::state_sync::StateSyncStatus;
@@ -51,6 +52,9 @@ pub struct Status {
     /// The `dhcp` area and this node's Kea (`[dhcp_local]`); absent without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dhcp: Option<DhcpStatus>,
+    /// The synced `[dns]` area on this node's unbound (None without a `[dns]` area).
+    #[serde(default)]
+    pub dns: Option<DnsStatus>,
 }
 
 /// One line each for config sync and state sync ("not configured" without them).
@@ -86,7 +90,6 @@ fn interval(v: &VipStatus) -> String {
     }
 }
 
-/// The human-readable status table.
 /// `dhcp HA: hot-standby (primary, serving fw1); partner fw2 at 203.0.113.2:8001: hot-standby`.
 fn dhcp_ha_line(h: &crate::dhcp_apply::HaStatus) -> String {
     if let Some(e) = &h.error {
@@ -112,6 +115,7 @@ fn dhcp_ha_line(h: &crate::dhcp_apply::HaStatus) -> String {
     )
 }
 
+/// The human-readable status table.
 pub fn render(s: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -206,6 +210,9 @@ pub fn render(s: &Status) -> String {
         }
     }
     let _ = writeln!(out, "state sync: {}", s.sync.state);
+    if let Some(d) = &s.dns {
+        let _ = writeln!(out, "{}", crate::dns_apply::line(d));
+    }
     for c in &s.checks {
         let _ = writeln!(
             out,

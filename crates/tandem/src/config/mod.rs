@@ -3,8 +3,9 @@
 //! every problem reported as `FILE:LINE:COL: message` ([`error`]).
 //!
 //! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
-//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`, `[dhcp_local]`) never sync; the synced areas are `vips`,
-//! `certificates` and `dhcp` (here) and the firewall crate's areas. A
+//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`, `[dhcp_local]`, `[dns_local]`) never sync;
+//! the synced areas are `vips`, `certificates`, `dhcp` and `dns` (here) and the firewall
+//! crate's areas. A
 //! config sync peer composes its running config from its own file and the synced areas in its
 //! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
 
@@ -12,6 +13,7 @@ pub mod certificates;
 pub mod checks;
 pub mod dhcp;
 pub mod dhcp_ha;
+pub mod dns;
 pub mod document;
 pub mod error;
 pub mod hooks;
@@ -74,6 +76,10 @@ pub struct Config {
     pub dhcp: Option<dhcp::Dhcp>,
     /// This node's Kea (`[dhcp_local]`); None: tandem does not manage DHCP here.
     pub dhcp_local: Option<dhcp::DhcpLocal>,
+    /// The synced area `dns` (None: absent, and unbound is left alone).
+    pub dns: Option<dns::Dns>,
+    /// `[dns_local]`: this node's unbound (None: the dns area is held but not applied).
+    pub dns_local: Option<dns::DnsLocal>,
     /// The running config as plain TOML (area texts and hashes, `config show`).
     pub plain: toml::Table,
     /// On a config sync peer: where each running area came from.
@@ -212,6 +218,11 @@ impl Config {
                 vips: &vip_addrs,
             },
         );
+        let dns = raw.dns.as_ref().map(|d| dns::dns(&mut errs, d));
+        let dns_local = raw
+            .dns_local
+            .as_ref()
+            .map(|d| dns::dns_local(&mut errs, d, &interfaces));
         errs.finish()?;
         Ok(Config {
             sources,
@@ -230,6 +241,8 @@ impl Config {
             certificates,
             dhcp,
             dhcp_local,
+            dns,
+            dns_local,
             plain,
             provenance: None,
             area_notes: Vec::new(),
@@ -345,6 +358,8 @@ fn scan_control_socket(text: &str) -> Option<String> {
     None
 }
 
+#[cfg(test)]
+mod dns_tests;
 #[cfg(test)]
 mod ops_tests;
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use super::certificates::RawCertificate;
 use super::checks::RawCheck;
 use super::dhcp::{RawDhcp, RawDhcpLocal};
+use super::dns::{RawDns, RawDnsLocal};
 use super::document::{self, Sources, Tree};
 use super::error::{ConfigError, ConfigErrors};
 use super::hooks::RawHooks;
@@ -19,7 +20,7 @@ use std::path::Path;
 use toml::Spanned;
 
 /// The node-local tables: never synced.
-pub const NODE_TABLES: [&str; 10] = [
+pub const NODE_TABLES: [&str; 11] = [
     "node",
     "interfaces",
     "carp",
@@ -30,13 +31,17 @@ pub const NODE_TABLES: [&str; 10] = [
     "hooks",
     "checks",
     "dhcp_local",
+    "dns_local",
 ];
 
-/// The synced areas the firewall crate owns (every area but `vips`, `certificates` and `dhcp`).
+/// The synced areas owned elsewhere than in the firewall crate.
+const NOT_FIREWALL: [Area; 4] = [Area::Vips, Area::Certificates, Area::Dhcp, Area::Dns];
+
+/// The synced areas the firewall crate owns.
 fn firewall_keys() -> Vec<&'static str> {
     Area::ALL
         .into_iter()
-        .filter(|a| !matches!(a, Area::Vips | Area::Certificates | Area::Dhcp))
+        .filter(|a| !NOT_FIREWALL.contains(a))
         .map(Area::as_str)
         .collect()
 }
@@ -63,6 +68,9 @@ pub struct RawFile {
     pub dhcp: Option<Spanned<RawDhcp>>,
     /// The node-local `[dhcp_local]`.
     pub dhcp_local: Option<Spanned<RawDhcpLocal>>,
+    /// The synced area `dns`, and the node-local `[dns_local]`.
+    pub dns: Option<Spanned<RawDns>>,
+    pub dns_local: Option<Spanned<RawDnsLocal>>,
 }
 
 impl RawFile {
@@ -77,6 +85,7 @@ impl RawFile {
             Area::Routes => self.areas.routes.clone_from(&from.areas.routes),
             Area::Certificates => self.certificates.clone_from(&from.certificates),
             Area::Dhcp => self.dhcp.clone_from(&from.dhcp),
+            Area::Dns => self.dns.clone_from(&from.dns),
         }
     }
 
@@ -124,6 +133,8 @@ impl RawFile {
             certificates: ok(e, tree.take("certificates")).unwrap_or_default(),
             dhcp: ok(e, tree.take("dhcp")),
             dhcp_local: ok(e, tree.take("dhcp_local")),
+            dns: ok(e, tree.take("dns")),
+            dns_local: ok(e, tree.take("dns_local")),
         };
         errors.append(&mut unknown);
         (raw, errors)

@@ -89,9 +89,11 @@ impl Daemon {
         what: &str,
     ) -> anyhow::Result<String> {
         let own_addrs = firewall_apply::own_addresses(&new, &self.netlink).await;
-        let (new, prepared) = tokio::task::spawn_blocking(move || {
+        let was_applied = self.dns.text.is_some();
+        let (new, prepared, dns_plan) = tokio::task::spawn_blocking(move || {
             let prepared = firewall_apply::prepare(&new, &own_addrs);
-            (new, prepared)
+            let dns_plan = crate::dns_apply::plan(&new, &own_addrs, was_applied);
+            (new, prepared, dns_plan)
         })
         .await
         .context("the ruleset thread died")?;
@@ -131,10 +133,20 @@ impl Daemon {
                 return Err(e.context(note));
             }
         };
+        let dns_undo = match crate::dns_apply::apply(&mut self.dns, dns_plan).await {
+            Ok(u) => u,
+            Err(e) => {
+                let note = self.put_back_firewall().await;
+                return Err(e.context(note));
+            }
+        };
         let vips = match self.carp.converge(self.routers(&new)).await {
             Ok(v) => v,
             Err(e) => {
-                let note = self.put_back_firewall().await;
+                let mut note = self.put_back_firewall().await;
+                if let Some(u) = dns_undo {
+                    note = format!("{note}; {}", crate::dns_apply::undo(&mut self.dns, u).await);
+                }
                 return Err(anyhow::anyhow!("{e} ({note})"));
             }
         };

@@ -52,6 +52,8 @@ pub struct Daemon {
     firewall_last: Option<crate::firewall_apply::LastApply>,
     /// How the `dhcp` area last went to Kea (None without `[dhcp_local]`).
     dhcp: Option<crate::dhcp_apply::DhcpStatus>,
+    /// What this node's unbound runs of the `[dns]` area.
+    dns: crate::dns_apply::DnsState,
     sync: Option<ConfigSync>,
     sync_rx: Option<mpsc::Receiver<config_sync::Input>>,
     states: Option<state_sync::Handle>,

@@ -180,6 +180,7 @@ impl Daemon {
                 config_sync::status::rfc3339,
             ),
             dhcp: crate::dhcp_apply::status_now(self.dhcp.clone(), &self.cfg).await,
+            dns: crate::dns_apply::status(&self.cfg, &self.dns),
         }
     }
 }

@@ -81,6 +81,16 @@ impl Daemon {
             tracing::info!("dhcp: {n}");
         }
         let dhcp = crate::dhcp_apply::commit_for(dhcp).await;
+        // The dns area next; unbound may not run yet (it reads the file when it starts): a
+        // failed reload is in status, not a reason to stay down.
+        let mut dns = crate::dns_apply::DnsState::default();
+        if cfg.dns.is_some() {
+            let own_addrs = firewall_apply::own_addresses(&cfg, &netlink).await;
+            let plan = crate::dns_apply::plan(&cfg, &own_addrs, false);
+            if let Err(e) = crate::dns_apply::apply(&mut dns, plan).await {
+                tracing::error!("{e:#}");
+            }
+        }
 
         let states = match cfg.statesync.as_ref().filter(|s| s.enabled) {
             Some(ss) => {
@@ -123,6 +133,7 @@ impl Daemon {
             firewall_error: None,
             firewall_last,
             dhcp,
+            dns,
             sync: None,
             sync_rx: None,
             states,

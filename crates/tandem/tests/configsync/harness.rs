@@ -20,6 +20,9 @@ pub struct Cluster {
     pub client: Host,
 }
 
+/// See [`Opts::before_nodes`].
+pub type BeforeNodes<'a> = dyn Fn(&Lab, &Host, &Host) + 'a;
+
 pub struct Opts<'a> {
     /// The areas fw1 pushes (`None`: the default, all).
     pub areas: Option<&'a [&'a str]>,
@@ -35,6 +38,8 @@ pub struct Opts<'a> {
     pub fw2_from_its_folder: bool,
     /// fw2 runs with at most this many open files (soft and hard limit).
     pub fw2_open_files: Option<u32>,
+    /// Runs once the hosts are wired, before either daemon starts: (lab, fw1's host, fw2's).
+    pub before_nodes: Option<&'a BeforeNodes<'a>>,
 }
 
 pub const BASE_RULES: &str = r#"
@@ -84,6 +89,7 @@ pub fn opts() -> Opts<'static> {
         fw2_areas: "",
         fw2_from_its_folder: false,
         fw2_open_files: None,
+        before_nodes: None,
     }
 }
 
@@ -221,6 +227,9 @@ pub fn cluster(name: &str, o: &Opts<'_>) -> Cluster {
         client,
         ..
     } = standard(&mut lab, true);
+    if let Some(f) = o.before_nodes {
+        f(&lab, &h1, &h2);
+    }
     let fw2 = if o.fw2_from_its_folder {
         let dir = lab.dir().join("fw2");
         std::fs::create_dir_all(&dir).expect("mkdir");
