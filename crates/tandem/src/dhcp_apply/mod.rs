@@ -60,6 +60,19 @@ fn kea_up(socket: &Path) -> bool {
 /// Asks the running Kea whether it takes the config (`config-test`; nothing changes). Ok
 /// with a note when Kea is not running (then nothing can be checked beyond tandem's checks).
 pub fn check(p: &Prepared) -> Result<Option<String>, String> {
+    // Kea would refuse a hook library that is not there; say which, also when Kea is down.
+    let hooks = p.config["Dhcp4"]["hooks-libraries"].as_array();
+    for lib in hooks
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h["library"].as_str())
+    {
+        if !Path::new(lib).is_file() {
+            return Err(format!(
+                "the dhcp area: Kea's hook library {lib} is missing (Debian's kea-dhcp4-server has it; or set [dhcp_local] hooks_dir)"
+            ));
+        }
+    }
     if !kea_up(&p.socket) {
         return Ok(Some(format!(
             "Kea is not running ({} takes no connection): its config is not tested",
@@ -311,6 +324,12 @@ mod tests {
         assert_eq!(mode(&p.file), 0o640);
         assert_eq!(std::fs::read_dir(tmp.path()).expect("ls").count(), 1);
         assert!(check(&p).expect("no kea").is_some());
+        let with_hook = Prepared {
+            config: json!({"Dhcp4": {"hooks-libraries": [{"library": "/nonexistent/libdhcp_ha.so"}]}}),
+            ..p.clone()
+        };
+        let e = check(&with_hook).expect_err("missing hook");
+        assert!(e.contains("/nonexistent/libdhcp_ha.so is missing"), "{e}");
         let bad = Prepared {
             file: tmp.path().join("no/such/dir/kea.conf"),
             ..p
