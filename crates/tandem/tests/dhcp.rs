@@ -295,7 +295,7 @@ fn kea_ha_serves_across_a_failover_and_a_synced_reservation() {
     c.wait_in_sync();
     let fw2_conf = std::fs::read_to_string(k2.join("kea-dhcp4.conf")).expect("fw2's Kea config");
     assert!(
-        fw2_conf.contains("192.0.2.100") && fw2_conf.contains("\"ens5\""),
+        fw2_conf.contains("192.0.2.100") && fw2_conf.contains("\"ens5/192.0.2.3\""),
         "the synced area is in fw2's Kea config:\n{fw2_conf}"
     );
     for (conf, this, url) in [
@@ -384,6 +384,22 @@ fn kea_ha_serves_across_a_failover_and_a_synced_reservation() {
         std::fs::read_to_string(k2.join("leases4.csv"))
             .is_ok_and(|l| l.contains(&addr) && l.contains(CLIENT_MAC))
     });
+
+    // The standby answered nobody; neither Kea listens on a VIP too (fw1 holds 192.0.2.1 on
+    // eth0: a second socket there would take every packet twice).
+    assert!(
+        !kea2.stdout().contains("DHCP4_LEASE_ALLOC"),
+        "fw2's Kea gave a lease in hot-standby:\n{}",
+        kea2.stdout()
+    );
+    for k in [&kea1, &kea2] {
+        assert!(
+            !k.stdout()
+                .contains("DHCPSRV_MULTIPLE_RAW_SOCKETS_PER_IFACE"),
+            "{}",
+            k.stdout()
+        );
+    }
 
     // fw1's box dies: tandem and Kea killed, its links down.
     let mut c = c;

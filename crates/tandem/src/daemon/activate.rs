@@ -90,10 +90,11 @@ impl Daemon {
     ) -> anyhow::Result<String> {
         let own_addrs = firewall_apply::own_addresses(&new, &self.netlink).await;
         let was_applied = self.dns.text.is_some();
-        let (new, prepared, dns_plan) = tokio::task::spawn_blocking(move || {
+        let (new, prepared, dns_plan, dhcp) = tokio::task::spawn_blocking(move || {
             let prepared = firewall_apply::prepare(&new, &own_addrs);
             let dns_plan = crate::dns_apply::plan(&new, &own_addrs, was_applied);
-            (new, prepared, dns_plan)
+            let dhcp = crate::dhcp_apply::prepare(&new, &own_addrs);
+            (new, prepared, dns_plan, dhcp)
         })
         .await
         .context("the ruleset thread died")?;
@@ -116,7 +117,7 @@ impl Daemon {
         // The certificates' files, under temporary names until everything else is in.
         let certs = crate::certs_apply::stage_for(&new).await?;
         // The dhcp area, tested by the running Kea (nothing changes there yet).
-        let (dhcp, _) = crate::dhcp_apply::check_for(crate::dhcp_apply::prepare(&new)).await?;
+        let (dhcp, _) = crate::dhcp_apply::check_for(dhcp).await?;
         let applied = match &ruleset {
             Some(r) => firewall_apply::apply(&new, &self.netlink, r, self.ruleset.as_ref())
                 .await

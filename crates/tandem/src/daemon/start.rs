@@ -76,7 +76,14 @@ impl Daemon {
             .await
             .map_err(anyhow::Error::msg)?;
         // The dhcp area to this node's Kea (`[dhcp_local]`), checked by Kea first.
-        let (dhcp, note) = crate::dhcp_apply::check_for(crate::dhcp_apply::prepare(&cfg)).await?;
+        let dhcp = match cfg.dhcp_local {
+            Some(_) => crate::dhcp_apply::prepare(
+                &cfg,
+                &firewall_apply::own_addresses(&cfg, &netlink).await,
+            ),
+            None => None,
+        };
+        let (dhcp, note) = crate::dhcp_apply::check_for(dhcp).await?;
         if let Some(n) = note {
             tracing::info!("dhcp: {n}");
         }

@@ -6,7 +6,9 @@
 
 use crate::config::dhcp::{Dhcp, DhcpLocal, Subnet};
 use crate::config::dhcp_ha::Ha;
+use ipnet::IpNet;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 fn mac(m: &[u8; 6]) -> String {
     m.iter()
@@ -98,11 +100,31 @@ fn hooks(ha: &Ha, dir: &std::path::Path) -> Value {
     ])
 }
 
+/// This node's own addresses per logical interface (not VIPs), as the kernel has them.
+pub type OwnAddresses = BTreeMap<String, Vec<IpNet>>;
+
+/// Kea's interface entry for a subnet: `DEVICE/ADDRESS` with this node's own address in the
+/// subnet, so Kea opens one socket there and not one more on a VIP of the same device (it
+/// would take every packet twice, and answer with the VIP as server identifier on one node
+/// only); the device alone when the node has no address in the subnet.
+fn interface(s: &Subnet, own: &OwnAddresses) -> String {
+    let addr = own.get(&s.interface).and_then(|nets| {
+        nets.iter().find_map(|n| match n {
+            IpNet::V4(v4) if s.subnet.contains(&v4.addr()) => Some(v4.addr()),
+            _ => None,
+        })
+    });
+    match addr {
+        Some(a) => format!("{}/{a}", s.device),
+        None => s.device.clone(),
+    }
+}
+
 /// The whole Kea config for this node: the area's subnets on this node's devices, and the
 /// node-local paths.
-pub fn render(dhcp: Option<&Dhcp>, local: &DhcpLocal) -> Value {
+pub fn render(dhcp: Option<&Dhcp>, local: &DhcpLocal, own: &OwnAddresses) -> Value {
     let subnets: Vec<&Subnet> = dhcp.map(|d| d.subnets.iter().collect()).unwrap_or_default();
-    let mut devices: Vec<&str> = subnets.iter().map(|s| s.device.as_str()).collect();
+    let mut devices: Vec<String> = subnets.iter().map(|s| interface(s, own)).collect();
     devices.sort_unstable();
     devices.dedup();
     let mut v = json!({
@@ -251,9 +273,23 @@ mod tests {
             }],
         };
         let d = Dhcp { subnets: vec![s] };
-        let v = render(Some(&d), &local());
+        let own = OwnAddresses::new();
+        let v = render(Some(&d), &local(), &own);
         let d4 = &v["Dhcp4"];
         assert_eq!(d4["interfaces-config"]["interfaces"], json!(["eth0"]));
+        // With this node's own address in the subnet (a VIP is not among them): bound there.
+        let own2 = OwnAddresses::from([(
+            "lan".to_string(),
+            vec![
+                "2001:db8::2/64".parse().expect("net"),
+                "198.51.100.2/24".parse().expect("net"),
+                "192.0.2.2/24".parse().expect("net"),
+            ],
+        )]);
+        assert_eq!(
+            render(Some(&d), &local(), &own2)["Dhcp4"]["interfaces-config"]["interfaces"],
+            json!(["eth0/192.0.2.2"])
+        );
         assert_eq!(d4["control-socket"]["socket-name"], "/run/kea/s");
         assert_eq!(d4["lease-database"]["name"], "/var/lib/kea/l.csv");
         let s = &d4["subnet4"][0];
@@ -268,8 +304,8 @@ mod tests {
             s["reservations"][0],
             json!({"hw-address": "02:00:00:00:00:1f", "ip-address": "192.0.2.20", "hostname": "printer"})
         );
-        assert_eq!(text(&v), text(&render(Some(&d), &local())));
-        let empty = render(None, &local());
+        assert_eq!(text(&v), text(&render(Some(&d), &local(), &own)));
+        let empty = render(None, &local(), &own);
         assert_eq!(empty["Dhcp4"]["subnet4"], json!([]));
         assert!(empty["Dhcp4"].get("hooks-libraries").is_none());
     }
@@ -284,7 +320,7 @@ mod tests {
             partner_address: "203.0.113.1:8001".parse().expect("addr"),
             primary: false,
         });
-        let v = render(None, &l);
+        let v = render(None, &l, &OwnAddresses::new());
         let hooks = &v["Dhcp4"]["hooks-libraries"];
         assert_eq!(hooks[0]["library"], "/hooks/libdhcp_lease_cmds.so");
         let ha = &hooks[1]["parameters"]["high-availability"][0];

@@ -31,10 +31,11 @@ pub struct Prepared {
     reservations: usize,
 }
 
-/// Renders the running config's `dhcp` area; None without `[dhcp_local]`.
-pub fn prepare(cfg: &Config) -> Option<Prepared> {
+/// Renders the running config's `dhcp` area for this node (`own`: its own addresses per
+/// logical interface); None without `[dhcp_local]`.
+pub fn prepare(cfg: &Config, own: &kea::OwnAddresses) -> Option<Prepared> {
     let local = cfg.dhcp_local.as_ref()?;
-    let config = kea::render(cfg.dhcp.as_ref(), local);
+    let config = kea::render(cfg.dhcp.as_ref(), local, own);
     let subnets = cfg.dhcp.as_ref().map_or(&[][..], |d| &d.subnets[..]);
     Some(Prepared {
         file: local.config_file.clone(),
