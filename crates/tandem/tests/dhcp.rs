@@ -453,5 +453,31 @@ fn kea_ha_serves_across_a_failover_and_a_synced_reservation() {
         .expect("mac");
     let got = lease(&c.client, tmp, 3).unwrap_or_else(|| panic!("no lease:\n{}", kea2.stdout()));
     assert!(got.starts_with("192.0.2.20 "), "not the reservation: {got}");
+
+    // fw1's box comes back: its Kea fetches the leases fw2 gave meanwhile, then both are in
+    // hot-standby again with fw1 serving.
+    for dev in ["eth0", "eth1", "eth2"] {
+        c.h1.set_link(dev, true).expect("link up");
+    }
+    c.start_fw1();
+    let kea1 = start_kea(&c.h1, &k1);
+    c.wait_long(
+        "both Keas in hot-standby after fw1 came back",
+        Duration::from_secs(60),
+        || {
+            [c.fw1(), &c.fw2].iter().all(|n| {
+                let h = ha_state(n);
+                h["state"] == "hot-standby" && h["partner_state"] == "hot-standby"
+            })
+        },
+    );
+    assert_eq!(ha_state(c.fw1())["serving"], serde_json::json!(["fw1"]));
+    let leases1 = std::fs::read_to_string(k1.join("leases4.csv")).expect("fw1's leases");
+    assert!(
+        leases1.contains("192.0.2.20") && leases1.contains(CLIENT2_MAC),
+        "fw1's Kea did not fetch fw2's lease:\n{leases1}\n{}",
+        kea1.stdout()
+    );
+    drop(kea1);
     kea2.kill().expect("kill fw2's Kea");
 }

@@ -314,6 +314,13 @@ impl Cluster {
         }
     }
 
+    /// fw1's daemon starts again with its config (after [`Cluster::kill_fw1`]).
+    pub fn start_fw1(&mut self) {
+        if self.fw1.is_none() {
+            self.fw1 = Some(Node::start(&self.h1, self.lab.dir().join("fw1.toml")));
+        }
+    }
+
     pub fn peer(&self) -> Value {
         self.fw1().status()["config_sync"]["peers"][0].clone()
     }
