@@ -315,6 +315,7 @@ impl Cluster {
     }
 
     /// fw1's daemon starts again with its config (after [`Cluster::kill_fw1`]).
+    #[allow(dead_code)] // not every test that includes the harness restarts fw1
     pub fn start_fw1(&mut self) {
         if self.fw1.is_none() {
             self.fw1 = Some(Node::start(&self.h1, self.lab.dir().join("fw1.toml")));
