@@ -417,7 +417,7 @@ fn kea_ha_serves_across_a_failover_and_a_synced_reservation() {
     let (ok, text, _) = c.fw2.cli(&["status"]);
     assert!(
         ok && text.contains(
-            "dhcp HA: partner-down (standby, serving fw1); partner fw1 at 203.0.113.1:8001:"
+            "dhcp HA: partner-down (standby, serving fw1); partner fw1 at 203.0.113.1:8001: unavailable (unreachable)"
         ),
         "{text}"
     );
