@@ -315,4 +315,28 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn dhcp_ha_says_kea_state_or_why_it_is_unknown() {
+        let mut h = crate::dhcp_apply::HaStatus {
+            role: "standby".into(),
+            state: "partner-down".into(),
+            serving: vec!["fw1".into()],
+            partner: "fw1".into(),
+            partner_address: "203.0.113.1:8001".into(),
+            partner_state: Some("unavailable".into()),
+            communication_interrupted: true,
+            error: None,
+        };
+        assert_eq!(
+            dhcp_ha_line(&h),
+            "dhcp HA: partner-down (standby, serving fw1); partner fw1 at 203.0.113.1:8001: unavailable (unreachable)"
+        );
+        h.state = "unknown".into();
+        h.error = Some("Kea's control socket /run/kea/s: Connection refused".into());
+        assert_eq!(
+            dhcp_ha_line(&h),
+            "dhcp HA: unknown (standby; Kea's control socket /run/kea/s: Connection refused)"
+        );
+    }
 }
