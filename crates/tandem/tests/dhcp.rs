@@ -309,6 +309,13 @@ fn kea_ha_serves_across_a_failover_and_a_synced_reservation() {
         assert_eq!(ha["mode"], "hot-standby", "{ha}");
         assert_eq!(ha["peers"][1]["url"], url, "{ha}");
     }
+    // Before Kea runs, status says its HA state is unknown, and why.
+    let h = ha_state(c.fw1());
+    assert_eq!(h["state"], "unknown", "{h}");
+    assert!(
+        h["error"].as_str().is_some_and(|e| e.contains("kea4.sock")),
+        "{h}"
+    );
     let mut kea1 = start_kea(&c.h1, &k1);
     let mut kea2 = start_kea(&c.fw2.host, &k2);
     let both_hot = |what: &str| {
