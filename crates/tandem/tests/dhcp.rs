@@ -362,6 +362,12 @@ fn kea_ha_serves_across_a_failover_and_a_synced_reservation() {
     assert!(std::fs::read_to_string(k2.join("kea-dhcp4.conf"))
         .expect("conf")
         .contains(CLIENT2_MAC));
+    // `config show` on both nodes lists the area and where it came from.
+    for (who, n) in [("fw1", c.fw1()), ("fw2", &c.fw2)] {
+        let (ok, show) = harness::tandem(n, &["config", "show"]);
+        assert!(ok && show.contains("# area dhcp"), "{who}: {show}");
+        assert!(show.contains(CLIENT2_MAC), "{who}: {show}");
+    }
     // A reload restarts Kea's HA: wait for both to be back in hot-standby.
     both_hot("both Keas in hot-standby after the reload");
 
