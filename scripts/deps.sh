@@ -4,9 +4,10 @@
 # host: the tests start their own keepalived, conntrackd and ucarp inside network namespaces.
 # systemd (systemd-analyze verify), util-linux (setpriv) and dpkg-dev (dpkg-shlibdeps) serve
 # the package build and its test (scripts/package.sh, crates/tandem/tests/package.rs).
+# kea-dhcp4-server (with its HA and lease_cmds hooks) and udhcpc serve the dhcp area's test.
 set -euo pipefail
 pkgs=(iproute2 iputils-ping iputils-arping ucarp keepalived nftables conntrack conntrackd tcpdump python3
-    chromium systemd util-linux dpkg-dev unbound dnsutils)
+    chromium systemd util-linux dpkg-dev unbound dnsutils kea-dhcp4-server udhcpc)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

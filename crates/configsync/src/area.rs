@@ -17,12 +17,13 @@ pub enum Area {
     Gateways,
     Routes,
     Certificates,
+    Dhcp,
     Dns,
     Wireguard,
 }
 
 impl Area {
-    pub const ALL: [Area; 9] = [
+    pub const ALL: [Area; 10] = [
         Area::Vips,
         Area::Aliases,
         Area::Rules,
@@ -30,6 +31,7 @@ impl Area {
         Area::Gateways,
         Area::Routes,
         Area::Certificates,
+        Area::Dhcp,
         Area::Dns,
         Area::Wireguard,
     ];
@@ -44,6 +46,7 @@ impl Area {
             Area::Gateways => "gateways",
             Area::Routes => "routes",
             Area::Certificates => "certificates",
+            Area::Dhcp => "dhcp",
             Area::Dns => "dns",
             Area::Wireguard => "wireguard",
         }

@@ -13,6 +13,7 @@
 //! - [`wireguard`]: WireGuard devices over their UAPI socket (`set=1` / `get=1`);
 //!   [`wireguard_kernel`]: kernel WireGuard devices over generic netlink.
 //! - [`process`]: a program run bounded in time in its own process group (hooks, exec checks).
+//! - [`kea`]: a command to Kea (the DHCP server) over its unix control socket.
 //!
 //! Errors are one [`LinuxError`]; each says what failed on which interface or address and keeps
 //! the kernel's errno. Nothing here panics on input from the kernel or the network.
@@ -25,6 +26,7 @@ pub mod announce;
 pub mod carp_socket;
 pub mod conntrack;
 mod error;
+pub mod kea;
 pub mod neighbours;
 pub mod netlink;
 pub mod nft;

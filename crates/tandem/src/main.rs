@@ -2,7 +2,7 @@
 //!
 //! Modules, and how their arrows go (each imports only modules further right):
 //! `cli` → `daemon` → {`control`, `metrics`} → `status` → the subsystems {`carp_thread`,
-//! `config_sync`, `state_sync`, `firewall_apply`, `certs_apply`, `dns_apply`, `hooks`,
+//! `config_sync`, `state_sync`, `firewall_apply`, `certs_apply`, `dhcp_apply`, `dns_apply`, `hooks`,
 //! `checks`} → the leaves {`config`, `lock`, `deadline`, `random`}. `status` only takes the
 //! subsystems' status types; `metrics`
 //! (the Prometheus and status page listener) only takes `status`; no subsystem imports
@@ -18,6 +18,7 @@ mod config_sync;
 mod control;
 mod daemon;
 mod deadline;
+mod dhcp_apply;
 mod dns_apply;
 mod firewall_apply;
 mod hooks;

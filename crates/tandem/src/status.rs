@@ -6,6 +6,7 @@ pub use crate::carp_thread::{Demotion, VipStatus};
 pub use crate::certs_apply::CertificateStatus;
 pub use crate::checks::CheckStatus;
 pub use crate::config_sync::ConfigSyncStatus;
+pub use crate::dhcp_apply::DhcpStatus;
 pub use crate::dns_apply::DnsStatus;
 pub use crate::firewall_apply::FirewallStatus;
 pub use crate::hooks::HookStatus;
@@ -48,6 +49,9 @@ pub struct Status {
     /// The certificates of the running config (`[[certificates]]`), in config order.
     #[serde(default)]
     pub certificates: Vec<CertificateStatus>,
+    /// The `dhcp` area and this node's Kea (`[dhcp_local]`); absent without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp: Option<DhcpStatus>,
     /// The synced `[dns]` area on this node's unbound (None without a `[dns]` area).
     #[serde(default)]
     pub dns: Option<DnsStatus>,
@@ -87,6 +91,31 @@ fn interval(v: &VipStatus) -> String {
     } else {
         format!("{}.{:03}s", ms / 1000, ms % 1000)
     }
+}
+
+/// `dhcp HA: hot-standby (primary, serving fw1); partner fw2 at 203.0.113.2:8001: hot-standby`.
+fn dhcp_ha_line(h: &crate::dhcp_apply::HaStatus) -> String {
+    if let Some(e) = &h.error {
+        return format!("dhcp HA: {} ({}; {e})", h.state, h.role);
+    }
+    let serving = if h.serving.is_empty() {
+        "serving no clients".to_string()
+    } else {
+        format!("serving {}", h.serving.join(", "))
+    };
+    format!(
+        "dhcp HA: {} ({}, {serving}); partner {} at {}: {}{}",
+        h.state,
+        h.role,
+        h.partner,
+        h.partner_address,
+        h.partner_state.as_deref().unwrap_or("not heard yet"),
+        if h.communication_interrupted {
+            " (unreachable)"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The human-readable status table.
@@ -223,6 +252,23 @@ pub fn render(s: &Status) -> String {
             }
         );
     }
+    if let Some(d) = &s.dhcp {
+        let _ = writeln!(
+            out,
+            "dhcp: {}, {} (Kea config {}): {}{}",
+            crate::words::count(d.subnets, "subnet"),
+            crate::words::count(d.reservations, "reservation"),
+            d.config_file,
+            d.last_apply,
+            d.error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+        if let Some(h) = &d.ha {
+            let _ = writeln!(out, "{}", dhcp_ha_line(h));
+        }
+    }
     for h in &s.hooks {
         let _ = writeln!(
             out,
@@ -273,6 +319,30 @@ mod tests {
         assert!(
             text.contains("config sync: peer, generation 3 from fw1"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn dhcp_ha_says_kea_state_or_why_it_is_unknown() {
+        let mut h = crate::dhcp_apply::HaStatus {
+            role: "standby".into(),
+            state: "partner-down".into(),
+            serving: vec!["fw1".into()],
+            partner: "fw1".into(),
+            partner_address: "203.0.113.1:8001".into(),
+            partner_state: Some("unavailable".into()),
+            communication_interrupted: true,
+            error: None,
+        };
+        assert_eq!(
+            dhcp_ha_line(&h),
+            "dhcp HA: partner-down (standby, serving fw1); partner fw1 at 203.0.113.1:8001: unavailable (unreachable)"
+        );
+        h.state = "unknown".into();
+        h.error = Some("Kea's control socket /run/kea/s: Connection refused".into());
+        assert_eq!(
+            dhcp_ha_line(&h),
+            "dhcp HA: unknown (standby; Kea's control socket /run/kea/s: Connection refused)"
         );
     }
 }

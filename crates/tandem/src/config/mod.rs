@@ -3,14 +3,16 @@
 //! every problem reported as `FILE:LINE:COL: message` ([`error`]).
 //!
 //! Node-local tables (`[node]`, `[interfaces]`, `[carp]`, `[firewall]`, `[statesync]`,
-//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`, `[dns_local]`,
-//! `[wireguard_local]`) never sync; the synced areas
-//! are `vips`, `certificates` and `dns` (here) and the firewall crate's areas. A
+//! `[sync]`, `[metrics]`, `[hooks]`, `[[checks]]`, `[dhcp_local]`, `[dns_local]`,
+//! `[wireguard_local]`) never sync; the synced areas are `vips`, `certificates`, `dhcp`, `dns`
+//! and `wireguard` (here) and the firewall crate's areas. A
 //! config sync peer composes its running config from its own file and the synced areas in its
 //! state dir as data ([`raw::ParsedFile::take_area`]), never by splicing text.
 
 pub mod certificates;
 pub mod checks;
+pub mod dhcp;
+pub mod dhcp_ha;
 pub mod dns;
 pub mod document;
 pub mod error;
@@ -71,6 +73,10 @@ pub struct Config {
     pub areas: firewall::Areas,
     /// The synced area `certificates`, checked (in file order).
     pub certificates: Vec<Certificate>,
+    /// The synced area `dhcp`, checked; None when absent.
+    pub dhcp: Option<dhcp::Dhcp>,
+    /// This node's Kea (`[dhcp_local]`); None: tandem does not manage DHCP here.
+    pub dhcp_local: Option<dhcp::DhcpLocal>,
     /// The synced area `dns` (None: absent, and unbound is left alone).
     pub dns: Option<dns::Dns>,
     /// `[dns_local]`: this node's unbound (None: the dns area is held but not applied).
@@ -219,6 +225,16 @@ impl Config {
         let hooks = hooks::hooks(&mut errs, raw.hooks.as_ref());
         let checks = checks::checks(&mut errs, &raw.checks, &interfaces);
         let certificates = certificates::certificates(&mut errs, &raw.certificates);
+        let dhcp = dhcp::dhcp(&mut errs, raw.dhcp.as_ref(), &interfaces);
+        let dhcp_local = dhcp::dhcp_local(
+            &mut errs,
+            raw.dhcp_local.as_ref(),
+            &dhcp_ha::Cluster {
+                node: &node.name,
+                sync: sync.as_ref(),
+                vips: &vip_addrs,
+            },
+        );
         let dns = raw.dns.as_ref().map(|d| dns::dns(&mut errs, d));
         let dns_local = raw
             .dns_local
@@ -240,6 +256,8 @@ impl Config {
             checks,
             areas: raw.areas,
             certificates,
+            dhcp,
+            dhcp_local,
             dns,
             dns_local,
             wireguard,

@@ -4,6 +4,7 @@
 
 use super::certificates::RawCertificate;
 use super::checks::RawCheck;
+use super::dhcp::{RawDhcp, RawDhcpLocal};
 use super::dns::{RawDns, RawDnsLocal};
 use super::document::{self, Sources, Tree};
 use super::error::{ConfigError, ConfigErrors};
@@ -20,7 +21,7 @@ use std::path::Path;
 use toml::Spanned;
 
 /// The node-local tables: never synced.
-pub const NODE_TABLES: [&str; 11] = [
+pub const NODE_TABLES: [&str; 12] = [
     "node",
     "interfaces",
     "carp",
@@ -30,12 +31,19 @@ pub const NODE_TABLES: [&str; 11] = [
     "metrics",
     "hooks",
     "checks",
+    "dhcp_local",
     "dns_local",
     "wireguard_local",
 ];
 
 /// The synced areas owned elsewhere than in the firewall crate.
-const NOT_FIREWALL: [Area; 4] = [Area::Vips, Area::Certificates, Area::Dns, Area::Wireguard];
+const NOT_FIREWALL: [Area; 5] = [
+    Area::Vips,
+    Area::Certificates,
+    Area::Dhcp,
+    Area::Dns,
+    Area::Wireguard,
+];
 
 /// The synced areas the firewall crate owns.
 fn firewall_keys() -> Vec<&'static str> {
@@ -64,6 +72,10 @@ pub struct RawFile {
     pub areas: firewall::Areas,
     /// The synced area `certificates`.
     pub certificates: Vec<Spanned<RawCertificate>>,
+    /// The synced area `dhcp`.
+    pub dhcp: Option<Spanned<RawDhcp>>,
+    /// The node-local `[dhcp_local]`.
+    pub dhcp_local: Option<Spanned<RawDhcpLocal>>,
     /// The synced area `dns`, and the node-local `[dns_local]`.
     pub dns: Option<Spanned<RawDns>>,
     pub dns_local: Option<Spanned<RawDnsLocal>>,
@@ -83,6 +95,7 @@ impl RawFile {
             Area::Gateways => self.areas.gateways.clone_from(&from.areas.gateways),
             Area::Routes => self.areas.routes.clone_from(&from.areas.routes),
             Area::Certificates => self.certificates.clone_from(&from.certificates),
+            Area::Dhcp => self.dhcp.clone_from(&from.dhcp),
             Area::Dns => self.dns.clone_from(&from.dns),
             Area::Wireguard => self.wireguard.clone_from(&from.wireguard),
         }
@@ -130,6 +143,8 @@ impl RawFile {
             vips: ok(e, tree.take("vips")).unwrap_or_default(),
             areas: ok(e, tree.take_table(&fw).map(Some)).unwrap_or_default(),
             certificates: ok(e, tree.take("certificates")).unwrap_or_default(),
+            dhcp: ok(e, tree.take("dhcp")),
+            dhcp_local: ok(e, tree.take("dhcp_local")),
             dns: ok(e, tree.take("dns")),
             dns_local: ok(e, tree.take("dns_local")),
             wireguard: ok(e, tree.take("wireguard")).unwrap_or_default(),

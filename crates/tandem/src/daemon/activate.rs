@@ -90,10 +90,11 @@ impl Daemon {
     ) -> anyhow::Result<String> {
         let own_addrs = firewall_apply::own_addresses(&new, &self.netlink).await;
         let was_applied = self.dns.text.is_some();
-        let (new, prepared, dns_plan) = tokio::task::spawn_blocking(move || {
+        let (new, prepared, dns_plan, dhcp) = tokio::task::spawn_blocking(move || {
             let prepared = firewall_apply::prepare(&new, &own_addrs);
             let dns_plan = crate::dns_apply::plan(&new, &own_addrs, was_applied);
-            (new, prepared, dns_plan)
+            let dhcp = crate::dhcp_apply::prepare(&new, &own_addrs);
+            (new, prepared, dns_plan, dhcp)
         })
         .await
         .context("the ruleset thread died")?;
@@ -116,6 +117,8 @@ impl Daemon {
         crate::wg_apply::check(&new).await?;
         // The certificates' files, under temporary names until everything else is in.
         let certs = crate::certs_apply::stage_for(&new).await?;
+        // The dhcp area, tested by the running Kea (nothing changes there yet).
+        let (dhcp, _) = crate::dhcp_apply::check_for(dhcp).await?;
         let applied = match &ruleset {
             Some(r) => firewall_apply::apply(&new, &self.netlink, r, self.ruleset.as_ref())
                 .await
@@ -170,6 +173,7 @@ impl Daemon {
             Ok(false) => {}
             Err(e) => tracing::error!("{e}"),
         }
+        self.dhcp = crate::dhcp_apply::commit_for(dhcp).await;
         if let Some(r) = &ruleset {
             info!(
                 "firewall applied: {}, {}",

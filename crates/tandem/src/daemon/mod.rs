@@ -50,6 +50,8 @@ pub struct Daemon {
     firewall_error: Option<String>,
     /// How the running ruleset went into the kernel.
     firewall_last: Option<crate::firewall_apply::LastApply>,
+    /// How the `dhcp` area last went to Kea (None without `[dhcp_local]`).
+    dhcp: Option<crate::dhcp_apply::DhcpStatus>,
     /// What this node's unbound runs of the `[dns]` area.
     dns: crate::dns_apply::DnsState,
     /// What the tunnels of the `wireguard` area run.

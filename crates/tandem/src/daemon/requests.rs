@@ -179,6 +179,7 @@ impl Daemon {
                     .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
                 config_sync::status::rfc3339,
             ),
+            dhcp: crate::dhcp_apply::status_now(self.dhcp.clone(), &self.cfg).await,
             dns: crate::dns_apply::status(&self.cfg, &self.dns),
             wireguard: crate::wg_apply::status(&self.cfg, &self.wg).await,
         }

@@ -75,6 +75,19 @@ impl Daemon {
         crate::certs_apply::commit(crate::certs_apply::stage_for(&cfg).await?)
             .await
             .map_err(anyhow::Error::msg)?;
+        // The dhcp area to this node's Kea (`[dhcp_local]`), checked by Kea first.
+        let dhcp = match cfg.dhcp_local {
+            Some(_) => crate::dhcp_apply::prepare(
+                &cfg,
+                &firewall_apply::own_addresses(&cfg, &netlink).await,
+            ),
+            None => None,
+        };
+        let (dhcp, note) = crate::dhcp_apply::check_for(dhcp).await?;
+        if let Some(n) = note {
+            tracing::info!("dhcp: {n}");
+        }
+        let dhcp = crate::dhcp_apply::commit_for(dhcp).await;
         // The dns area next; unbound may not run yet (it reads the file when it starts): a
         // failed reload is in status, not a reason to stay down.
         let mut dns = crate::dns_apply::DnsState::default();
@@ -132,6 +145,7 @@ impl Daemon {
             ruleset,
             firewall_error: None,
             firewall_last,
+            dhcp,
             dns,
             wg,
             sync: None,

@@ -319,12 +319,25 @@ impl Cluster {
         }
     }
 
+    /// fw1's daemon starts again with its config (after [`Cluster::kill_fw1`]).
+    #[allow(dead_code)] // not every test that includes the harness restarts fw1
+    pub fn start_fw1(&mut self) {
+        if self.fw1.is_none() {
+            self.fw1 = Some(Node::start(&self.h1, self.lab.dir().join("fw1.toml")));
+        }
+    }
+
     pub fn peer(&self) -> Value {
         self.fw1().status()["config_sync"]["peers"][0].clone()
     }
 
     pub fn wait(&self, what: &str, f: impl FnMut() -> bool) {
-        let ok = lab::wait_until(SYNC, f);
+        self.wait_long(what, SYNC, f);
+    }
+
+    /// As [`Cluster::wait`], for something that takes longer than a push.
+    pub fn wait_long(&self, what: &str, within: Duration, f: impl FnMut() -> bool) {
+        let ok = lab::wait_until(within, f);
         assert!(ok, "timed out waiting for: {what}\n{}", self.logs());
     }
 
