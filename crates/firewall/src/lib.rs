@@ -61,6 +61,19 @@ pub struct NodeContext {
     /// go untracked, and what this node sends from the port leaves from the VIP, whichever
     /// address the implementation answers from.
     pub tunnel_endpoints: Vec<(IpAddr, u16)>,
+    /// Listeners of this node that only one peer may reach (Kea's HA listener, which takes
+    /// commands without credentials): TCP to them from any other source is dropped in the
+    /// input chain, whatever the rules pass.
+    pub peer_only: Vec<PeerOnly>,
+}
+
+/// A TCP listener of this node that only `peer` may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerOnly {
+    pub listen: std::net::SocketAddr,
+    pub peer: IpAddr,
+    /// What it is, for the rule's comment (letters, digits, spaces and `-` only).
+    pub what: &'static str,
 }
 
 /// The rendered result: what the daemon applies.

@@ -51,6 +51,7 @@ pub(crate) fn table(c: &Compiled) -> Table {
     let mut head = String::new();
     head.push_str("iifname \"lo\" accept\n");
     cluster_accepts(&mut head, c, "iifname");
+    peer_only_drops(&mut head, c);
     head.push_str("ct state established,related accept\n");
     head.push_str("ct state invalid drop\n");
     let mut o = String::new();
@@ -252,6 +253,35 @@ fn cluster_accepts(o: &mut String, c: &Compiled, dir: &str) {
         o,
         "\t\ticmpv6 type {{ {ND_TYPES} }} accept comment \"IPv6 neighbour discovery\""
     );
+}
+
+/// TCP to a peer-only listener from anyone but its peer: dropped before any rule can pass it
+/// (and before `established`, so no connection of a stranger survives a change of peer).
+/// A peer of the other family than the listener: nobody may reach it.
+fn peer_only_drops(o: &mut String, c: &Compiled) {
+    for p in &c.peer_only {
+        let (daddr, saddr) = match (p.listen.ip(), p.peer) {
+            (IpAddr::V4(l), IpAddr::V4(s)) => {
+                (format!("ip daddr {l}"), format!(" ip saddr != {s}"))
+            }
+            (IpAddr::V6(l), IpAddr::V6(s)) => {
+                (format!("ip6 daddr {l}"), format!(" ip6 saddr != {s}"))
+            }
+            (IpAddr::V4(l), IpAddr::V6(_)) => (format!("ip daddr {l}"), String::new()),
+            (IpAddr::V6(l), IpAddr::V4(_)) => (format!("ip6 daddr {l}"), String::new()),
+        };
+        let what: String = p
+            .what
+            .chars()
+            .filter(|ch| ch.is_ascii_alphanumeric() || *ch == ' ' || *ch == '-')
+            .take(60)
+            .collect();
+        let _ = writeln!(
+            o,
+            "\t\t{daddr} tcp dport {}{saddr} counter drop comment \"{what}: its peer only\"",
+            p.listen.port()
+        );
+    }
 }
 
 /// `x` alone, or an anonymous set `{ x, y }`.

@@ -64,6 +64,14 @@ pub fn context(cfg: &Config, own: &BTreeMap<String, Vec<IpNet>>) -> firewall::No
             ctx.vips.push((v.interface.clone(), *a));
         }
     }
+    // Kea's HA listener takes lease and HA commands without credentials: the partner only.
+    if let Some(ha) = cfg.dhcp_local.as_ref().and_then(|l| l.ha.as_ref()) {
+        ctx.peer_only.push(firewall::PeerOnly {
+            listen: ha.listen,
+            peer: ha.partner_address.ip(),
+            what: "Kea HA listener",
+        });
+    }
     ctx
 }
 

@@ -18,6 +18,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const LAN: &[(&str, &str)] = &[("lan", "eth0")];
+const LAN_TO_ANY_TCP: &str = r#"
+[[rules]]
+interface = "lan"
+action = "pass"
+protocol = "tcp"
+description = "lan to anything over tcp"
+"#;
 const CLIENT_MAC: &str = "02:00:00:00:d4:01";
 
 fn area(reservation: &str) -> String {
@@ -275,7 +282,8 @@ fn kea_ha_serves_across_a_failover_and_a_synced_reservation() {
         return;
     }
     let mut o = harness::opts();
-    let base = format!("{}{}", harness::VIPS, harness::BASE_RULES);
+    // An admin's broad rule: TCP from the lan to anything, the firewall's own addresses too.
+    let base = format!("{}{}{LAN_TO_ANY_TCP}", harness::VIPS, harness::BASE_RULES);
     // fw1 derives its partner (fw2, 203.0.113.2:8001) from [[sync.peers]], its listener from
     // [sync] listen, its role (primary) from config sync; fw2, a config sync peer, names fw1.
     // Kea's files (config, leases, socket, pid and lock files), both nodes'.
@@ -327,6 +335,32 @@ fn kea_ha_serves_across_a_failover_and_a_synced_reservation() {
         })
     };
     both_hot("both Keas in hot-standby");
+    // Kea's HA listener takes commands without credentials: whatever the rules pass, only the
+    // partner reaches it. The lan reaches fw1's sync listener on the same address (the
+    // control), not its HA listener.
+    c.client
+        .run(&[
+            "ip",
+            "route",
+            "replace",
+            "203.0.113.0/24",
+            "via",
+            "192.0.2.2",
+        ])
+        .expect("route to the sync link");
+    let connects = |port: u16| {
+        c.client
+            .run(&[
+                "timeout",
+                "3",
+                "bash",
+                "-c",
+                &format!("exec 3<>/dev/tcp/203.0.113.1/{port}"),
+            ])
+            .is_ok()
+    };
+    assert!(connects(8443), "the lan cannot reach fw1's sync listener");
+    assert!(!connects(8001), "the lan reached fw1's Kea HA listener");
     let (h1, h2) = (ha_state(c.fw1()), ha_state(&c.fw2));
     assert_eq!(h1["role"], "primary", "{h1}");
     assert_eq!(h1["serving"], serde_json::json!(["fw1"]), "{h1}");

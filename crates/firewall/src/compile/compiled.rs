@@ -129,6 +129,8 @@ pub(crate) struct Compiled {
     /// each once. Protocol 112 is passed there and nowhere else.
     pub carp_v4: Vec<String>,
     pub carp_v6: Vec<String>,
+    /// Listeners only one peer may reach (see [`crate::NodeContext::peer_only`]).
+    pub peer_only: Vec<crate::PeerOnly>,
 }
 
 /// The name of an alias's set in `Compiled::sets` and in the script (`suffix`: `v4`, `v6` or

@@ -112,6 +112,7 @@ pub(crate) fn compile(areas: &Areas, ctx: &NodeContext) -> Result<Compiled, Vec<
             routes,
             carp_v4,
             carp_v6,
+            peer_only: c.ctx.peer_only.clone(),
         })
     } else {
         Err(c.errors)
