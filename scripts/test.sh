@@ -33,4 +33,7 @@ dpkg-deb --contents "$deb" >/dev/null
 echo "built $deb"
 
 echo "== cargo test"
+# The userspace WireGuard the namespace tests run (crates/wg-userspace): `cargo test` builds
+# bin targets of other packages only as test harnesses, not as the program.
+cargo build -p wg-userspace
 TANDEM_DEB="$deb" cargo test --workspace --all-targets "$@"
