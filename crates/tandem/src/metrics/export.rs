@@ -101,6 +101,103 @@ impl Out {
     }
 }
 
+/// Kea's HA states (its `status-get`), one-hot; a state outside these gets its own series.
+const KEA_HA_STATES: [&str; 8] = [
+    "hot-standby",
+    "partner-down",
+    "waiting",
+    "syncing",
+    "ready",
+    "terminated",
+    "in-maintenance",
+    "unknown",
+];
+
+/// The services the dns, dhcp and wireguard areas drive: whether each runs the config, Kea's HA
+/// state, the tunnels' peers.
+fn services(o: &mut Out, s: &Status) {
+    if let Some(d) = s.dns.as_ref().filter(|d| d.managed) {
+        o.gauge(
+            "tandem_dns_applied",
+            "1 when unbound runs the config's dns area, 0 when the last reload failed",
+            &[],
+            flag(d.applied),
+        );
+        o.gauge(
+            "tandem_dns_not_listening_addresses",
+            "Addresses unbound was told to listen on and has no socket on (it binds them only when it starts)",
+            &[],
+            d.not_listening.len() as f64,
+        );
+    }
+    if let Some(d) = &s.dhcp {
+        o.gauge(
+            "tandem_dhcp_applied",
+            "1 when Kea has the config's dhcp area (loaded, unchanged, or written for its start), 0 when the last apply failed",
+            &[],
+            flag(d.last_apply != "failed"),
+        );
+        if let Some(ha) = &d.ha {
+            let mut states: Vec<&str> = KEA_HA_STATES.to_vec();
+            if !states.contains(&ha.state.as_str()) {
+                states.push(&ha.state);
+            }
+            for st in states {
+                o.gauge(
+                    "tandem_dhcp_ha_state",
+                    "Kea's HA state on this node, one-hot: 1 for the state it is in (unknown: Kea does not answer)",
+                    &[("role", ha.role.as_str()), ("state", st)],
+                    flag(st == ha.state),
+                );
+            }
+            o.gauge(
+                "tandem_dhcp_ha_communication_interrupted",
+                "1 when Kea's heartbeats to its partner fail",
+                &[],
+                flag(ha.communication_interrupted),
+            );
+        }
+    }
+    for t in &s.wireguard {
+        let tunnel = [("tunnel", t.name.as_str())];
+        o.gauge(
+            "tandem_wireguard_applied",
+            "1 when the tunnel's device runs the config's key, port and peers",
+            &tunnel,
+            flag(t.applied),
+        );
+        o.gauge(
+            "tandem_wireguard_drift",
+            "1 when the device runs something the config does not (changed by hand), or cannot be read",
+            &tunnel,
+            flag(t.drift.is_some()),
+        );
+        for p in &t.peers {
+            let l = [("tunnel", t.name.as_str()), ("peer", p.public_key.as_str())];
+            if let Some(h) = p.last_handshake_sec.filter(|h| *h > 0) {
+                o.gauge(
+                    "tandem_wireguard_peer_last_handshake_timestamp_seconds",
+                    "When the peer's last handshake completed, in Unix time (none yet: no series)",
+                    &l,
+                    h as f64,
+                );
+            }
+            o.counter(
+                "tandem_wireguard_peer_received_bytes",
+                "Bytes received from the peer through the tunnel, as the device counts them",
+                &l,
+                p.rx_bytes,
+            );
+            o.counter(
+                "tandem_wireguard_peer_sent_bytes",
+                "Bytes sent to the peer through the tunnel, as the device counts them",
+                &l,
+                p.tx_bytes,
+            );
+        }
+    }
+}
+
 /// The whole status as OpenMetrics text.
 pub fn render(s: &Status) -> String {
     let mut o = Out::default();
@@ -125,6 +222,7 @@ pub fn render(s: &Status) -> String {
             c.not_after as f64,
         );
     }
+    services(&mut o, s);
     if let Some(ss) = &s.state_sync {
         state_sync(&mut o, ss);
     }

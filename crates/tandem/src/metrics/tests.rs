@@ -278,3 +278,70 @@ fn certificates_are_on_the_page_and_in_the_metrics() {
     let line = "tandem_certificate_expiry_timestamp_seconds{certificate=\"web\"} 1900000000.0";
     assert!(text.contains(line), "{line} missing:\n{text}");
 }
+
+#[test]
+fn the_services_of_the_dns_dhcp_and_wireguard_areas_are_in_the_metrics() {
+    let mut s = sample();
+    s.dns = Some(
+        serde_json::from_value(json!({
+            "managed": true, "applied": true, "include": "/etc/unbound/tandem.conf",
+            "hosts": 1, "domains": 0, "forwarders": 1, "listen": ["192.0.2.1", "192.0.2.2"],
+            "not_listening": ["192.0.2.1"], "reloads": 3, "last_error": null
+        }))
+        .expect("dns"),
+    );
+    s.dhcp = Some(
+        serde_json::from_value(json!({
+            "config_file": "/etc/kea/kea-dhcp4.conf", "control_socket": "/run/kea/s",
+            "subnets": 1, "reservations": 0, "last_apply": "failed", "error": "refused",
+            "ha": {"role": "standby", "state": "partner-down", "serving": ["fw1", "fw2"],
+                   "partner": "fw1", "partner_address": "203.0.113.1:8001",
+                   "partner_state": "unavailable", "communication_interrupted": true,
+                   "error": null}
+        }))
+        .expect("dhcp"),
+    );
+    s.wireguard = serde_json::from_value(json!([{
+        "name": "wg0", "device": "wg0", "listen_port": 51820, "public_key": "pub",
+        "addresses": ["203.0.113.201/30"], "applied": true, "drift": "1 peer added by hand",
+        "last_error": null,
+        "peers": [
+            {"public_key": "3AWbghDAVBzPrzFvb9zsu5BcKrC/zp99cRJGczciMzU=", "endpoint": null,
+             "allowed_ips": ["203.0.113.202/32"], "last_handshake_sec": 1_900_000_000_u64,
+             "rx_bytes": 1200, "tx_bytes": 3400},
+            {"public_key": "new", "endpoint": null, "allowed_ips": [],
+             "last_handshake_sec": null, "rx_bytes": 0, "tx_bytes": 0}
+        ]
+    }]))
+    .expect("wireguard");
+    let text = export::render(&s);
+    let peer = "tunnel=\"wg0\",peer=\"3AWbghDAVBzPrzFvb9zsu5BcKrC/zp99cRJGczciMzU=\"";
+    for line in [
+        "tandem_dns_applied 1.0".to_string(),
+        "tandem_dns_not_listening_addresses 1.0".into(),
+        "tandem_dhcp_applied 0.0".into(),
+        "tandem_dhcp_ha_state{role=\"standby\",state=\"partner-down\"} 1.0".into(),
+        "tandem_dhcp_ha_state{role=\"standby\",state=\"hot-standby\"} 0.0".into(),
+        "tandem_dhcp_ha_communication_interrupted 1.0".into(),
+        "tandem_wireguard_applied{tunnel=\"wg0\"} 1.0".into(),
+        "tandem_wireguard_drift{tunnel=\"wg0\"} 1.0".into(),
+        format!("tandem_wireguard_peer_last_handshake_timestamp_seconds{{{peer}}} 1900000000.0"),
+        format!("tandem_wireguard_peer_received_bytes_total{{{peer}}} 1200"),
+        format!("tandem_wireguard_peer_sent_bytes_total{{{peer}}} 3400"),
+        "tandem_wireguard_peer_sent_bytes_total{tunnel=\"wg0\",peer=\"new\"} 0".into(),
+    ] {
+        assert!(text.contains(&line), "{line} missing:\n{text}");
+    }
+    assert!(
+        !text.contains("last_handshake_timestamp_seconds{tunnel=\"wg0\",peer=\"new\"}"),
+        "{text}"
+    );
+    // Without the areas, none of their series.
+    let bare = export::render(&sample());
+    assert!(
+        !bare.contains("tandem_dns")
+            && !bare.contains("tandem_dhcp")
+            && !bare.contains("tandem_wireguard"),
+        "{bare}"
+    );
+}
