@@ -133,16 +133,8 @@ impl Netlink {
             .address(mac.to_vec())
             .alias(alias)
             .build();
-        self.handle()
-            .link()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(|e| LinuxError::Netlink {
-                op: "create macvlan",
-                target: format!("{name} on ifindex {parent}"),
-                source: rtnl_to_io(e),
-            })?;
+        self.add_link(msg, "create macvlan", format!("{name} on ifindex {parent}"))
+            .await?;
         let created = self
             .link_owner(name)
             .await?
@@ -229,7 +221,27 @@ impl Netlink {
             .collect())
     }
 
-    async fn delete_link(&self, index: u32, name: &str) -> Result<(), LinuxError> {
+    /// Creates a link as `msg` describes it (`op` and `target` name it in the error).
+    pub(crate) async fn add_link(
+        &self,
+        msg: netlink_packet_route::link::LinkMessage,
+        op: &'static str,
+        target: String,
+    ) -> Result<(), LinuxError> {
+        self.handle()
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| LinuxError::Netlink {
+                op,
+                target,
+                source: rtnl_to_io(e),
+            })
+    }
+
+    /// Deletes link `index` (`name` for the error); one already gone is no error.
+    pub(crate) async fn delete_link(&self, index: u32, name: &str) -> Result<(), LinuxError> {
         match self.handle().link().del(index).execute().await {
             Ok(()) => Ok(()),
             Err(e) => {

@@ -378,33 +378,14 @@ impl crate::Netlink {
         let msg = rtnetlink::LinkWireguard::new(name)
             .alias(WG_LINK_ALIAS)
             .build();
-        self.handle()
-            .link()
-            .add(msg)
-            .execute()
+        self.add_link(msg, "create wireguard link", name.to_owned())
             .await
-            .map_err(|e| crate::LinuxError::Netlink {
-                op: "create wireguard link",
-                target: name.to_owned(),
-                source: crate::error::rtnl_to_io(e),
-            })
     }
 
     /// Deletes kernel WireGuard link `name` if Tandem made it; any other link stays.
     pub async fn delete_wireguard_link(&self, name: &str) -> Result<(), crate::LinuxError> {
         match self.wireguard_link(name).await? {
-            Some(l) if l.tandems => {
-                self.handle()
-                    .link()
-                    .del(l.index)
-                    .execute()
-                    .await
-                    .map_err(|e| crate::LinuxError::Netlink {
-                        op: "delete wireguard link",
-                        target: name.to_owned(),
-                        source: crate::error::rtnl_to_io(e),
-                    })
-            }
+            Some(l) if l.tandems => self.delete_link(l.index, name).await,
             _ => Ok(()),
         }
     }
