@@ -93,6 +93,35 @@ fn interval(v: &VipStatus) -> String {
     }
 }
 
+/// A line each for the services the dns, dhcp and wireguard areas drive (unbound, Kea and its
+/// HA, each tunnel): for `tandem status` and the status page.
+pub fn service_lines(s: &Status) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(d) = &s.dns {
+        out.push(crate::dns_apply::line(d));
+    }
+    if let Some(d) = &s.dhcp {
+        out.push(format!(
+            "dhcp: {}, {} (Kea config {}): {}{}",
+            crate::words::count(d.subnets, "subnet"),
+            crate::words::count(d.reservations, "reservation"),
+            d.config_file,
+            d.last_apply,
+            d.error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        ));
+        if let Some(h) = &d.ha {
+            out.push(dhcp_ha_line(h));
+        }
+    }
+    for w in &s.wireguard {
+        out.push(crate::wg_apply::line(w));
+    }
+    out
+}
+
 /// `dhcp HA: hot-standby (primary, serving fw1); partner fw2 at 203.0.113.2:8001: hot-standby`.
 fn dhcp_ha_line(h: &crate::dhcp_apply::HaStatus) -> String {
     if let Some(e) = &h.error {
@@ -213,12 +242,6 @@ pub fn render(s: &Status) -> String {
         }
     }
     let _ = writeln!(out, "state sync: {}", s.sync.state);
-    if let Some(d) = &s.dns {
-        let _ = writeln!(out, "{}", crate::dns_apply::line(d));
-    }
-    for w in &s.wireguard {
-        let _ = writeln!(out, "{}", crate::wg_apply::line(w));
-    }
     for c in &s.checks {
         let _ = writeln!(
             out,
@@ -252,22 +275,8 @@ pub fn render(s: &Status) -> String {
             }
         );
     }
-    if let Some(d) = &s.dhcp {
-        let _ = writeln!(
-            out,
-            "dhcp: {}, {} (Kea config {}): {}{}",
-            crate::words::count(d.subnets, "subnet"),
-            crate::words::count(d.reservations, "reservation"),
-            d.config_file,
-            d.last_apply,
-            d.error
-                .as_ref()
-                .map(|e| format!(" ({e})"))
-                .unwrap_or_default()
-        );
-        if let Some(h) = &d.ha {
-            let _ = writeln!(out, "{}", dhcp_ha_line(h));
-        }
+    for l in service_lines(s) {
+        let _ = writeln!(out, "{l}");
     }
     for h in &s.hooks {
         let _ = writeln!(

@@ -1,7 +1,7 @@
 //! GET /: the status page. One read-only HTML page rendered here from the node's [`Status`]
 //! (inline CSS, no script; a meta refresh reloads it): this node and its demotion, its peers,
-//! every VIP with its state and last transition, state sync, config sync with drift per area,
-//! the firewall. Every string is HTML-escaped: names come from config files, reasons and
+//! every VIP with its state and last transition, certificates, the services of the dns, dhcp
+//! and wireguard areas, state sync, config sync with drift per area, the firewall. Every string is HTML-escaped: names come from config files, reasons and
 //! results partly from the wire. [`Status`] holds no secret (no passphrase, key, password or
 //! token: the state sync key shows only by its public id).
 
@@ -116,6 +116,7 @@ master of <span id=\"masters\">{masters}</span> of {total} VIPs &middot; demotio
     peers(&mut h, s);
     checks(&mut h, s);
     certificates(&mut h, s);
+    services(&mut h, s);
     state_sync(&mut h, &s.sync.state, s.state_sync.as_ref());
     config_sync(&mut h, &s.sync.config, s.config_sync.as_ref());
     firewall(&mut h, &s.firewall);
@@ -402,6 +403,31 @@ fn certificates(h: &mut String, s: &Status) {
         );
     }
     h.push_str("</tbody></table></section>");
+}
+
+/// The services the dns, dhcp and wireguard areas drive, a line each as `tandem status` says
+/// them; a line that says something is wrong is marked.
+fn services(h: &mut String, s: &Status) {
+    let lines = crate::status::service_lines(s);
+    if lines.is_empty() {
+        return;
+    }
+    h.push_str("<section id=\"services\"><h2>Services</h2><ul>");
+    for l in &lines {
+        let bad = l.contains("NOT ")
+            || l.contains("failed")
+            || l.contains("error")
+            || l.contains("unknown")
+            || l.contains("partner-down")
+            || l.contains("unreachable");
+        let _ = write!(
+            h,
+            "<li class=\"service{}\">{}</li>",
+            if bad { " warn" } else { "" },
+            esc(l)
+        );
+    }
+    h.push_str("</ul></section>");
 }
 
 fn state_sync(h: &mut String, line: &str, ss: Option<&StateSyncStatus>) {

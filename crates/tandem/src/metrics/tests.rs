@@ -279,8 +279,8 @@ fn certificates_are_on_the_page_and_in_the_metrics() {
     assert!(text.contains(line), "{line} missing:\n{text}");
 }
 
-#[test]
-fn the_services_of_the_dns_dhcp_and_wireguard_areas_are_in_the_metrics() {
+/// A status with unbound, Kea in HA (partner down, last apply failed) and a tunnel.
+fn with_services() -> Status {
     let mut s = sample();
     s.dns = Some(
         serde_json::from_value(json!({
@@ -314,6 +314,32 @@ fn the_services_of_the_dns_dhcp_and_wireguard_areas_are_in_the_metrics() {
         ]
     }]))
     .expect("wireguard");
+    s
+}
+
+#[test]
+fn the_services_of_the_dns_dhcp_and_wireguard_areas_are_on_the_page() {
+    let mut s = with_services();
+    if let Some(d) = s.dhcp.as_mut() {
+        d.error = Some(HOSTILE.to_string());
+    }
+    let html = page::render(&s);
+    for needle in [
+        "<section id=\"services\"><h2>Services</h2>",
+        "<li class=\"service warn\">dns: 1 host override, 0 domain overrides, 1 forwarder; applied to unbound (3 reloads); NOT listening on 192.0.2.1",
+        "<li class=\"service warn\">dhcp: 1 subnet, 0 reservations (Kea config /etc/kea/kea-dhcp4.conf): failed (",
+        "<li class=\"service warn\">dhcp HA: partner-down (standby, serving fw1, fw2); partner fw1 at 203.0.113.1:8001: unavailable (unreachable)</li>",
+        "<li class=\"service\">wireguard wg0 (wg0): port 51820",
+    ] {
+        assert!(html.contains(needle), "{needle} missing:\n{html}");
+    }
+    assert!(!html.contains("<script"), "{html}");
+    assert!(!page::render(&sample()).contains("id=\"services\""));
+}
+
+#[test]
+fn the_services_of_the_dns_dhcp_and_wireguard_areas_are_in_the_metrics() {
+    let s = with_services();
     let text = export::render(&s);
     let peer = "tunnel=\"wg0\",peer=\"3AWbghDAVBzPrzFvb9zsu5BcKrC/zp99cRJGczciMzU=\"";
     for line in [
