@@ -4,28 +4,18 @@
 //! NEW event while nobody listens, for installs and for traffic alike, and checks that a
 //! forwarding node never leaves and that every join is followed by a dump.
 
+#[path = "support/cases.rs"]
+mod cases;
 #[path = "support/sim.rs"]
 mod sim;
 
+use cases::config;
 use proptest::prelude::*;
 use sim::*;
 use statesync::model::ConnKey;
 use statesync::{Action, Config, Input, NodeId, Replicator, SealKey};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
-
-fn config(cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    ProptestConfig {
-        cases,
-        max_shrink_iters: 0,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 fn defaults(_: &mut Config) {}
 

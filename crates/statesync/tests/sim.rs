@@ -6,28 +6,17 @@
 //! in the assertion message, with the recent events). A failing seed becomes a regression test
 //! by calling the scenario with it (see `regression_*` at the bottom).
 
+#[path = "support/cases.rs"]
+mod cases;
 #[path = "support/sim.rs"]
 mod sim;
 
+use cases::config;
 use proptest::prelude::*;
 use sim::*;
 use statesync::model::ConnKey;
 use statesync::{Alarm, BulkPhase, Config, RejectReason};
 use std::time::Duration;
-
-fn config(cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(cases);
-    ProptestConfig {
-        cases,
-        // The seed is the whole scenario: shrinking it finds only unrelated scenarios.
-        max_shrink_iters: 0,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 fn defaults(_: &mut Config) {}
 
