@@ -67,6 +67,24 @@ fn flag(b: bool) -> f64 {
 }
 
 impl Out {
+    /// A one-hot gauge over `known` states (label `state`, after `l`): 1 for `current`, 0 for
+    /// the others; a current state outside `known` gets its own series.
+    fn one_hot(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        l: &[(&str, &str)],
+        known: &[&str],
+        current: &str,
+    ) {
+        let extra = (!known.contains(&current)).then_some(current);
+        for st in known.iter().copied().chain(extra) {
+            let mut with_state = l.to_vec();
+            with_state.push(("state", st));
+            self.gauge(name, help, &with_state, flag(st == current));
+        }
+    }
+
     fn gauge(&mut self, name: &'static str, help: &str, l: &[(&str, &str)], v: f64) {
         if l.is_empty() {
             // A single series: no family, no `{}`.
@@ -138,18 +156,13 @@ fn services(o: &mut Out, s: &Status) {
             flag(d.last_apply != "failed"),
         );
         if let Some(ha) = &d.ha {
-            let mut states: Vec<&str> = KEA_HA_STATES.to_vec();
-            if !states.contains(&ha.state.as_str()) {
-                states.push(&ha.state);
-            }
-            for st in states {
-                o.gauge(
-                    "tandem_dhcp_ha_state",
-                    "Kea's HA state on this node, one-hot: 1 for the state it is in (unknown: Kea does not answer)",
-                    &[("role", ha.role.as_str()), ("state", st)],
-                    flag(st == ha.state),
-                );
-            }
+            o.one_hot(
+                "tandem_dhcp_ha_state",
+                "Kea's HA state on this node, one-hot: 1 for the state it is in (unknown: Kea does not answer)",
+                &[("role", ha.role.as_str())],
+                &KEA_HA_STATES,
+                &ha.state,
+            );
             o.gauge(
                 "tandem_dhcp_ha_communication_interrupted",
                 "1 when Kea's heartbeats to its partner fail",
@@ -270,18 +283,13 @@ fn node(o: &mut Out, s: &Status) {
 fn vip(o: &mut Out, v: &VipStatus) {
     let vhid = v.vhid.to_string();
     let id = [("vhid", vhid.as_str()), ("interface", v.interface.as_str())];
-    let mut states: Vec<&str> = VIP_STATES.to_vec();
-    if !states.contains(&v.state.as_str()) {
-        states.push(&v.state);
-    }
-    for st in states {
-        o.gauge(
-            "tandem_carp_vip_state",
-            "The VIP's CARP state, one-hot: 1 for the state it is in, 0 for the others",
-            &[id[0], id[1], ("state", st)],
-            flag(st == v.state),
-        );
-    }
+    o.one_hot(
+        "tandem_carp_vip_state",
+        "The VIP's CARP state, one-hot: 1 for the state it is in, 0 for the others",
+        &id,
+        &VIP_STATES,
+        &v.state,
+    );
     o.gauge(
         "tandem_carp_vip_advskew",
         "The skew the VIP advertises (configured skew plus demotion)",
